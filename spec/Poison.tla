@@ -1,0 +1,533 @@
+------------------------------- MODULE Poison -------------------------------
+(***************************************************************************)
+(* What happens to a TDX guest's private page when KVM or the TDX module   *)
+(* hits a bug (KVM_BUG_ON) while the page is still mapped in the S-EPT.    *)
+(*                                                                         *)
+(* guest_memfd hands out folios (4K from the buddy allocator or huge ones  *)
+(* from HugeTLB); KVM maps their pages into the TD (TDH.MEM.PAGE.AUG) and  *)
+(* removes them again (BLOCK, TRACK, PAGE.REMOVE).  A removal can fail     *)
+(* only through a bug; the page then stays owned by the TDX module while   *)
+(* KVM's own mirror SPTE is already gone.  The five designs of the July    *)
+(* 2025 LKML thread ("[RFC PATCH 08/21] KVM: TDX: Increase/decrease folio  *)
+(* ref for huge pages") differ in what they do next; Design selects one.   *)
+(*                                                                         *)
+(* Every safety-relevant check in a guard has a stable name, tied to the   *)
+(* kernel code that performs it.  A mutant is a set of disabled checks     *)
+(* (Disabled); a check the thread proposed but the design lacks can be     *)
+(* switched on (Added).  This module knows nothing about TLC: bounds,      *)
+(* model values and symmetry live in MCPoison.tla and the generated cfgs.  *)
+(***************************************************************************)
+EXTENDS Naturals, FiniteSets
+
+CONSTANTS
+    Folios,             \* folios the allocator can hand out (model values)
+    PagesPerFolio,      \* 1 = an order-0 buddy folio; 2 = a HugeTLB folio (stands for 512 pages)
+    Backing,            \* "buddy" or "hugetlb": where guest_memfd gets its folios
+    Design,             \* what TDX / guest_memfd do after a failed removal
+    MaxRemoveFailures,  \* how many S-EPT removals may fail (bugs in KVM or the TDX module)
+    MaxMemErrors,       \* how many hardware memory errors may hit guest_memfd pages
+    Disabled,           \* checks switched off (mutants)
+    Added               \* proposed checks switched on (see ProposedChecks)
+
+Designs == {"NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls"}
+
+(***************************************************************************)
+(* The checks.  Upstream ones exist whatever the design.                   *)
+(***************************************************************************)
+UpstreamChecks ==
+  { "gmem_get_pfn.hwpoison",      \* __kvm_gmem_get_pfn(): folio_test_hwpoison() -> -EHWPOISON
+    "gmem_fault.shared",          \* kvm_gmem_fault_user_mapping(): SIGBUS unless the index is shared
+    "do_fault.hwpoison",          \* __do_fault(): PageHWPoison(vmf->page) -> VM_FAULT_HWPOISON
+    "free_pages_prepare.hwpoison",\* free_pages_prepare(): a poisoned order-0 page never reaches the buddy lists
+    "hugetlb_dequeue.hwpoison",   \* dequeue_hugetlb_folio_node_exact(): skips folio_test_hwpoison() folios
+    "convert.safe_refcount",      \* kvm_gmem_is_safe_for_conversion(): refcount == filemap refs + 1, else -EAGAIN
+    "restructure.safe_refcount" } \* HugeTLB split/merge waits until only filemap refs remain
+
+DesignChecks ==
+  [ NoHold          |-> {},
+    FolioRef        |-> { "tdx_remove_failed.hold_ref",       \* tdx_sept_remove_leaf_spte(): no tdx_unpin() on error
+                          "convert_shared.safe_refcount" },   \* Yan's POC: kvm_gmem_private_has_safe_refcount() before private -> shared
+    HWPoison        |-> { "tdx_remove_failed.set_hwpoison",   \* TDX sets PG_hwpoison on the page it could not remove
+                          "gmem_fault.hwpoison",              \* guest_memfd refuses host faults on poisoned folios
+                          "gmem_free.hwpoison" },             \* guest_memfd leaks poisoned HugeTLB folios on free
+    BuggyCleanup    |-> { "tdx_remove_failed.mark_fd_bugged", \* kvm_gmem_buggy_cleanup(): fd->bugged = true, work queued
+                          "convert.bugged_fd",                \* conversion ioctl refuses a bugged fd (like vm_dead)
+                          "punch_hole.bugged_fd" },           \* fallocate(PUNCH_HOLE) refuses a bugged fd
+    NoMoreSeamcalls |-> { "tdx_remove_failed.buggy_shutdown", \* tdx_buggy_shutdown(): no SEAMCALL succeeds again
+                          "tdx_buggy_shutdown.wbinvd" } ]     \* ... after WBINVD on every CPU
+
+\* Checks someone in the thread proposed that no design above performs.
+ProposedChecks ==
+  { "convert.hwpoison",           \* conversion refuses a poisoned range
+    "gmem_free.bugged_fd",        \* guest_memfd leaks every folio of a bugged fd on free
+    "host_fault.bugged_fd" }      \* host faults on a bugged fd get SIGBUS
+
+Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
+
+ASSUME DesignAssumption == Design \in Designs
+ASSUME BackingAssumption == Backing \in {"buddy", "hugetlb"}
+\* Upstream guest_memfd allocates order-0 folios only; huge folios come from HugeTLB.
+ASSUME FolioSizeAssumption == PagesPerFolio \in Nat \ {0} /\ (Backing = "buddy" => PagesPerFolio = 1)
+ASSUME BudgetAssumption == MaxRemoveFailures \in Nat /\ MaxMemErrors \in Nat
+ASSUME CheckAssumption == Disabled \subseteq Checks /\ Added \subseteq Checks
+
+\* Is the check performed in this configuration?
+On(check) == check \in (UpstreamChecks \cup DesignChecks[Design] \cup Added) \ Disabled
+
+Pages == Folios \X (1..PagesPerFolio)
+FolioOf(p) == p[1]
+PagesOf(f) == {f} \X (1..PagesPerFolio)
+
+\* Where a folio is.  "detached": truncated out of the page cache while
+\* somebody still holds a reference; "reused": handed to another host user;
+\* "leaked": freed but deliberately kept out of every allocator.
+Locations == {"pool", "gmem", "detached", "reused", "leaked"}
+
+NoReq == [page |-> <<>>, to |-> "none"]
+
+VARIABLES
+    folioLoc,       \* [Folios -> Locations]
+    tdxRefs,        \* [Pages -> Nat]: folio references TDX holds for the page (FolioRef: one while mapped)
+    attr,           \* [Pages -> {"private","shared"}]: guest_memfd shareability of the index
+    sept,           \* [Pages -> {"unmapped","mapped"}]: the TDX module's S-EPT leaf; PAMT owner is the TD while mapped
+    mirror,         \* [Pages -> BOOLEAN]: KVM's mirror SPTE, the only view guest_memfd has
+    hostMap,        \* [Pages -> BOOLEAN]: a host page-table mapping of the guest_memfd page (mmap)
+    hostPin,        \* [Pages -> BOOLEAN]: a host reference beyond the mapping (GUP pin)
+    hwpoison,       \* [Pages -> BOOLEAN]: PG_hwpoison
+    vm,             \* "running" | "bugged" (KVM_BUG_ON: no vCPU runs again) | "destroyed" (HKID released)
+    tdx,            \* "on" | "off" (buggy shutdown after WBINVD) | "off_dirty" (shutdown without WBINVD)
+    otherTds,       \* "alive" | "dead": the other TDs on the host (blast radius)
+    fd,             \* BuggyCleanup: "ok" | "bugged" (cleanup queued) | "cleaned" (cleanup ran)
+    convReq,        \* the conversion the guest asked for, not yet done: NoReq or [page, to]
+    removeFailures, \* removals that failed so far
+    memErrors       \* memory errors so far
+
+vars == << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+           vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+TypeOK ==
+    /\ folioLoc \in [Folios -> Locations]
+    /\ tdxRefs \in [Pages -> 0..1]
+    /\ attr \in [Pages -> {"private", "shared"}]
+    /\ sept \in [Pages -> {"unmapped", "mapped"}]
+    /\ mirror \in [Pages -> BOOLEAN]
+    /\ hostMap \in [Pages -> BOOLEAN]
+    /\ hostPin \in [Pages -> BOOLEAN]
+    /\ hwpoison \in [Pages -> BOOLEAN]
+    /\ vm \in {"running", "bugged", "destroyed"}
+    /\ tdx \in {"on", "off", "off_dirty"}
+    /\ otherTds \in {"alive", "dead"}
+    /\ fd \in {"ok", "bugged", "cleaned"}
+    /\ convReq \in {NoReq} \cup [page : Pages, to : {"private", "shared"}]
+    /\ removeFailures \in 0..MaxRemoveFailures
+    /\ memErrors \in 0..MaxMemErrors
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Helpers                                                                 *)
+(***************************************************************************)
+HasPoison(f) == \E p \in PagesOf(f) : hwpoison[p]
+
+\* HugeTLB: the folio is whole (not split for shared use) iff all its pages are private.
+Whole(f) == \A p \in PagesOf(f) : attr[p] = "private"
+
+\* Only guest_memfd's page-cache references remain on the page (on the small
+\* folio it is once a HugeTLB folio is split) or on the whole folio.
+PageRefsSafe(p) == tdxRefs[p] = 0 /\ ~hostPin[p]
+FolioRefsSafe(f) == \A p \in PagesOf(f) : PageRefsSafe(p)
+
+\* An allocator hands out a free folio.  The buddy allocator checks nothing
+\* here in production: check_new_pages() runs only with debug options.
+MayHandOut(f) ==
+    /\ folioLoc[f] = "pool"
+    /\ (Backing = "hugetlb" /\ HasPoison(f)) => ~On("hugetlb_dequeue.hwpoison")
+
+\* The free path decides whether a freed folio is kept out of circulation.
+LeakedOnFree(f) ==
+    \/ Backing = "buddy" /\ HasPoison(f) /\ On("free_pages_prepare.hwpoison")
+    \/ Backing = "hugetlb" /\ HasPoison(f) /\ On("gmem_free.hwpoison")
+    \/ fd # "ok" /\ On("gmem_free.bugged_fd")
+
+FdRefuses(check) == fd # "ok" /\ On(check)
+
+\* KVM_BUG_ON(): the VM is marked bugged and dead; no vCPU runs again.
+BugVm == vm' = IF vm = "running" THEN "bugged" ELSE vm
+
+-----------------------------------------------------------------------------
+Init ==
+    /\ folioLoc = [f \in Folios |-> "pool"]
+    /\ tdxRefs = [p \in Pages |-> 0]
+    /\ attr = [p \in Pages |-> "private"]
+    /\ sept = [p \in Pages |-> "unmapped"]
+    /\ mirror = [p \in Pages |-> FALSE]
+    /\ hostMap = [p \in Pages |-> FALSE]
+    /\ hostPin = [p \in Pages |-> FALSE]
+    /\ hwpoison = [p \in Pages |-> FALSE]
+    /\ vm = "running"
+    /\ tdx = "on"
+    /\ otherTds = "alive"
+    /\ fd = "ok"
+    /\ convReq = NoReq
+    /\ removeFailures = 0
+    /\ memErrors = 0
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* guest_memfd and KVM                                                     *)
+(***************************************************************************)
+
+\* kvm_gmem_get_folio() -> __filemap_get_folio(FGP_CREAT): a folio from the
+\* buddy allocator or the HugeTLB pool enters guest_memfd's page cache.  A
+\* folio always fills the same file range, and the range keeps its
+\* shareability (per-inode metadata) across punch hole and refill.
+KvmGmemAllocFolio(f) ==
+    /\ vm # "destroyed"
+    /\ MayHandOut(f)
+    /\ folioLoc' = [folioLoc EXCEPT ![f] = "gmem"]
+    /\ UNCHANGED << attr, tdxRefs, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* A guest EPT violation on a private GPA: kvm_mmu_faultin_pfn_gmem() ->
+\* kvm_gmem_get_pfn() -> tdx_sept_set_private_spte() -> tdx_mem_page_aug().
+\* FolioRef also takes a folio reference (folio_ref_add(), RFC patch 08).
+KvmTdpMapPrivate(p) ==
+    LET f == FolioOf(p) IN
+    /\ vm = "running"
+    /\ tdx = "on"
+    /\ folioLoc[f] = "gmem"
+    /\ attr[p] = "private"
+    /\ ~mirror[p]
+    /\ sept[p] = "unmapped"
+    /\ HasPoison(f) => ~On("gmem_get_pfn.hwpoison")
+    /\ mirror' = [mirror EXCEPT ![p] = TRUE]
+    /\ sept' = [sept EXCEPT ![p] = "mapped"]
+    /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ + 1] ELSE tdxRefs
+    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, vm, tdx, otherTds,
+                    fd, convReq, removeFailures, memErrors >>
+
+\* KVM zaps a private SPTE (punch hole, conversion, memory error, teardown):
+\* tdp_mmu_set_spte() -> remove_external_spte() -> tdx_sept_remove_leaf_spte():
+\* BLOCK, TRACK, PAGE.REMOVE (PHYMEM.PAGE.RECLAIM once the HKID is released)
+\* all succeed.  FolioRef drops its reference (tdx_unpin()).
+TdxSeptRemoveOk(p) ==
+    LET f == FolioOf(p) IN
+    /\ mirror[p]
+    /\ tdx = "on"
+    /\ mirror' = [mirror EXCEPT ![p] = FALSE]
+    /\ sept' = [sept EXCEPT ![p] = "unmapped"]
+    /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
+    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, vm, tdx, otherTds,
+                    fd, convReq, removeFailures, memErrors >>
+
+\* The same zap, but a SEAMCALL fails: KVM_BUG_ON().  The mirror SPTE was
+\* already written non-present and nothing restores it; the S-EPT entry stays.
+\* Then the design reacts, all under mmu_lock in the same step.
+TdxSeptRemoveFailed(p) ==
+    LET f == FolioOf(p) IN
+    /\ mirror[p]
+    /\ tdx = "on"
+    /\ removeFailures < MaxRemoveFailures
+    /\ removeFailures' = removeFailures + 1
+    /\ mirror' = [mirror EXCEPT ![p] = FALSE]
+    /\ BugVm
+    \* FolioRef: the reference is kept; the mutant drops it as on success.
+    /\ tdxRefs' = IF Design = "FolioRef" /\ ~On("tdx_remove_failed.hold_ref")
+                  THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
+    \* HWPoison: TDX sets PG_hwpoison (HugeTLB: folio_set_hugetlb_hwpoison()).
+    /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison")
+                   THEN [hwpoison EXCEPT ![p] = TRUE] ELSE hwpoison
+    \* BuggyCleanup: the fd is marked bugged; memory_failure() sleeps, so the
+    \* cleanup is deferred to process context (KvmGmemBuggyCleanup).
+    /\ fd' = IF On("tdx_remove_failed.mark_fd_bugged") /\ fd = "ok" THEN "bugged" ELSE fd
+    \* NoMoreSeamcalls: tdx_buggy_shutdown(): IPI every CPU, WBINVD, no SEAMCALL
+    \* succeeds again, every TD dies.
+    /\ tdx' = IF On("tdx_remove_failed.buggy_shutdown")
+              THEN IF On("tdx_buggy_shutdown.wbinvd") THEN "off" ELSE "off_dirty"
+              ELSE tdx
+    /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") THEN "dead" ELSE otherTds
+    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, convReq, memErrors >>
+
+\* After a buggy shutdown every SEAMCALL fails with TDX_BUGGY_SHUTDOWN; KVM
+\* drops its mirror SPTE and the module, switched off, never touches the page.
+TdxSeptRemoveAfterShutdown(p) ==
+    /\ mirror[p]
+    /\ tdx # "on"
+    /\ mirror' = [mirror EXCEPT ![p] = FALSE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, vm,
+                    tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* The guest asks for a conversion (TDG.VP.VMCALL<MapGPA>); the VMM will
+\* issue the guest_memfd conversion ioctl.  One request at a time.
+TdgVpVmcallMapGpa(p, to) ==
+    /\ vm = "running"
+    /\ convReq = NoReq
+    /\ folioLoc[FolioOf(p)] = "gmem"
+    /\ attr[p] # to
+    /\ convReq' = [page |-> p, to |-> to]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+
+\* The guest_memfd conversion ioctl, private -> shared: kvm_gmem_ioctl() ->
+\* __kvm_gmem_set_attributes().  It zaps the private mapping first (the
+\* TdxSeptRemove* steps; a failed zap cannot abort it) and then flips the
+\* attribute unconditionally.  There is no refcount check for private ->
+\* shared upstream (FolioRef adds one), but splitting a whole HugeTLB folio
+\* needs only filemap refs.
+\* No VM-state check: this is not a VM ioctl.  A hole just changes metadata.
+KvmGmemConvertShared ==
+    LET p == convReq.page
+        f == FolioOf(p)
+    IN
+    /\ convReq.to = "shared"
+    /\ folioLoc[f] = "gmem" =>
+         /\ ~mirror[p]
+         /\ ~FdRefuses("convert.bugged_fd")
+         /\ hwpoison[p] => ~On("convert.hwpoison")
+         /\ On("convert_shared.safe_refcount") => PageRefsSafe(p)
+         /\ (Backing = "hugetlb" /\ Whole(f) /\ On("restructure.safe_refcount")) => FolioRefsSafe(f)
+    /\ attr' = IF folioLoc[f] = "gmem" THEN [attr EXCEPT ![p] = "shared"] ELSE attr
+    /\ convReq' = NoReq
+    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostMap, hostPin, hwpoison,
+                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+
+\* Shared -> private: unmap_mapping_pages() of the range, then
+\* kvm_gmem_is_safe_for_conversion() (else -EAGAIN, the request stays and the
+\* VMM retries); merging a HugeTLB folio back needs only filemap refs on it.
+KvmGmemConvertPrivate ==
+    LET p == convReq.page
+        f == FolioOf(p)
+        merges == Backing = "hugetlb" /\ \A q \in PagesOf(f) \ {p} : attr[q] = "private"
+        safe == /\ PageRefsSafe(p) \/ ~On("convert.safe_refcount")
+                /\ (merges /\ On("restructure.safe_refcount")) => FolioRefsSafe(f)
+    IN
+    /\ convReq.to = "private"
+    /\ IF folioLoc[f] = "gmem"
+       THEN /\ ~FdRefuses("convert.bugged_fd")
+            /\ hwpoison[p] => ~On("convert.hwpoison")
+            /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
+            /\ attr' = IF safe THEN [attr EXCEPT ![p] = "private"] ELSE attr
+            /\ convReq' = IF safe THEN NoReq ELSE convReq
+       ELSE /\ convReq' = NoReq
+            /\ UNCHANGED << attr, hostMap >>
+    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostPin, hwpoison,
+                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+
+\* A host fault on an mmap'd guest_memfd page: kvm_gmem_fault_user_mapping()
+\* then the generic __do_fault().  Not a VM path: no VM-state check.
+KvmGmemHostFault(p) ==
+    LET f == FolioOf(p) IN
+    /\ folioLoc[f] = "gmem"
+    /\ ~hostMap[p]
+    /\ attr[p] = "private" => ~On("gmem_fault.shared")
+    /\ hwpoison[p] => ~On("do_fault.hwpoison")
+    /\ HasPoison(f) => ~On("gmem_fault.hwpoison")
+    /\ ~FdRefuses("host_fault.bugged_fd")
+    /\ hostMap' = [hostMap EXCEPT ![p] = TRUE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison,
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* get_user_pages() on the host mapping (O_DIRECT, vhost): a reference that
+\* outlives the mapping.
+HostGup(p) ==
+    /\ hostMap[p]
+    /\ ~hostPin[p]
+    /\ hostPin' = [hostPin EXCEPT ![p] = TRUE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison,
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* unpin_user_page(): the host drops its extra reference.
+HostUnpin(p) ==
+    /\ hostPin[p]
+    /\ hostPin' = [hostPin EXCEPT ![p] = FALSE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison,
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* munmap() of the host mapping.
+HostUnmap(p) ==
+    /\ hostMap[p]
+    /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison,
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* Truncate the folio out of the page cache: truncate_inode_pages_range()
+\* unmaps host mappings and drops the page-cache references.  Whoever else
+\* holds a reference keeps the folio alive ("detached").
+Truncate(f) ==
+    /\ folioLoc' = [folioLoc EXCEPT ![f] = "detached"]
+    /\ hostMap' = [p \in Pages |-> IF FolioOf(p) = f THEN FALSE ELSE hostMap[p]]
+
+\* fallocate(PUNCH_HOLE): kvm_gmem_punch_hole() -> kvm_gmem_invalidate_begin()
+\* (the zap: TdxSeptRemove* steps before this one) -> truncate.
+\* No VM-state check: the guest_memfd file pins KVM, not the other way round.
+KvmGmemPunchHole(f) ==
+    /\ folioLoc[f] = "gmem"
+    /\ \A p \in PagesOf(f) : ~mirror[p]
+    /\ ~FdRefuses("punch_hole.bugged_fd")
+    /\ Truncate(f)
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* The VMM exits after the VM is gone: kvm_gmem_release() zaps,
+\* kvm_gmem_evict_inode() truncates.  Not an ioctl, so no fd check applies.
+KvmGmemEvictInode(f) ==
+    /\ vm = "destroyed"
+    /\ folioLoc[f] = "gmem"
+    /\ \A p \in PagesOf(f) : ~mirror[p]
+    /\ Truncate(f)
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* The last folio_put() of a detached folio: __folio_put() ->
+\* free_huge_folio() (HugeTLB: back to the pool, no poison check upstream)
+\* or free_frozen_pages() -> free_pages_prepare() (buddy).
+FreeFolio(f) ==
+    /\ folioLoc[f] = "detached"
+    /\ FolioRefsSafe(f)
+    /\ folioLoc' = [folioLoc EXCEPT ![f] = IF LeakedOnFree(f) THEN "leaked" ELSE "pool"]
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* Another host user gets a free folio: alloc_pages() / the HugeTLB pool.
+AllocatorReuse(f) ==
+    /\ MayHandOut(f)
+    /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* A hardware memory error on a guest_memfd page: memory_failure() sets
+\* PG_hwpoison, hwpoison_user_mappings() unmaps the host, and
+\* kvm_gmem_error_folio() zaps KVM's mappings (TdxSeptRemove* steps) but does
+\* not truncate the folio (MF_DELAYED).
+MemoryFailure(p) ==
+    /\ memErrors < MaxMemErrors
+    /\ folioLoc[FolioOf(p)] = "gmem"
+    /\ ~hwpoison[p]
+    /\ memErrors' = memErrors + 1
+    /\ hwpoison' = [hwpoison EXCEPT ![p] = TRUE]
+    /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
+                    otherTds, fd, convReq, removeFailures >>
+
+\* BuggyCleanup: the deferred kvm_gmem_buggy_cleanup() runs in process
+\* context and sends every folio of the bugged fd through memory_failure().
+KvmGmemBuggyCleanup ==
+    LET inFd(p) == folioLoc[FolioOf(p)] = "gmem" IN
+    /\ fd = "bugged"
+    /\ fd' = "cleaned"
+    /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ inFd(p)]
+    /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
+                    otherTds, convReq, removeFailures, memErrors >>
+
+\* VM teardown: tdx_mmu_release_hkid().  Pages KVM still maps are then
+\* reclaimed by the TdxSeptRemove* steps (TDH.PHYMEM.PAGE.RECLAIM).  A page
+\* whose removal failed has no mirror SPTE left, so nothing reclaims it.
+TdxReleaseHkid ==
+    /\ vm # "destroyed"
+    /\ vm' = "destroyed"
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+                    tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+
+-----------------------------------------------------------------------------
+TdxSeptRemove(p) ==
+    TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveAfterShutdown(p)
+
+Next ==
+    \/ \E f \in Folios :
+          \/ KvmGmemAllocFolio(f)
+          \/ KvmGmemPunchHole(f)
+          \/ KvmGmemEvictInode(f)
+          \/ FreeFolio(f)
+          \/ AllocatorReuse(f)
+    \/ \E p \in Pages :
+          \/ KvmTdpMapPrivate(p)
+          \/ TdxSeptRemove(p)
+          \/ KvmGmemHostFault(p)
+          \/ HostGup(p)
+          \/ HostUnpin(p)
+          \/ HostUnmap(p)
+          \/ MemoryFailure(p)
+          \/ \E to \in {"private", "shared"} : TdgVpVmcallMapGpa(p, to)
+    \/ KvmGmemConvertShared
+    \/ KvmGmemConvertPrivate
+    \/ KvmGmemBuggyCleanup
+    \/ TdxReleaseHkid
+
+Spec == Init /\ [][Next]_vars
+
+(***************************************************************************)
+(* Fairness: only the kernel's own steps, a host that drops its pins, and *)
+(* a VMM that retries a conversion until the ioctl succeeds (strong        *)
+(* fairness: the ioctl may be refused and then possible again) and closes  *)
+(* guest_memfd when it exits.  Guest faults, other host steps, zaps of a   *)
+(* running VM and teardown itself are never forced.                        *)
+(***************************************************************************)
+TeardownZap == vm = "destroyed" /\ \E p \in Pages : TdxSeptRemove(p)
+ConversionZap == convReq.to = "shared" /\ TdxSeptRemove(convReq.page)
+\* Only a successful ioctl counts: a refused one may still unmap the host.
+ConversionDone == (KvmGmemConvertShared \/ KvmGmemConvertPrivate) /\ convReq' = NoReq
+
+Fairness ==
+    /\ WF_vars(TeardownZap)
+    /\ WF_vars(\E f \in Folios : KvmGmemEvictInode(f))
+    /\ WF_vars(\E f \in Folios : FreeFolio(f))
+    /\ \A p \in Pages : WF_vars(HostUnpin(p))
+    /\ WF_vars(ConversionZap)
+    /\ SF_vars(ConversionDone)
+    /\ WF_vars(KvmGmemBuggyCleanup)
+
+FairSpec == Spec /\ Fairness
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Properties (protocol.md section 4)                                      *)
+(***************************************************************************)
+
+\* The TDX module may still own the page: it is in the S-EPT, and the module
+\* has not been shut down with its caches written back.
+TdMayOwn(p) == sept[p] = "mapped" /\ tdx # "off"
+HostCanTouch(p) == hostMap[p] \/ hostPin[p] \/ folioLoc[FolioOf(p)] = "reused"
+
+\* 1. No page the TDX module may still own is mapped or held by the host, or
+\*    belongs to a folio another host user got.
+NoHostAccessToTdPageInv == \A p \in Pages : TdMayOwn(p) => ~HostCanTouch(p)
+
+\* 2. The host maps or pins only shared guest_memfd pages.
+NoPrivateHostMappingInv ==
+    \A p \in Pages : (folioLoc[FolioOf(p)] = "gmem" /\ (hostMap[p] \/ hostPin[p]))
+                        => attr[p] = "shared"
+
+\* 3. A poisoned page is never newly mapped, by the guest or the host, and a
+\*    folio with a poisoned page is never handed out again.  (Sitting on the
+\*    HugeTLB free list is allowed: dequeue skips it; see the README.)
+PoisonContainedStep ==
+    /\ \A p \in Pages : hwpoison[p] =>
+          /\ mirror'[p] => mirror[p]
+          /\ hostMap'[p] => hostMap[p]
+          /\ hostPin'[p] => hostPin[p]
+    /\ \A f \in Folios : HasPoison(f) =>
+          (folioLoc[f] \in {"pool", "detached", "leaked"} => folioLoc'[f] \notin {"gmem", "reused"})
+PoisonContainedProp == [][PoisonContainedStep]_vars
+
+\* 4. References never go negative or beyond one per page; a free or reused
+\*    folio carries none of ours.
+RefcountSoundInv ==
+    \A f \in Folios :
+        /\ \A p \in PagesOf(f) : tdxRefs[p] \in 0..1
+        /\ folioLoc[f] \in {"pool", "reused"} => FolioRefsSafe(f)
+
+\* 6. With no injected faults, every folio eventually returns to an allocator
+\*    after the VM is destroyed.
+AllReturned == \A f \in Folios : folioLoc[f] \in {"pool", "reused"}
+NoLeakWithoutFaultsProp == vm = "destroyed" ~> AllReturned
+
+\* 7. A requested conversion eventually succeeds, or the VM is dead.
+ConversionCompletesProp == convReq # NoReq ~> (convReq = NoReq \/ vm # "running")
+
+(***************************************************************************)
+(* Cost, computed over the reachable states by tools, not asserted here.   *)
+(***************************************************************************)
+\* Pages leaked although never poisoned (a HugeTLB folio for one bad page).
+CollateralLeak == Cardinality({p \in Pages : folioLoc[FolioOf(p)] \in {"leaked", "detached"}
+                                              /\ vm = "destroyed" /\ ~hwpoison[p]})
+=============================================================================

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from validator.matrix import DESIGNS, MatrixError, load_matrix
+from validator.properties import PROPERTIES
+from validator.tlc_runner import known_checks
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX = ROOT / "spec" / "matrix.toml"
+
+
+def test_real_matrix_loads_and_covers_every_design_and_backing():
+    runs = load_matrix(MATRIX)
+    pairs = {(r.design, r.backing) for r in runs if r.kind == "design"}
+    assert pairs == {(d, b) for d in DESIGNS for b in ("buddy", "hugetlb")}
+    for run in runs:
+        assert set(run.expect) == {p.key for p in PROPERTIES}
+
+
+def test_real_matrix_names_only_checks_the_spec_defines():
+    checks = known_checks(ROOT / "spec")
+    assert "gmem_get_pfn.hwpoison" in checks
+    for run in load_matrix(MATRIX):
+        assert set(run.disabled) | set(run.added) <= checks, run.name
+
+
+def test_every_mutant_is_expected_to_break_something():
+    for run in load_matrix(MATRIX):
+        if run.kind == "mutant":
+            assert "violated" in run.expect.values(), run.name
+
+
+EXPECT = ('expect = { NoHostAccessToTdPage = "holds", NoPrivateHostMapping = "holds", '
+          'PoisonContained = "holds", RefcountSound = "holds", '
+          'ConversionNeedsNoPoisonCheck = "-", NoLeakWithoutFaults = "holds", '
+          'ConversionCompletes = "holds" }')
+
+
+def write(tmp_path, body):
+    path = tmp_path / "m.toml"
+    path.write_text(body)
+    return path
+
+
+def test_a_minimal_run_gets_defaults(tmp_path):
+    path = write(tmp_path, f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "hugetlb"\n{EXPECT}\n')
+    (run,) = load_matrix(path)
+    assert (run.folios, run.pages_per_folio, run.remove_failures, run.liveness_folios) == (2, 2, 0, 1)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("", "no [[run]] entries"),
+    ("[[run]\n", "not valid TOML"),
+    ('[[run]]\nname = "a"\ndesign = "Nope"\nbacking = "buddy"\n' + EXPECT, "design 'Nope'"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\npages_per_folio = 2\n' + EXPECT,
+     "buddy folios have one page"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\nremove_failures = 1\n' + EXPECT,
+     "NoLeakWithoutFaults does not apply"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\nkind = "mutant"\n' + EXPECT,
+     "must disable at least one check"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\nexpect = {}\n', "no verdict for"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\ncolour = 1\n' + EXPECT,
+     "unknown key(s) colour"),
+    (f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\n{EXPECT}\n'
+     f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\n{EXPECT}\n', "appears twice"),
+])
+def test_bad_matrices_name_the_problem(tmp_path, body, message):
+    with pytest.raises(MatrixError, match=None) as err:
+        load_matrix(write(tmp_path, body))
+    assert message in str(err.value)
+    assert str(tmp_path / "m.toml") in str(err.value)
+
+
+def test_missing_matrix_file(tmp_path):
+    with pytest.raises(MatrixError, match="no such file"):
+        load_matrix(tmp_path / "absent.toml")

@@ -1,0 +1,118 @@
+"""`poisoncheck check`: TLC over the configuration matrix, as a table."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from .matrix import MatrixError, load_matrix
+from .properties import PROPERTIES
+from .tlc_runner import RunResult, TlcSetup, check_runs, default_jobs, known_checks
+from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
+
+
+class InputError(click.ClickException):
+    """Bad input or environment: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def _table(results: list[RunResult]) -> str:
+    headers = ["run"] + [p.short for p in PROPERTIES] + ["states", "states/s", "seconds"]
+    rows = []
+    for r in results:
+        rate = r.generated / r.seconds if r.seconds else 0
+        rows.append([r.run.name] + [r.cell(p.key) for p in PROPERTIES]
+                    + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}"])
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def select_runs(runs, patterns: tuple[str, ...]):
+    if not patterns:
+        return runs
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
+                                     for p in patterns)]
+    if not chosen:
+        raise InputError(f"--only {' '.join(patterns)} matches no run of the matrix")
+    return chosen
+
+
+@click.command()
+@click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory with Poison.tla and MCPoison.tla [default: spec/].")
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Matrix file [default: spec/matrix.toml].")
+@click.option("--only", "only", multiple=True, metavar="PATTERN",
+              help="Run only the runs whose name matches (glob or substring); repeatable.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="TLC processes in parallel [default: the number of cores].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one TLC process may take before the check fails.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where configs, TLC output and counterexamples go [default: build/check].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def check(spec_dir, matrix_path, only, jobs, timeout, out_dir, as_json, quiet):
+    """Model-check every run of the configuration matrix with TLC.
+
+    Each run fixes a design, a backing, fault budgets and (for mutants) the
+    checks it disables.  The table has one column per property of
+    protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
+    Counterexamples are kept under build/check/RUN/PROPERTY.json.
+
+    \b
+    Examples:
+      poisoncheck check
+      poisoncheck check --only 'NoHold-*' --only mutant-folioref-drop
+      poisoncheck check --json > results.json
+
+    \b
+    Exit codes: 0 every verdict matches the matrix, 1 some verdict differs
+    (each difference is named), 2 bad matrix, missing Java or jar, a TLA+
+    error, or a TLC run over --timeout.
+    """
+    root = repo_root()
+    spec_dir = spec_dir or root / "spec"
+    matrix_path = matrix_path or spec_dir / "matrix.toml"
+    out_dir = out_dir or root / "build" / "check"
+    try:
+        runs = select_runs(load_matrix(matrix_path), only)
+        if not (spec_dir / "Poison.tla").is_file():
+            raise MatrixError(f"{spec_dir}: no Poison.tla here (--spec-dir)")
+        checks = known_checks(spec_dir)
+        for run in runs:
+            unknown = set(run.disabled + run.added) - checks
+            if unknown:
+                raise MatrixError(f"{matrix_path}: run {run.name}: unknown check(s) "
+                                  f"{', '.join(sorted(unknown))} (see spec/Poison.tla)")
+        setup = TlcSetup(java=find_java(), jar=verify_jar(default_jar()), spec_dir=spec_dir,
+                         out_dir=out_dir, timeout=timeout)
+    except (MatrixError, SetupError) as err:
+        raise InputError(str(err)) from None
+
+    progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    progress(f"checking {len(runs)} runs with TLC, {jobs or default_jobs()} in parallel")
+    results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+    if errors:
+        more = f" ({len(errors) - 1} more TLC jobs failed; see {out_dir})" if len(errors) > 1 else ""
+        raise InputError(errors[0] + more)
+    mismatches = [m for r in results for m in r.mismatches()]
+
+    if as_json:
+        json.dump({"runs": [r.to_json() for r in results], "mismatches": mismatches},
+                  sys.stdout, indent=1)
+        click.echo()
+    else:
+        click.echo(_table(results))
+        total = sum(r.seconds for r in results)
+        click.echo(f"\n{len(results)} runs, {sum(r.tlc_runs for r in results)} TLC processes, "
+                   f"{total:.0f} s of TLC time; counterexamples in {out_dir}")
+    if mismatches:
+        for line in mismatches:
+            click.echo(f"differs: {line}", err=True)
+        sys.exit(1)
