@@ -11,7 +11,7 @@ from .properties import BY_KEY, HOLDS, NOT_APPLICABLE, PROPERTIES, VERDICTS
 
 DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
 BACKINGS = ("buddy", "hugetlb")
-KINDS = ("design", "mutant")
+KINDS = ("design", "mutant", "variant")
 _CHECK_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -93,7 +93,7 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
         raise MatrixError(f"{where}: backing {merged['backing']!r} is not buddy or hugetlb")
     kind = merged.get("kind", "design")
     if kind not in KINDS:
-        raise MatrixError(f"{where}: kind {kind!r} is not design or mutant")
+        raise MatrixError(f"{where}: kind {kind!r} is not design, mutant or variant")
     pages = merged.get("pages_per_folio", {"buddy": 1, "hugetlb": 2})
     if isinstance(pages, dict):
         pages = pages.get(merged["backing"], 1)
@@ -115,6 +115,8 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
         raise MatrixError(f"{where}: buddy folios have one page (upstream guest_memfd is order-0)")
     if kind == "mutant" and not run.disabled:
         raise MatrixError(f"{where}: a mutant must disable at least one check")
+    if kind == "variant" and not (run.disabled or run.added):
+        raise MatrixError(f"{where}: a variant must disable or add at least one check")
     for prop in PROPERTIES:
         wanted = run.expect[prop.key]
         if not run.applies(prop.key) and wanted != NOT_APPLICABLE:
