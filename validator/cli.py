@@ -4,7 +4,6 @@ import click
 
 from . import __version__
 from .check_cmd import check
-from .parse_cmd import parse
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,4 +20,3 @@ def cli():
 
 
 cli.add_command(check)
-cli.add_command(parse)
