@@ -1,0 +1,99 @@
+"""The Python mirror of Next has exactly TLC's state graph (states and labelled edges)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from validator import model
+from validator.tlc_graph import canonical, read_dot
+from validator.tlc_setup import default_jar, find_java
+
+from conftest import ROOT
+
+CASES = [(design, "buddy", 1) for design in model.DESIGNS] + \
+        [(design, "hugetlb", 2) for design in model.DESIGNS]
+MUTANTS = [("HWPoison", "hugetlb", 2, ("do_fault.hwpoison", "gmem_fault.hwpoison")),
+           ("FolioRef", "buddy", 1, ("tdx_remove_failed.hold_ref",)),
+           ("NoMoreSeamcalls", "buddy", 1, ("tdx_buggy_shutdown.wbinvd",)),
+           ("BuggyCleanup", "buddy", 1, ("punch_hole.bugged_fd",))]
+
+
+def tlc_graph(tmp_path: Path, cfg: model.Config):
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    for name in ("Poison.tla", "MCPoison.tla"):
+        shutil.copy(ROOT / "spec" / name, spec / name)
+    quoted = lambda names: "{" + ", ".join(f'"{n}"' for n in sorted(names)) + "}"  # noqa: E731
+    folios = [f"f{i}" for i in range(1, cfg.folios + 1)]
+    (spec / "g.cfg").write_text("\n".join(
+        ["CONSTANTS"] + [f"    {f} = {f}" for f in folios] + [
+            f"    Folios = {{{', '.join(folios)}}}",
+            f"    PagesPerFolio = {cfg.pages_per_folio}",
+            f'    Backing = "{cfg.backing}"', f'    Design = "{cfg.design}"',
+            f"    MaxRemoveFailures = {cfg.max_remove_failures}",
+            f"    MaxMemErrors = {cfg.max_mem_errors}",
+            f"    Disabled = {quoted(cfg.disabled)}", f"    Added = {quoted(cfg.added)}",
+            "SPECIFICATION Spec"]) + "\n")
+    done = subprocess.run(
+        [find_java(), f"-Djava.io.tmpdir={tmp_path}", "-cp", str(default_jar()), "tlc2.TLC",
+         "-deadlock", "-dump", "dot,actionlabels", "graph", "-metadir", "states",
+         "-config", "g.cfg", "MCPoison.tla"],
+        cwd=spec, capture_output=True, text=True, timeout=300)
+    assert "No error has been found" in done.stdout, done.stdout[-2000:]
+    return read_dot(spec / "graph.dot")
+
+
+def python_graph(cfg: model.Config):
+    states, edges = model.reachable(cfg)
+    text = {s: canonical(model.to_tla(cfg, s)) for s in states}
+    return set(text.values()), {(text[a], name, text[b]) for a, name, b in edges}
+
+
+def assert_same_graph(tmp_path, cfg):
+    tlc_states, tlc_edges = tlc_graph(tmp_path, cfg)
+    py_states, py_edges = python_graph(cfg)
+    assert len(tlc_states) > 50
+    assert py_states == tlc_states, (len(py_states - tlc_states), len(tlc_states - py_states))
+    missing, extra = tlc_edges - py_edges, py_edges - tlc_edges
+    assert not missing and not extra, (sorted({e[1] for e in missing}),
+                                       sorted({e[1] for e in extra}))
+
+
+@pytest.mark.parametrize("design, backing, pages", CASES)
+def test_same_graph_as_tlc(tlc_ready, tmp_path, design, backing, pages):
+    cfg = model.Config(design, backing, folios=1, pages_per_folio=pages,
+                       max_remove_failures=1, max_mem_errors=1)
+    assert_same_graph(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("design, backing, pages, disabled", MUTANTS)
+def test_same_graph_as_tlc_for_mutants(tlc_ready, tmp_path, design, backing, pages, disabled):
+    cfg = model.Config(design, backing, folios=1, pages_per_folio=pages,
+                       max_remove_failures=1, max_mem_errors=1, disabled=frozenset(disabled))
+    assert_same_graph(tmp_path, cfg)
+
+
+def test_same_graph_with_two_folios_and_added_checks(tlc_ready, tmp_path):
+    cfg = model.Config("BuggyCleanup", "buddy", folios=2, max_remove_failures=1,
+                       added=frozenset({"gmem_free.bugged_fd", "convert.hwpoison"}))
+    assert_same_graph(tmp_path, cfg)
+
+
+def test_the_comparison_can_fail(tlc_ready, tmp_path, monkeypatch):
+    """A mirror that forgets one guard must not pass."""
+    original = model.KvmGmemHostFault
+
+    def no_poison_check(cfg, s, p):
+        return original(model.Config(cfg.design, cfg.backing, cfg.folios, cfg.pages_per_folio,
+                                     cfg.max_remove_failures, cfg.max_mem_errors,
+                                     cfg.disabled | {"do_fault.hwpoison"}, cfg.added), s, p)
+
+    no_poison_check.__name__ = "KvmGmemHostFault"  # same edge labels: only the guard differs
+    monkeypatch.setattr(model, "KvmGmemHostFault", no_poison_check)
+    monkeypatch.setattr(model, "PAGE_ACTIONS", tuple(
+        no_poison_check if a is original else a for a in model.PAGE_ACTIONS))
+    cfg = model.Config("NoHold", "buddy", folios=1, max_mem_errors=1)
+    with pytest.raises(AssertionError):
+        assert_same_graph(tmp_path, cfg)

@@ -1,0 +1,409 @@
+"""An executable mirror of spec/Poison.tla's Next, one function per TLA+ action.
+
+Each action function takes the constants, a state and its parameters and
+returns the successor state, or None when a guard is false.  The functions
+carry the TLA+ names on purpose: tests compare the reachable graph of this
+module with the state graph TLC dumps for the spec (states and labelled
+edges), so any drift between the two shows up as a failing test.
+
+Pages are numbered 0..P-1, page i belonging to folio i // pages_per_folio;
+folios are "f1", "f2", ... as in the generated TLC configurations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
+
+UPSTREAM_CHECKS = frozenset({
+    "gmem_get_pfn.hwpoison", "gmem_fault.shared", "do_fault.hwpoison",
+    "free_pages_prepare.hwpoison", "hugetlb_dequeue.hwpoison", "convert.safe_refcount",
+    "restructure.safe_refcount"})
+DESIGN_CHECKS = {
+    "NoHold": frozenset(),
+    "FolioRef": frozenset({"tdx_remove_failed.hold_ref", "convert_shared.safe_refcount"}),
+    "HWPoison": frozenset({"tdx_remove_failed.set_hwpoison", "gmem_fault.hwpoison",
+                           "gmem_free.hwpoison"}),
+    "BuggyCleanup": frozenset({"tdx_remove_failed.mark_fd_bugged", "convert.bugged_fd",
+                               "punch_hole.bugged_fd"}),
+    "NoMoreSeamcalls": frozenset({"tdx_remove_failed.buggy_shutdown",
+                                  "tdx_buggy_shutdown.wbinvd"}),
+}
+PROPOSED_CHECKS = frozenset({"convert.hwpoison", "gmem_free.bugged_fd", "host_fault.bugged_fd"})
+ALL_CHECKS = UPSTREAM_CHECKS | PROPOSED_CHECKS | frozenset().union(*DESIGN_CHECKS.values())
+
+
+@dataclass(frozen=True)
+class Config:
+    """The spec's CONSTANTS."""
+    design: str
+    backing: str
+    folios: int = 2
+    pages_per_folio: int = 1
+    max_remove_failures: int = 0
+    max_mem_errors: int = 0
+    disabled: frozenset = frozenset()
+    added: frozenset = frozenset()
+
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise ValueError(f"unknown design {self.design!r}")
+        if self.backing not in ("buddy", "hugetlb"):
+            raise ValueError(f"unknown backing {self.backing!r}")
+        unknown = (set(self.disabled) | set(self.added)) - ALL_CHECKS
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "active", frozenset(
+            (UPSTREAM_CHECKS | DESIGN_CHECKS[self.design] | set(self.added)) - set(self.disabled)))
+
+    def on(self, check: str) -> bool:
+        return check in self.active  # type: ignore[attr-defined]
+
+    @property
+    def pages(self) -> int:
+        return self.folios * self.pages_per_folio
+
+    def folio_of(self, page: int) -> int:
+        return page // self.pages_per_folio
+
+    def pages_of(self, folio: int) -> range:
+        return range(folio * self.pages_per_folio, (folio + 1) * self.pages_per_folio)
+
+
+class State(NamedTuple):
+    folioLoc: tuple     # per folio: pool | gmem | detached | reused | leaked
+    tdxRefs: tuple      # per page: int
+    attr: tuple         # per page: private | shared
+    sept: tuple         # per page: unmapped | mapped
+    mirror: tuple       # per page: bool
+    hostMap: tuple      # per page: bool
+    hostPin: tuple      # per page: bool
+    hwpoison: tuple     # per page: bool
+    vm: str             # running | bugged | destroyed
+    tdx: str            # on | off | off_dirty
+    otherTds: str       # alive | dead
+    fd: str             # ok | bugged | cleaned
+    convReq: tuple | None   # None (NoReq) or (page, "private" | "shared")
+    removeFailures: int
+    memErrors: int
+
+
+def init(cfg: Config) -> State:
+    n = cfg.pages
+    return State(("pool",) * cfg.folios, (0,) * n, ("private",) * n, ("unmapped",) * n,
+                 (False,) * n, (False,) * n, (False,) * n, (False,) * n,
+                 "running", "on", "alive", "ok", None, 0, 0)
+
+
+def _set(values: tuple, index: int, value) -> tuple:
+    return values[:index] + (value,) + values[index + 1:]
+
+
+# ---- helpers (same names as the spec's operators, in Python case) ----------
+
+def has_poison(cfg: Config, s: State, f: int) -> bool:
+    return any(s.hwpoison[p] for p in cfg.pages_of(f))
+
+
+def whole(cfg: Config, s: State, f: int) -> bool:
+    return all(s.attr[p] == "private" for p in cfg.pages_of(f))
+
+
+def page_refs_safe(s: State, p: int) -> bool:
+    return s.tdxRefs[p] == 0 and not s.hostPin[p]
+
+
+def folio_refs_safe(cfg: Config, s: State, f: int) -> bool:
+    return all(page_refs_safe(s, p) for p in cfg.pages_of(f))
+
+
+def may_hand_out(cfg: Config, s: State, f: int) -> bool:
+    if s.folioLoc[f] != "pool":
+        return False
+    return not (cfg.backing == "hugetlb" and has_poison(cfg, s, f)
+                and cfg.on("hugetlb_dequeue.hwpoison"))
+
+
+def leaked_on_free(cfg: Config, s: State, f: int) -> bool:
+    poisoned = has_poison(cfg, s, f)
+    return ((cfg.backing == "buddy" and poisoned and cfg.on("free_pages_prepare.hwpoison"))
+            or (cfg.backing == "hugetlb" and poisoned and cfg.on("gmem_free.hwpoison"))
+            or (s.fd != "ok" and cfg.on("gmem_free.bugged_fd")))
+
+
+def fd_refuses(cfg: Config, s: State, check: str) -> bool:
+    return s.fd != "ok" and cfg.on(check)
+
+
+def _bug_vm(vm: str) -> str:
+    return "bugged" if vm == "running" else vm
+
+
+def _truncate(cfg: Config, s: State, f: int) -> State:
+    host_map = list(s.hostMap)
+    for p in cfg.pages_of(f):
+        host_map[p] = False
+    return s._replace(folioLoc=_set(s.folioLoc, f, "detached"), hostMap=tuple(host_map))
+
+
+# ---- actions -----------------------------------------------------------------
+
+def KvmGmemAllocFolio(cfg: Config, s: State, f: int) -> State | None:
+    if s.vm == "destroyed" or not may_hand_out(cfg, s, f):
+        return None
+    return s._replace(folioLoc=_set(s.folioLoc, f, "gmem"))
+
+
+def KvmTdpMapPrivate(cfg: Config, s: State, p: int) -> State | None:
+    f = cfg.folio_of(p)
+    if not (s.vm == "running" and s.tdx == "on" and s.folioLoc[f] == "gmem"
+            and s.attr[p] == "private" and not s.mirror[p] and s.sept[p] == "unmapped"):
+        return None
+    if has_poison(cfg, s, f) and cfg.on("gmem_get_pfn.hwpoison"):
+        return None
+    refs = _set(s.tdxRefs, p, s.tdxRefs[p] + 1) if cfg.design == "FolioRef" else s.tdxRefs
+    return s._replace(mirror=_set(s.mirror, p, True), sept=_set(s.sept, p, "mapped"),
+                      tdxRefs=refs)
+
+
+def TdxSeptRemoveOk(cfg: Config, s: State, p: int) -> State | None:
+    if not (s.mirror[p] and s.tdx == "on"):
+        return None
+    refs = _set(s.tdxRefs, p, s.tdxRefs[p] - 1) if cfg.design == "FolioRef" else s.tdxRefs
+    return s._replace(mirror=_set(s.mirror, p, False), sept=_set(s.sept, p, "unmapped"),
+                      tdxRefs=refs)
+
+
+def TdxSeptRemoveFailed(cfg: Config, s: State, p: int) -> State | None:
+    if not (s.mirror[p] and s.tdx == "on" and s.removeFailures < cfg.max_remove_failures):
+        return None
+    refs = s.tdxRefs
+    if cfg.design == "FolioRef" and not cfg.on("tdx_remove_failed.hold_ref"):
+        refs = _set(refs, p, refs[p] - 1)
+    poison = _set(s.hwpoison, p, True) if cfg.on("tdx_remove_failed.set_hwpoison") else s.hwpoison
+    fd = "bugged" if cfg.on("tdx_remove_failed.mark_fd_bugged") and s.fd == "ok" else s.fd
+    tdx, others = s.tdx, s.otherTds
+    if cfg.on("tdx_remove_failed.buggy_shutdown"):
+        tdx = "off" if cfg.on("tdx_buggy_shutdown.wbinvd") else "off_dirty"
+        others = "dead"
+    return s._replace(removeFailures=s.removeFailures + 1, mirror=_set(s.mirror, p, False),
+                      vm=_bug_vm(s.vm), tdxRefs=refs, hwpoison=poison, fd=fd, tdx=tdx,
+                      otherTds=others)
+
+
+def TdxSeptRemoveAfterShutdown(cfg: Config, s: State, p: int) -> State | None:
+    if not (s.mirror[p] and s.tdx != "on"):
+        return None
+    return s._replace(mirror=_set(s.mirror, p, False))
+
+
+def TdgVpVmcallMapGpa(cfg: Config, s: State, p: int, to: str) -> State | None:
+    if not (s.vm == "running" and s.convReq is None
+            and s.folioLoc[cfg.folio_of(p)] == "gmem" and s.attr[p] != to):
+        return None
+    return s._replace(convReq=(p, to))
+
+
+def KvmGmemConvertShared(cfg: Config, s: State) -> State | None:
+    if s.convReq is None or s.convReq[1] != "shared":
+        return None
+    p = s.convReq[0]
+    f = cfg.folio_of(p)
+    if s.folioLoc[f] != "gmem":
+        return s._replace(convReq=None)
+    if s.mirror[p] or fd_refuses(cfg, s, "convert.bugged_fd"):
+        return None
+    if s.hwpoison[p] and cfg.on("convert.hwpoison"):
+        return None
+    if cfg.on("convert_shared.safe_refcount") and not page_refs_safe(s, p):
+        return None
+    if (cfg.backing == "hugetlb" and whole(cfg, s, f) and cfg.on("restructure.safe_refcount")
+            and not folio_refs_safe(cfg, s, f)):
+        return None
+    return s._replace(attr=_set(s.attr, p, "shared"), convReq=None)
+
+
+def KvmGmemConvertPrivate(cfg: Config, s: State) -> State | None:
+    if s.convReq is None or s.convReq[1] != "private":
+        return None
+    p = s.convReq[0]
+    f = cfg.folio_of(p)
+    if s.folioLoc[f] != "gmem":
+        return s._replace(convReq=None)
+    if fd_refuses(cfg, s, "convert.bugged_fd") or (s.hwpoison[p] and cfg.on("convert.hwpoison")):
+        return None
+    merges = cfg.backing == "hugetlb" and all(
+        s.attr[q] == "private" for q in cfg.pages_of(f) if q != p)
+    safe = ((page_refs_safe(s, p) or not cfg.on("convert.safe_refcount"))
+            and (not (merges and cfg.on("restructure.safe_refcount"))
+                 or folio_refs_safe(cfg, s, f)))
+    unmapped = s._replace(hostMap=_set(s.hostMap, p, False))
+    if not safe:
+        return unmapped          # -EAGAIN, after unmap_mapping_pages()
+    return unmapped._replace(attr=_set(s.attr, p, "private"), convReq=None)
+
+
+def KvmGmemHostFault(cfg: Config, s: State, p: int) -> State | None:
+    f = cfg.folio_of(p)
+    if s.folioLoc[f] != "gmem" or s.hostMap[p]:
+        return None
+    if s.attr[p] == "private" and cfg.on("gmem_fault.shared"):
+        return None
+    if s.hwpoison[p] and cfg.on("do_fault.hwpoison"):
+        return None
+    if has_poison(cfg, s, f) and cfg.on("gmem_fault.hwpoison"):
+        return None
+    if fd_refuses(cfg, s, "host_fault.bugged_fd"):
+        return None
+    return s._replace(hostMap=_set(s.hostMap, p, True))
+
+
+def HostGup(cfg: Config, s: State, p: int) -> State | None:
+    if not s.hostMap[p] or s.hostPin[p]:
+        return None
+    return s._replace(hostPin=_set(s.hostPin, p, True))
+
+
+def HostUnpin(cfg: Config, s: State, p: int) -> State | None:
+    if not s.hostPin[p]:
+        return None
+    return s._replace(hostPin=_set(s.hostPin, p, False))
+
+
+def HostUnmap(cfg: Config, s: State, p: int) -> State | None:
+    if not s.hostMap[p]:
+        return None
+    return s._replace(hostMap=_set(s.hostMap, p, False))
+
+
+def KvmGmemPunchHole(cfg: Config, s: State, f: int) -> State | None:
+    if s.folioLoc[f] != "gmem" or any(s.mirror[p] for p in cfg.pages_of(f)):
+        return None
+    if fd_refuses(cfg, s, "punch_hole.bugged_fd"):
+        return None
+    return _truncate(cfg, s, f)
+
+
+def KvmGmemEvictInode(cfg: Config, s: State, f: int) -> State | None:
+    if s.vm != "destroyed" or s.folioLoc[f] != "gmem":
+        return None
+    if any(s.mirror[p] for p in cfg.pages_of(f)):
+        return None
+    return _truncate(cfg, s, f)
+
+
+def FreeFolio(cfg: Config, s: State, f: int) -> State | None:
+    if s.folioLoc[f] != "detached" or not folio_refs_safe(cfg, s, f):
+        return None
+    where = "leaked" if leaked_on_free(cfg, s, f) else "pool"
+    return s._replace(folioLoc=_set(s.folioLoc, f, where))
+
+
+def AllocatorReuse(cfg: Config, s: State, f: int) -> State | None:
+    if not may_hand_out(cfg, s, f):
+        return None
+    return s._replace(folioLoc=_set(s.folioLoc, f, "reused"))
+
+
+def MemoryFailure(cfg: Config, s: State, p: int) -> State | None:
+    if not (s.memErrors < cfg.max_mem_errors and s.folioLoc[cfg.folio_of(p)] == "gmem"
+            and not s.hwpoison[p]):
+        return None
+    return s._replace(memErrors=s.memErrors + 1, hwpoison=_set(s.hwpoison, p, True),
+                      hostMap=_set(s.hostMap, p, False))
+
+
+def KvmGmemBuggyCleanup(cfg: Config, s: State) -> State | None:
+    if s.fd != "bugged":
+        return None
+    in_fd = [s.folioLoc[cfg.folio_of(p)] == "gmem" for p in range(cfg.pages)]
+    return s._replace(fd="cleaned",
+                      hwpoison=tuple(s.hwpoison[p] or in_fd[p] for p in range(cfg.pages)),
+                      hostMap=tuple(s.hostMap[p] and not in_fd[p] for p in range(cfg.pages)))
+
+
+def TdxReleaseHkid(cfg: Config, s: State) -> State | None:
+    if s.vm == "destroyed":
+        return None
+    return s._replace(vm="destroyed")
+
+
+FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
+                 AllocatorReuse)
+PAGE_ACTIONS = (KvmTdpMapPrivate, TdxSeptRemoveOk, TdxSeptRemoveFailed,
+                TdxSeptRemoveAfterShutdown, KvmGmemHostFault, HostGup, HostUnpin, HostUnmap,
+                MemoryFailure)
+GLOBAL_ACTIONS = (KvmGmemConvertShared, KvmGmemConvertPrivate, KvmGmemBuggyCleanup,
+                  TdxReleaseHkid)
+
+
+def successors(cfg: Config, s: State) -> Iterator[tuple[str, tuple, State]]:
+    """Every step Next allows from s: (action name, parameters, successor).
+
+    A step may leave the state unchanged (a refused conversion that had
+    nothing to unmap); TLC's state graph has these self-loops too.
+    """
+    for f in range(cfg.folios):
+        for action in FOLIO_ACTIONS:
+            t = action(cfg, s, f)
+            if t is not None:
+                yield action.__name__, (f,), t
+    for p in range(cfg.pages):
+        for action in PAGE_ACTIONS:
+            t = action(cfg, s, p)
+            if t is not None:
+                yield action.__name__, (p,), t
+        for to in ("private", "shared"):
+            t = TdgVpVmcallMapGpa(cfg, s, p, to)
+            if t is not None:
+                yield "TdgVpVmcallMapGpa", (p, to), t
+    for action in GLOBAL_ACTIONS:
+        t = action(cfg, s)
+        if t is not None:
+            yield action.__name__, (), t
+
+
+def reachable(cfg: Config) -> tuple[set[State], set[tuple[State, str, State]]]:
+    """The whole reachable graph from Init (for small constants only)."""
+    start = init(cfg)
+    seen, edges, todo = {start}, set(), [start]
+    while todo:
+        s = todo.pop()
+        for name, _, t in successors(cfg, s):
+            edges.add((s, name, t))
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return seen, edges
+
+
+# ---- the spec's view of a state, for comparison with TLC ----------------------
+
+def folio_name(f: int) -> str:
+    return f"f{f + 1}"
+
+
+def page_name(cfg: Config, p: int) -> str:
+    """The TLA+ text of page p: <<f1, 1>>."""
+    return f"<<{folio_name(cfg.folio_of(p))}, {p % cfg.pages_per_folio + 1}>>"
+
+
+def to_tla(cfg: Config, s: State) -> dict:
+    """The state as validator.tla_values parses TLC's printout of it."""
+    per_page = lambda values: {page_name(cfg, p): v for p, v in enumerate(values)}  # noqa: E731
+    if s.convReq is None:
+        req = {"page": [], "to": "none"}
+    else:
+        p = s.convReq[0]
+        req = {"page": [folio_name(cfg.folio_of(p)), p % cfg.pages_per_folio + 1],
+               "to": s.convReq[1]}
+    return {
+        "folioLoc": {folio_name(f): v for f, v in enumerate(s.folioLoc)},
+        "tdxRefs": per_page(s.tdxRefs), "attr": per_page(s.attr), "sept": per_page(s.sept),
+        "mirror": per_page(s.mirror), "hostMap": per_page(s.hostMap),
+        "hostPin": per_page(s.hostPin), "hwpoison": per_page(s.hwpoison),
+        "vm": s.vm, "tdx": s.tdx, "otherTds": s.otherTds, "fd": s.fd, "convReq": req,
+        "removeFailures": s.removeFailures, "memErrors": s.memErrors,
+    }
