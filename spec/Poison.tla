@@ -256,10 +256,11 @@ TdxSeptRemoveAfterShutdown(p) ==
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, vm,
                     tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
-\* The guest asks for a conversion (TDG.VP.VMCALL<MapGPA>); the VMM will
-\* issue the guest_memfd conversion ioctl.  One request at a time.
-TdgVpVmcallMapGpa(p, to) ==
-    /\ vm = "running"
+\* A conversion is asked for: by the guest (TDG.VP.VMCALL<MapGPA>) or by the
+\* VMM on its own, also after the VM died, since the guest_memfd conversion
+\* ioctl has no VM-state check.  The VMM then issues the ioctl (below).  One
+\* request at a time.
+VmmConvertRequest(p, to) ==
     /\ convReq = NoReq
     /\ folioLoc[FolioOf(p)] = "gmem"
     /\ attr[p] # to
@@ -447,7 +448,7 @@ Next ==
           \/ HostUnpin(p)
           \/ HostUnmap(p)
           \/ MemoryFailure(p)
-          \/ \E to \in {"private", "shared"} : TdgVpVmcallMapGpa(p, to)
+          \/ \E to \in {"private", "shared"} : VmmConvertRequest(p, to)
     \/ KvmGmemConvertShared
     \/ KvmGmemConvertPrivate
     \/ KvmGmemBuggyCleanup

@@ -4,6 +4,10 @@ import click
 
 from . import __version__
 from .check_cmd import check
+from .validate_cmd import validate
+from .corpus_cmd import corpus
+from .parse_cmd import parse
+from .record_cmd import record
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,3 +24,7 @@ def cli():
 
 
 cli.add_command(check)
+cli.add_command(parse)
+cli.add_command(validate)
+cli.add_command(record)
+cli.add_command(corpus)

@@ -149,35 +149,53 @@ def _truncate(cfg: Config, s: State, f: int) -> State:
 
 
 # ---- actions -----------------------------------------------------------------
+# Each guard goes through _ok(), which notes the first false one in `why`
+# (when given): the replay reports it as the guard that failed.
 
-def KvmGmemAllocFolio(cfg: Config, s: State, f: int) -> State | None:
-    if s.vm == "destroyed" or not may_hand_out(cfg, s, f):
+def _ok(why: list | None, holds: bool, guard: str) -> bool:
+    if not holds and why is not None:
+        why.append(guard)
+    return holds
+
+
+def KvmGmemAllocFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, s.vm != "destroyed", "vm # destroyed")
+            and _ok(why, s.folioLoc[f] == "pool", f"folio is {s.folioLoc[f]}, not in the pool")
+            and _ok(why, may_hand_out(cfg, s, f),
+                    "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
         return None
     return s._replace(folioLoc=_set(s.folioLoc, f, "gmem"))
 
 
-def KvmTdpMapPrivate(cfg: Config, s: State, p: int) -> State | None:
+def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
-    if not (s.vm == "running" and s.tdx == "on" and s.folioLoc[f] == "gmem"
-            and s.attr[p] == "private" and not s.mirror[p] and s.sept[p] == "unmapped"):
-        return None
-    if has_poison(cfg, s, f) and cfg.on("gmem_get_pfn.hwpoison"):
+    if not (_ok(why, s.vm == "running", f"vm = running (it is {s.vm})")
+            and _ok(why, s.tdx == "on", "tdx = on (no SEAMCALL after a buggy shutdown)")
+            and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, s.attr[p] == "private", "the page is private")
+            and _ok(why, not s.mirror[p], "no mirror SPTE yet")
+            and _ok(why, s.sept[p] == "unmapped", "no S-EPT entry yet")
+            and _ok(why, not (has_poison(cfg, s, f) and cfg.on("gmem_get_pfn.hwpoison")),
+                    "gmem_get_pfn.hwpoison: the folio is poisoned (-EHWPOISON)")):
         return None
     refs = _set(s.tdxRefs, p, s.tdxRefs[p] + 1) if cfg.design == "FolioRef" else s.tdxRefs
     return s._replace(mirror=_set(s.mirror, p, True), sept=_set(s.sept, p, "mapped"),
                       tdxRefs=refs)
 
 
-def TdxSeptRemoveOk(cfg: Config, s: State, p: int) -> State | None:
-    if not (s.mirror[p] and s.tdx == "on"):
+def TdxSeptRemoveOk(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.tdx == "on", "tdx = on")):
         return None
     refs = _set(s.tdxRefs, p, s.tdxRefs[p] - 1) if cfg.design == "FolioRef" else s.tdxRefs
     return s._replace(mirror=_set(s.mirror, p, False), sept=_set(s.sept, p, "unmapped"),
                       tdxRefs=refs)
 
 
-def TdxSeptRemoveFailed(cfg: Config, s: State, p: int) -> State | None:
-    if not (s.mirror[p] and s.tdx == "on" and s.removeFailures < cfg.max_remove_failures):
+def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.tdx == "on", "tdx = on")
+            and _ok(why, s.removeFailures < cfg.max_remove_failures, "removal-failure budget")):
         return None
     refs = s.tdxRefs
     if cfg.design == "FolioRef" and not cfg.on("tdx_remove_failed.hold_ref"):
@@ -193,46 +211,57 @@ def TdxSeptRemoveFailed(cfg: Config, s: State, p: int) -> State | None:
                       otherTds=others)
 
 
-def TdxSeptRemoveAfterShutdown(cfg: Config, s: State, p: int) -> State | None:
-    if not (s.mirror[p] and s.tdx != "on"):
+def TdxSeptRemoveAfterShutdown(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.tdx != "on", "the TDX module is shut down")):
         return None
     return s._replace(mirror=_set(s.mirror, p, False))
 
 
-def TdgVpVmcallMapGpa(cfg: Config, s: State, p: int, to: str) -> State | None:
-    if not (s.vm == "running" and s.convReq is None
-            and s.folioLoc[cfg.folio_of(p)] == "gmem" and s.attr[p] != to):
+def VmmConvertRequest(cfg: Config, s: State, p: int, to: str, why=None) -> State | None:
+    f = cfg.folio_of(p)
+    if not (_ok(why, s.convReq is None, "no other conversion pending")
+            and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, s.attr[p] != to, f"the page is not already {to}")):
         return None
     return s._replace(convReq=(p, to))
 
 
-def KvmGmemConvertShared(cfg: Config, s: State) -> State | None:
-    if s.convReq is None or s.convReq[1] != "shared":
+def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
+    if not _ok(why, s.convReq is not None and s.convReq[1] == "shared",
+               "a to-shared conversion is pending"):
         return None
     p = s.convReq[0]
     f = cfg.folio_of(p)
     if s.folioLoc[f] != "gmem":
         return s._replace(convReq=None)
-    if s.mirror[p] or fd_refuses(cfg, s, "convert.bugged_fd"):
-        return None
-    if s.hwpoison[p] and cfg.on("convert.hwpoison"):
-        return None
-    if cfg.on("convert_shared.safe_refcount") and not page_refs_safe(s, p):
-        return None
-    if (cfg.backing == "hugetlb" and whole(cfg, s, f) and cfg.on("restructure.safe_refcount")
-            and not folio_refs_safe(cfg, s, f)):
+    if not (_ok(why, not s.mirror[p], "the private mapping was zapped first")
+            and _ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
+                    "convert.bugged_fd: the fd is bugged")
+            and _ok(why, not (s.hwpoison[p] and cfg.on("convert.hwpoison")),
+                    "convert.hwpoison: the page is poisoned")
+            and _ok(why, not cfg.on("convert_shared.safe_refcount") or page_refs_safe(s, p),
+                    "convert_shared.safe_refcount: extra references on the page")
+            and _ok(why, not (cfg.backing == "hugetlb" and whole(cfg, s, f)
+                              and cfg.on("restructure.safe_refcount"))
+                    or folio_refs_safe(cfg, s, f),
+                    "restructure.safe_refcount: extra references block the HugeTLB split")):
         return None
     return s._replace(attr=_set(s.attr, p, "shared"), convReq=None)
 
 
-def KvmGmemConvertPrivate(cfg: Config, s: State) -> State | None:
-    if s.convReq is None or s.convReq[1] != "private":
+def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
+    if not _ok(why, s.convReq is not None and s.convReq[1] == "private",
+               "a to-private conversion is pending"):
         return None
     p = s.convReq[0]
     f = cfg.folio_of(p)
     if s.folioLoc[f] != "gmem":
         return s._replace(convReq=None)
-    if fd_refuses(cfg, s, "convert.bugged_fd") or (s.hwpoison[p] and cfg.on("convert.hwpoison")):
+    if not (_ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
+                "convert.bugged_fd: the fd is bugged")
+            and _ok(why, not (s.hwpoison[p] and cfg.on("convert.hwpoison")),
+                    "convert.hwpoison: the page is poisoned")):
         return None
     merges = cfg.backing == "hugetlb" and all(
         s.attr[q] == "private" for q in cfg.pages_of(f) if q != p)
@@ -245,78 +274,90 @@ def KvmGmemConvertPrivate(cfg: Config, s: State) -> State | None:
     return unmapped._replace(attr=_set(s.attr, p, "private"), convReq=None)
 
 
-def KvmGmemHostFault(cfg: Config, s: State, p: int) -> State | None:
+def KvmGmemHostFault(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
-    if s.folioLoc[f] != "gmem" or s.hostMap[p]:
-        return None
-    if s.attr[p] == "private" and cfg.on("gmem_fault.shared"):
-        return None
-    if s.hwpoison[p] and cfg.on("do_fault.hwpoison"):
-        return None
-    if has_poison(cfg, s, f) and cfg.on("gmem_fault.hwpoison"):
-        return None
-    if fd_refuses(cfg, s, "host_fault.bugged_fd"):
+    if not (_ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, not s.hostMap[p], "not mapped by the host yet")
+            and _ok(why, not (s.attr[p] == "private" and cfg.on("gmem_fault.shared")),
+                    "gmem_fault.shared: the page is private (SIGBUS)")
+            and _ok(why, not (s.hwpoison[p] and cfg.on("do_fault.hwpoison")),
+                    "do_fault.hwpoison: the page is poisoned (VM_FAULT_HWPOISON)")
+            and _ok(why, not (has_poison(cfg, s, f) and cfg.on("gmem_fault.hwpoison")),
+                    "gmem_fault.hwpoison: the folio is poisoned")
+            and _ok(why, not fd_refuses(cfg, s, "host_fault.bugged_fd"),
+                    "host_fault.bugged_fd: the fd is bugged")):
         return None
     return s._replace(hostMap=_set(s.hostMap, p, True))
 
 
-def HostGup(cfg: Config, s: State, p: int) -> State | None:
-    if not s.hostMap[p] or s.hostPin[p]:
+def HostGup(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, s.hostMap[p], "the host maps the page")
+            and _ok(why, not s.hostPin[p], "not pinned yet")):
         return None
     return s._replace(hostPin=_set(s.hostPin, p, True))
 
 
-def HostUnpin(cfg: Config, s: State, p: int) -> State | None:
-    if not s.hostPin[p]:
+def HostUnpin(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not _ok(why, s.hostPin[p], "the host pins the page"):
         return None
     return s._replace(hostPin=_set(s.hostPin, p, False))
 
 
-def HostUnmap(cfg: Config, s: State, p: int) -> State | None:
-    if not s.hostMap[p]:
+def HostUnmap(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not _ok(why, s.hostMap[p], "the host maps the page"):
         return None
     return s._replace(hostMap=_set(s.hostMap, p, False))
 
 
-def KvmGmemPunchHole(cfg: Config, s: State, f: int) -> State | None:
-    if s.folioLoc[f] != "gmem" or any(s.mirror[p] for p in cfg.pages_of(f)):
-        return None
-    if fd_refuses(cfg, s, "punch_hole.bugged_fd"):
-        return None
-    return _truncate(cfg, s, f)
-
-
-def KvmGmemEvictInode(cfg: Config, s: State, f: int) -> State | None:
-    if s.vm != "destroyed" or s.folioLoc[f] != "gmem":
-        return None
-    if any(s.mirror[p] for p in cfg.pages_of(f)):
+def KvmGmemPunchHole(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
+                    "KVM no longer maps any page of the folio (zapped first)")
+            and _ok(why, not fd_refuses(cfg, s, "punch_hole.bugged_fd"),
+                    "punch_hole.bugged_fd: the fd is bugged")):
         return None
     return _truncate(cfg, s, f)
 
 
-def FreeFolio(cfg: Config, s: State, f: int) -> State | None:
-    if s.folioLoc[f] != "detached" or not folio_refs_safe(cfg, s, f):
+def KvmGmemEvictInode(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, s.vm == "destroyed", f"vm = destroyed (it is {s.vm})")
+            and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
+                    "KVM no longer maps any page of the folio (zapped first)")):
+        return None
+    return _truncate(cfg, s, f)
+
+
+def FreeFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, s.folioLoc[f] == "detached",
+                f"folio truncated but referenced (it is {s.folioLoc[f]})")
+            and _ok(why, folio_refs_safe(cfg, s, f),
+                    "no reference left but guest_memfd's (TDX or host still holds one)")):
         return None
     where = "leaked" if leaked_on_free(cfg, s, f) else "pool"
     return s._replace(folioLoc=_set(s.folioLoc, f, where))
 
 
-def AllocatorReuse(cfg: Config, s: State, f: int) -> State | None:
-    if not may_hand_out(cfg, s, f):
+def AllocatorReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, s.folioLoc[f] == "pool", f"folio in the pool (it is {s.folioLoc[f]})")
+            and _ok(why, may_hand_out(cfg, s, f),
+                    "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
         return None
     return s._replace(folioLoc=_set(s.folioLoc, f, "reused"))
 
 
-def MemoryFailure(cfg: Config, s: State, p: int) -> State | None:
-    if not (s.memErrors < cfg.max_mem_errors and s.folioLoc[cfg.folio_of(p)] == "gmem"
-            and not s.hwpoison[p]):
+def MemoryFailure(cfg: Config, s: State, p: int, why=None) -> State | None:
+    f = cfg.folio_of(p)
+    if not (_ok(why, s.memErrors < cfg.max_mem_errors, "memory-error budget")
+            and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, not s.hwpoison[p], "the page is not poisoned yet")):
         return None
     return s._replace(memErrors=s.memErrors + 1, hwpoison=_set(s.hwpoison, p, True),
                       hostMap=_set(s.hostMap, p, False))
 
 
-def KvmGmemBuggyCleanup(cfg: Config, s: State) -> State | None:
-    if s.fd != "bugged":
+def KvmGmemBuggyCleanup(cfg: Config, s: State, why=None) -> State | None:
+    if not _ok(why, s.fd == "bugged", f"the fd is bugged, cleanup pending (fd is {s.fd})"):
         return None
     in_fd = [s.folioLoc[cfg.folio_of(p)] == "gmem" for p in range(cfg.pages)]
     return s._replace(fd="cleaned",
@@ -324,8 +365,8 @@ def KvmGmemBuggyCleanup(cfg: Config, s: State) -> State | None:
                       hostMap=tuple(s.hostMap[p] and not in_fd[p] for p in range(cfg.pages)))
 
 
-def TdxReleaseHkid(cfg: Config, s: State) -> State | None:
-    if s.vm == "destroyed":
+def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
+    if not _ok(why, s.vm != "destroyed", "vm # destroyed"):
         return None
     return s._replace(vm="destroyed")
 
@@ -356,9 +397,9 @@ def successors(cfg: Config, s: State) -> Iterator[tuple[str, tuple, State]]:
             if t is not None:
                 yield action.__name__, (p,), t
         for to in ("private", "shared"):
-            t = TdgVpVmcallMapGpa(cfg, s, p, to)
+            t = VmmConvertRequest(cfg, s, p, to)
             if t is not None:
-                yield "TdgVpVmcallMapGpa", (p, to), t
+                yield "VmmConvertRequest", (p, to), t
     for action in GLOBAL_ACTIONS:
         t = action(cfg, s)
         if t is not None:
@@ -407,3 +448,45 @@ def to_tla(cfg: Config, s: State) -> dict:
         "vm": s.vm, "tdx": s.tdx, "otherTds": s.otherTds, "fd": s.fd, "convReq": req,
         "removeFailures": s.removeFailures, "memErrors": s.memErrors,
     }
+
+
+# ---- safety properties (spec section "Properties") ---------------------------
+
+def td_may_own(s: State, p: int) -> bool:
+    return s.sept[p] == "mapped" and s.tdx != "off"
+
+
+def host_can_touch(cfg: Config, s: State, p: int) -> bool:
+    return s.hostMap[p] or s.hostPin[p] or s.folioLoc[cfg.folio_of(p)] == "reused"
+
+
+def no_host_access_to_td_page(cfg: Config, s: State) -> bool:
+    return not any(td_may_own(s, p) and host_can_touch(cfg, s, p) for p in range(cfg.pages))
+
+
+def no_private_host_mapping(cfg: Config, s: State) -> bool:
+    return all(s.attr[p] == "shared" for p in range(cfg.pages)
+               if s.folioLoc[cfg.folio_of(p)] == "gmem" and (s.hostMap[p] or s.hostPin[p]))
+
+
+def refcount_sound(cfg: Config, s: State) -> bool:
+    return all(0 <= r <= 1 for r in s.tdxRefs) and all(
+        folio_refs_safe(cfg, s, f) for f in range(cfg.folios)
+        if s.folioLoc[f] in ("pool", "reused"))
+
+
+def poison_contained_step(cfg: Config, s: State, t: State) -> bool:
+    for p in range(cfg.pages):
+        if s.hwpoison[p] and ((t.mirror[p] and not s.mirror[p]) or (t.hostMap[p] and not s.hostMap[p])
+                              or (t.hostPin[p] and not s.hostPin[p])):
+            return False
+    for f in range(cfg.folios):
+        if (has_poison(cfg, s, f) and s.folioLoc[f] in ("pool", "detached", "leaked")
+                and t.folioLoc[f] in ("gmem", "reused")):
+            return False
+    return True
+
+
+STATE_PROPERTIES = (("NoHostAccessToTdPage", no_host_access_to_td_page),
+                    ("NoPrivateHostMapping", no_private_host_mapping),
+                    ("RefcountSound", refcount_sound))

@@ -133,20 +133,21 @@ class TlcSetup:
     heap: str = "2g"
 
 
-def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path) -> tuple[TlcResult, float, str]:
+def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,
+            extra: tuple[str, ...] = ()) -> tuple[TlcResult, float, str]:
     """One TLC process; returns the parsed result, wall seconds and raw output."""
     metadir = workdir / f"states-{cfg.stem}"
     # TLC 2.15 finds the config only by a path relative to the working
     # directory, and only when the spec is named by a relative path too.
-    spec = os.path.relpath(setup.spec_dir / f"{SPEC_MODULE}.tla", workdir)
+    spec = os.path.relpath(module or setup.spec_dir / f"{SPEC_MODULE}.tla", workdir)
     # TLC 2.15 unpacks its standard modules into java.io.tmpdir; parallel runs
     # sharing /tmp read each other's half-written files.
     tmpdir = workdir / f"tmp-{cfg.stem}"
     tmpdir.mkdir(exist_ok=True)
-    cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir}",
+    cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
            "-cp", str(setup.jar.resolve()),
            "tlc2.TLC", "-tool", "-deadlock", "-workers", "1", "-metadir", metadir.name,
-           "-config", os.path.relpath(cfg, workdir), spec]
+           *extra, "-config", os.path.relpath(cfg, workdir), spec]
     start = time.monotonic()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=setup.timeout,

@@ -1,0 +1,313 @@
+"""`poisoncheck record` against a fake tracefs in tmp_path: the default writes nothing, --apply
+writes exactly the set-up (and the printed script does the same), errors exit 2 in one line."""
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from validator import record_cmd
+from validator.cli import cli
+from validator.probes import load_catalogue
+
+CAT = load_catalogue()
+FOREIGN = "p:kprobes/myprobe do_sys_open dfd=%ax"
+OLD = "r16:poisoncheck/old_probe vfs_read ret=$retval"
+UPSTREAM_SYMBOLS = [s.symbol for s in CAT.probes(only_upstream=True)]
+
+
+def make_tracefs(root: Path, functions=UPSTREAM_SYMBOLS, with_probe_dirs=True) -> Path:
+    """What a tracefs holds once the kernel has created the probes' event directories."""
+    root.mkdir()
+    (root / "kprobe_events").write_text(f"{FOREIGN}\n{OLD}\n")
+    (root / "tracing_on").write_text("1\n")
+    (root / "buffer_size_kb").write_text("1408\n")
+    (root / "trace_clock").write_text("[local] global counter\n")
+    (root / "trace").write_text("# tracer: nop\n  old-1 [000] ..... 1.000: x: y\n")
+    (root / "error_log").write_text("")
+    (root / "available_filter_functions").write_text(
+        "".join(f"{name}{' [kvm]' if 'gmem' in name else ''}\n" for name in functions))
+    events = [(s, n) for s, n in CAT.upstream_events()] + [("kprobes", "myprobe"),
+                                                           ("poisoncheck", "old_probe")]
+    if with_probe_dirs:
+        events += [("poisoncheck", s.name) for s in CAT.probes()]
+    for system, name in events:
+        d = root / "events" / system / name
+        d.mkdir(parents=True)
+        (d / "enable").write_text("0\n")
+        (d / "filter").write_text("none\n")
+    return root
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def contents(root: Path) -> dict:
+    return {k: v[0].decode() for k, v in snapshot(root).items()}
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["record", *args], catch_exceptions=False)
+
+
+def expected_after_apply(before: dict, only_upstream=False, buffer_kb=32768) -> dict:
+    after = dict(before)
+    probes = CAT.probes(only_upstream)
+    after["kprobe_events"] = (before["kprobe_events"] + "-:poisoncheck/old_probe\n"
+                              + "".join(s.kprobe_line() + "\n" for s in probes))
+    after["events/poisoncheck/old_probe/enable"] = "0\n"
+    after["tracing_on"] = "1\n"
+    after["buffer_size_kb"] = f"{buffer_kb}\n"
+    after["trace_clock"] = "global\n"
+    after["trace"] = ""
+    for spec in probes:
+        if spec.filter:
+            after[f"events/poisoncheck/{spec.name}/filter"] = spec.filter + "\n"
+    for spec in probes + CAT.tracepoints():
+        after[spec.enable_path()] = "1\n"
+    return after
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+# ---------------------------------------------------------------- default: print only
+
+def test_default_prints_the_setup_and_writes_nothing(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    before = snapshot(root)
+    result = run("--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    assert snapshot(root) == before
+    script = result.stdout
+    assert script.startswith("#!/bin/sh\n")
+    assert f"T={root}\n" in script
+    for line in CAT.kprobe_lines():
+        assert script.count(f"echo '{line}' >> \"$T/kprobe_events\"\n") == 1, line
+    assert "> \"$T/kprobe_events\"" not in script.replace(">> \"$T/kprobe_events\"", "")
+    for system, name in CAT.upstream_events():
+        assert f'echo 1 > "$T/events/{system}/{name}/enable"\n' in script
+    assert "echo \"-:poisoncheck/$e\" >> \"$T/kprobe_events\"" in script
+    assert "echo 'req == 0x301 && bugged == 1' > \"$T/events/poisoncheck/vm_bugged/filter\"" in script
+    # order: stop, remove old, buffer, probes, filters, enable, start
+    positions = [script.index(s) for s in (
+        'echo 0 > "$T/tracing_on"', "-:poisoncheck/$e", 'echo 32768 > "$T/buffer_size_kb"',
+        "p:poisoncheck/gmem_alloc", "/gmem_alloc/filter", "/gmem_alloc/enable",
+        "/kmem/mm_page_alloc/enable", 'echo 1 > "$T/tracing_on"')]
+    assert positions == sorted(positions)
+    assert f"cat {root}/trace > run.trace" in script
+    assert f"cat {root}/trace_pipe" in script
+    assert "poisoncheck validate run.trace --design D" in script
+    assert "tdx_set_hwpoison" in script and "--only-upstream" in script
+
+
+def test_default_needs_no_tracefs():
+    result = run("--tracefs", "/nonexistent/tracing")
+    assert result.exit_code == 0
+    assert "T=/nonexistent/tracing\n" in result.stdout
+
+
+def test_only_upstream_and_buffer_size():
+    result = run("--only-upstream", "--buffer-kb", "4096")
+    assert result.exit_code == 0
+    for spec in CAT.probes():
+        assert (spec.kprobe_line() in result.stdout) == spec.upstream, spec.name
+        assert (f"/poisoncheck/{spec.name}/enable" in result.stdout) == spec.upstream
+    assert 'echo 4096 > "$T/buffer_size_kb"' in result.stdout
+    assert "needs the design's patch" not in result.stdout
+
+
+def test_check_without_apply_writes_nothing(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    before = snapshot(root)
+    result = run("--tracefs", str(root), "--check", "--only-upstream")
+    assert result.exit_code == 0, result.output
+    assert "all 11 probed functions are in" in result.stderr
+    assert snapshot(root) == before
+
+
+# ---------------------------------------------------------------- --apply
+
+def test_apply_writes_exactly_the_setup(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    before = contents(root)
+    result = run("--apply", "--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    assert contents(root) == expected_after_apply(before)
+    out = result.stdout.splitlines()
+    # each write reported, in the order of the set-up
+    assert out[0] == f"wrote {root}/tracing_on: 0"
+    assert out[1] == f"wrote {root}/events/poisoncheck/old_probe/enable: 0"
+    assert out[2] == f"appended to {root}/kprobe_events: -:poisoncheck/old_probe"
+    assert out[3] == f"wrote {root}/buffer_size_kb: 32768"
+    first_probe = out.index(f"appended to {root}/kprobe_events: {CAT.kprobe_lines()[0]}")
+    first_filter = next(i for i, line in enumerate(out) if line.endswith("magic == 0x474d454d"))
+    assert 3 < first_probe < first_filter
+    writes = 3 + 2 + 16 + 5 + 22 + 2
+    assert f"{writes} writes to {root}." in out
+    assert out[out.index(f"{writes} writes to {root}.") - 1] == f"wrote {root}/tracing_on: 1"
+    assert "poisoncheck validate run.trace --design D" in result.stdout
+    assert result.stderr == ""
+
+
+def test_apply_only_upstream_with_check(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    before = contents(root)
+    result = run("--apply", "--check", "--only-upstream", "--buffer-kb", "2048",
+                 "--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    assert contents(root) == expected_after_apply(before, only_upstream=True, buffer_kb=2048)
+
+
+def test_apply_twice_replaces_only_our_probes(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    assert run("--apply", "--tracefs", str(root)).exit_code == 0
+    # what the kernel would show now: the foreign probe and ours
+    (root / "kprobe_events").write_text(FOREIGN + "\n" + "".join(
+        line + "\n" for line in CAT.kprobe_lines()))
+    result = run("--apply", "--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    text = (root / "kprobe_events").read_text().splitlines()
+    assert text[0] == FOREIGN
+    removed = [line for line in text if line.startswith("-:")]
+    assert removed == [f"-:poisoncheck/{s.name}" for s in CAT.probes()]
+    assert "-:kprobes/myprobe" not in text
+
+
+@pytest.mark.skipif(not (shutil.which("sh") and shutil.which("sed")), reason="needs sh and sed")
+def test_the_printed_script_does_what_apply_does(tmp_path):
+    by_apply = make_tracefs(tmp_path / "a")
+    by_script = make_tracefs(tmp_path / "b")
+    assert run("--apply", "--tracefs", str(by_apply)).exit_code == 0
+    script = run("--tracefs", str(by_script)).stdout
+    done = subprocess.run(["sh"], input=script, text=True, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert contents(by_script) == contents(by_apply)
+
+
+# ---------------------------------------------------------------- errors: exit 2, one line
+
+def test_not_a_tracefs(tmp_path):
+    root = tmp_path / "plain"
+    root.mkdir()
+    (root / "tracing_on").write_text("0\n")
+    before = snapshot(root)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert f"{root} is not a tracefs with kprobe events (no kprobe_events file" in line
+    assert snapshot(root) == before
+    line = one_error_line(run("--apply", "--tracefs", str(tmp_path / "absent")))
+    assert "no such directory" in line
+    assert not (tmp_path / "absent").exists()
+
+
+def test_missing_upstream_event_fails_before_any_write(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    shutil.rmtree(root / "events" / "kvmmmu")
+    before = snapshot(root)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert "kvmmmu:kvm_tdp_mmu_spte_changed" in line and "kvm module" in line
+    assert snapshot(root) == before
+
+
+def test_kernel_refuses_a_probe_line(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+    third = CAT.kprobe_lines()[2]
+    real = record_cmd._write_file
+
+    def kernel(path, text, append):
+        if path.name == "kprobe_events" and text == third:
+            raise OSError(errno.EINVAL, "Invalid argument", str(path))
+        real(path, text, append)
+
+    monkeypatch.setattr(record_cmd, "_write_file", kernel)
+    result = run("--apply", "--tracefs", str(root))
+    line = one_error_line(result)
+    assert line == (f"Error: the kernel refused line 3 of kprobe_events: {third!r} "
+                    f"(Invalid argument); the kernel says why in {root}/error_log")
+    # the writes before it were made and reported; nothing after it
+    assert (root / "kprobe_events").read_text().endswith(CAT.kprobe_lines()[1] + "\n")
+    assert (root / "tracing_on").read_text() == "0\n"
+    assert "events/poisoncheck/tdx_aug/enable" not in result.stdout
+
+
+def test_kernel_refuses_a_filter(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+    real = record_cmd._write_file
+
+    def kernel(path, text, append):
+        if path.name == "filter" and path.parent.name == "vm_bugged":
+            raise OSError(errno.EINVAL, "Invalid argument", str(path))
+        real(path, text, append)
+
+    monkeypatch.setattr(record_cmd, "_write_file", kernel)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert "refused the filter of poisoncheck/vm_bugged: 'req == 0x301 && bugged == 1'" in line
+
+
+def test_permission_denied(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+
+    def kernel(path, text, append):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(record_cmd, "_write_file", kernel)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert line == f"Error: cannot write {root}/tracing_on: Permission denied (run as root)"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_permission_denied_for_real(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    (root / "buffer_size_kb").chmod(0o444)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert line == f"Error: cannot write {root}/buffer_size_kb: Permission denied (run as root)"
+
+
+def test_probe_directory_not_created(tmp_path):
+    # a kernel that accepted the lines but has no event directory for them
+    root = make_tracefs(tmp_path / "tracing", with_probe_dirs=False)
+    line = one_error_line(run("--apply", "--tracefs", str(root)))
+    assert "events/poisoncheck/gmem_alloc/filter: No such file or directory" in line
+    assert "the probe was not created" in line
+
+
+def test_check_reports_missing_functions(tmp_path):
+    missing = {"kvm_gmem_get_pfn", "tdx_sept_set_private_spte"}
+    root = make_tracefs(tmp_path / "tracing",
+                        functions=[f for f in UPSTREAM_SYMBOLS if f not in missing])
+    before = snapshot(root)
+    line = one_error_line(run("--apply", "--check", "--tracefs", str(root)))
+    assert ("kvm_gmem_get_pfn (gmem_get_pfn), tdx_sept_set_private_spte (tdx_aug, tdx_remove)"
+            in line)
+    assert "tdx_set_hwpoison (set_hwpoison; design patch)" in line
+    assert "use --only-upstream" in line
+    assert snapshot(root) == before
+    line = one_error_line(run("--check", "--only-upstream", "--tracefs", str(root)))
+    assert "2 probed function(s) not in" in line and "design patch" not in line
+
+
+def test_check_without_the_function_list(tmp_path):
+    root = make_tracefs(tmp_path / "tracing")
+    (root / "available_filter_functions").unlink()
+    result = run("--check", "--tracefs", str(root))
+    assert result.exit_code == 0
+    assert "symbols not checked" in result.stderr
+
+
+def test_bad_catalogue(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("group = \"poisoncheck\"\n[poisoncheck.x]\nprotocol = \"nope\"\nkind = \"kprobe\"\n")
+    line = one_error_line(run("--catalogue", str(bad)))
+    assert f"{bad}: [poisoncheck.x]: protocol 'nope'" in line

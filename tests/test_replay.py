@@ -1,0 +1,146 @@
+"""The Python replay engine on behaviours of the spec rendered as ftrace text."""
+
+import pytest
+from click.testing import CliRunner
+
+from validator import model, render
+from validator.cli import cli
+from validator.ftrace import iter_events, read_lines
+from validator.replay import replay
+
+
+def text_of(design, backing, actions, pages=1, folios=1, **budgets):
+    cfg = model.Config(design, backing, folios=folios, pages_per_folio=pages,
+                       max_remove_failures=budgets.get("fails", 1),
+                       max_mem_errors=budgets.get("errors", 1),
+                       disabled=frozenset(budgets.get("disabled", ())))
+    return render.render(cfg, render.steps_from_actions(cfg, actions))
+
+
+def judge(text, design, **kw):
+    return replay(iter_events(read_lines(text.splitlines())), design, **kw)
+
+
+LIFECYCLE = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0),
+             ("VmmConvertRequest", 0, "shared"), ("TdxSeptRemoveOk", 0),
+             ("KvmGmemConvertShared",), ("KvmGmemHostFault", 0), ("HostUnmap", 0),
+             ("VmmConvertRequest", 0, "private"), ("KvmGmemConvertPrivate",),
+             ("KvmTdpMapPrivate", 0), ("TdxReleaseHkid",), ("TdxSeptRemoveOk", 0),
+             ("KvmGmemEvictInode", 0), ("FreeFolio", 0)]
+FAIL_FREE_REUSE = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0),
+                   ("TdxSeptRemoveFailed", 0), ("KvmGmemPunchHole", 0), ("FreeFolio", 0),
+                   ("AllocatorReuse", 0)]
+
+
+@pytest.mark.parametrize("design", model.DESIGNS)
+@pytest.mark.parametrize("backing, pages", [("buddy", 1), ("hugetlb", 2)])
+def test_a_vm_life_cycle_is_accepted_by_every_design(design, backing, pages):
+    verdict = judge(text_of("NoHold", backing, LIFECYCLE, pages=pages), design)
+    assert verdict.verdict == "accepted", verdict.to_json()
+    assert verdict.events >= 12
+
+
+def test_nohold_window_conforms_but_is_unsafe():
+    text = text_of("NoHold", "buddy", FAIL_FREE_REUSE)
+    verdict = judge(text, "NoHold")
+    assert (verdict.verdict, verdict.kind, verdict.property) == (
+        "violation", "property", "NoHostAccessToTdPage")
+    lines = text.splitlines()
+    assert "mm_page_alloc" in lines[verdict.line - 1] and "stress-ng" in lines[verdict.line - 1]
+    assert verdict.accepted_prefix < verdict.line
+
+
+def test_the_same_trace_under_hwpoison_is_a_step_violation_when_poison_is_missing():
+    # HWPoison would have poisoned the page: the buddy free path keeps it out,
+    # and a later guest_memfd allocation of that pfn cannot happen.
+    actions = FAIL_FREE_REUSE[:-1] + [("KvmGmemAllocFolio", 0)]
+    verdict = judge(text_of("NoHold", "buddy", actions), "HWPoison")
+    assert (verdict.verdict, verdict.kind, verdict.protocol_event) == ("violation", "step", "alloc")
+    assert any("pool" in g for g in verdict.guards), verdict.guards
+
+
+def test_a_poisoned_hugetlb_folio_freed_to_the_pool_breaks_hwpoison():
+    actions = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0), ("TdxSeptRemoveFailed", 0),
+               ("KvmGmemPunchHole", 0), ("FreeFolio", 0)]
+    text = text_of("NoHold", "hugetlb", actions, pages=2)
+    assert "hugetlb_free" in text
+    verdict = judge(text, "HWPoison")
+    assert (verdict.verdict, verdict.kind, verdict.protocol_event) == (
+        "violation", "step", "hugetlb_free")
+    assert any("goes back to the pool" in g for g in verdict.guards), verdict.guards
+    assert judge(text, "NoHold").verdict == "accepted"
+
+
+def test_set_hwpoison_is_a_step_only_hwpoison_takes():
+    text = text_of("HWPoison", "buddy", FAIL_FREE_REUSE[:3])
+    assert "set_hwpoison" in text
+    assert judge(text, "HWPoison").verdict == "accepted"
+    verdict = judge(text, "NoHold")
+    assert verdict.kind == "step" and verdict.protocol_event == "set_hwpoison"
+
+
+def test_folioref_conversion_after_a_failure_is_refused():
+    # FolioRef keeps its reference on the failed page; the trace shows the
+    # conversion to shared succeeding, which FolioRef's refcount check forbids.
+    actions = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0),
+               ("VmmConvertRequest", 0, "shared"), ("TdxSeptRemoveFailed", 0),
+               ("KvmGmemConvertShared",), ("KvmGmemHostFault", 0)]
+    text = text_of("NoHold", "buddy", actions)
+    folioref = judge(text, "FolioRef")
+    assert (folioref.kind, folioref.protocol_event) == ("step", "convert")
+    assert any("convert_shared.safe_refcount" in g for g in folioref.guards)
+    nohold = judge(text, "NoHold")
+    assert (nohold.kind, nohold.property) == ("property", "NoHostAccessToTdPage")
+
+
+def test_lost_events_make_the_verdict_inconclusive_not_a_violation():
+    text = text_of("NoHold", "buddy", FAIL_FREE_REUSE)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "gmem_punch_hole" in line)
+    lines.insert(at, "CPU:1 [LOST 42 EVENTS]")
+    verdict = judge("\n".join(lines) + "\n", "NoHold")
+    assert verdict.verdict == "inconclusive"
+    assert any("lost" in n for n in verdict.notes)
+
+
+def test_events_of_foreign_pfns_are_skipped_and_counted():
+    text = text_of("NoHold", "buddy", LIFECYCLE)
+    noise = ("       stress-ng-5001    [000] .....   200.000001: mm_page_alloc: "
+             "page=000000004d2a1c5e pfn=0x2345 order=0 migratetype=1 gfp_flags=GFP_KERNEL\n")
+    verdict = judge(text + noise, "NoHold")
+    assert verdict.verdict == "accepted"
+    assert any("did not allocate" in n for n in verdict.notes)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["validate", *map(str, args)])
+
+
+def test_cli_exit_codes_and_json(tmp_path):
+    good = tmp_path / "good.trace"
+    good.write_text(text_of("NoHold", "buddy", LIFECYCLE))
+    bad = tmp_path / "bad.trace"
+    bad.write_text(text_of("NoHold", "buddy", FAIL_FREE_REUSE))
+    assert invoke(good, "-d", "HWPoison").exit_code == 0
+    result = invoke(bad, "-d", "NoHold")
+    assert result.exit_code == 1
+    assert "violation (property NoHostAccessToTdPage) at line" in result.output
+    result = invoke(bad, "--design", "all", "--json")
+    import json
+    rows = json.loads(result.output)
+    assert {r["design"] for r in rows} == set(model.DESIGNS)
+    assert {"verdict", "kind", "property", "design", "line", "event", "reason",
+            "accepted_prefix"} <= set(rows[0])
+    lost = tmp_path / "lost.trace"
+    lost.write_text(good.read_text().replace("hkid_release", "hkid_release", 1)
+                    + "CPU:0 [LOST 3 EVENTS]\n")
+    assert invoke(lost, "-d", "NoHold").exit_code == 3
+
+
+def test_cli_input_errors_are_exit_2(tmp_path):
+    html = tmp_path / "page.html"
+    html.write_text("<html><body>not a trace</body></html>\n")
+    for args in ([tmp_path / "absent.trace"], [html], [html, "--disable", "no.such"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output

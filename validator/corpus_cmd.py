@@ -1,0 +1,61 @@
+"""`poisoncheck corpus`: validate traces/ against its manifest and replay the counterexamples."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from .check_cmd import InputError
+from .corpus import CorpusError, check_traces, render_counterexamples
+from .ftrace import TraceInputError
+from .replay import ReplayInputError
+from .tlc_setup import repo_root
+
+
+@click.command()
+@click.option("--traces", "traces_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Folder with manifest.toml [default: traces/].")
+@click.option("--counterexamples", "check_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="`poisoncheck check` output to render and replay "
+                                 "[default: build/check, skipped when absent].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where rendered counterexample traces go [default: build/traces].")
+def corpus(traces_dir, check_dir, out_dir):
+    """Validate every trace of the corpus against its expected verdicts.
+
+    Replays each trace of traces/manifest.toml against every design it lists,
+    then renders each safety counterexample of the last `poisoncheck check`
+    as an ftrace log and replays it against its run's configuration: each must
+    be rejected.
+
+    \b
+    Exit codes: 0 all as expected, 1 some verdict differs, 2 bad input.
+    """
+    root = repo_root()
+    traces_dir = traces_dir or root / "traces"
+    check_dir = check_dir or root / "build" / "check"
+    out_dir = out_dir or root / "build" / "traces"
+    try:
+        outcomes = check_traces(traces_dir)
+        rendered = render_counterexamples(check_dir, out_dir) if check_dir.is_dir() else []
+    except (CorpusError, TraceInputError, ReplayInputError, ValueError) as err:
+        raise InputError(str(err)) from None
+    rows = [[o.trace, o.design, o.expected, o.got, "ok" if o.ok else "DIFFERS"]
+            for o in outcomes]
+    click.echo(tabulate(rows, headers=["trace", "design", "expected", "got", ""]))
+    if rendered:
+        click.echo()
+        rows = [[o.trace, o.design, o.got, "ok" if o.ok else ("skipped" if o.got == "skipped"
+                                                                else "NOT REJECTED"), o.note]
+                for o in rendered]
+        click.echo(tabulate(rows, headers=["counterexample", "design", "replay", "", "note"]))
+    bad = [o for o in outcomes if not o.ok] + [o for o in rendered
+                                               if not o.ok and o.got != "skipped"]
+    click.echo(f"\n{len(outcomes)} trace verdicts, {len(rendered)} counterexamples "
+               f"({sum(o.got == 'skipped' for o in rendered)} liveness, skipped); "
+               f"{len(bad)} differ")
+    if bad:
+        sys.exit(1)

@@ -1,0 +1,238 @@
+"""Payload decoders: raw text values to ints, key=value and probe payloads, and typed
+decoders for the upstream tracepoints the validator replays (protocol.md §6).
+
+The typed decoders are compiled from the kernel's own TP_printk format strings (copied from
+kernel-facts.md §4), so each one cites its source and a new tracepoint is one table row."""
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+from .fastpath import KV_ARGS_RE, PROBE_RE, parse_kv_args
+from .model import Probe
+
+# ---------------------------------------------------------------------------- values
+_INT_RE = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)")
+# `fields` option: "0x151a (5402)"; sched_stat_*: "7778999 [ns]"; softirq: "9 [action=RCU]"
+_INT_NOTE_RE = re.compile(r"(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))(?: \((?P<dec>-?\d+)\)| \[[^\]]*\])")
+
+
+_MAX_DIGITS = 4000  # int() refuses longer decimal strings (sys.int_info.str_digits_check_threshold)
+
+
+def to_int(text: str) -> int | None:
+    """"42", "-133", "0x1f" -> int; anything else -> None."""
+    if len(text) <= _MAX_DIGITS and _INT_RE.fullmatch(text):
+        return int(text, 16) if "x" in text else int(text)
+    return None
+
+
+def convert(raw: str) -> int | str:
+    """A printed value as an int where it is a number, else the string (quotes removed)."""
+    value = raw.rstrip()
+    number = to_int(value)
+    if number is not None:
+        return number
+    m = _INT_NOTE_RE.fullmatch(value)
+    if m is not None and len(value) <= _MAX_DIGITS:
+        return int(m["dec"]) if m["dec"] is not None else to_int(m["num"])
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def decode_kv(payload: str) -> dict[str, int | str]:
+    """Best effort, never raises: "a=1 b=x y" -> {"a": 1, "b": "x y"}; {} if not key=value."""
+    parsed = parse_kv_args(payload.rstrip())
+    if parsed is None:
+        return {}
+    return {key: convert(value) for key, value in parsed[1]}
+
+
+class _Lazy(Mapping):
+    """Fields decoded on first access: most events are counted, never looked into."""
+
+    __slots__ = ("_fields",)
+
+    def _decoded(self) -> dict:
+        if self._fields is None:
+            self._fields = self._decode()
+        return self._fields
+
+    def __getitem__(self, key):
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+
+class LazyFields(_Lazy):
+    """key=value fields of a payload (decode_kv)."""
+
+    __slots__ = ("_payload",)
+
+    def __init__(self, payload: str):
+        self._payload = payload
+        self._fields = None
+
+    def _decode(self) -> dict:
+        return decode_kv(self._payload)
+
+
+class TypedFields(_Lazy):
+    """Fields of a payload that matched a tracepoint format: converted on first access."""
+
+    __slots__ = ("_format", "_match")
+
+    def __init__(self, fmt: "Format", match: re.Match):
+        self._format = fmt
+        self._match = match
+        self._fields = None
+
+    def _decode(self) -> dict:
+        fmt = self._format
+        values = self._match.groups()
+        return {name: conv(value) for name, conv, value in zip(fmt.names, fmt.converters, values)}
+
+
+# ---------------------------------------------------------------------------- probes
+# Plain "k=v k=v" (no spaces, quotes or "=" in values): a subset of what the grammar accepts,
+# checked first because KV_ARGS_RE is slow.
+_SIMPLE_ARGS = re.compile(r"[A-Za-z_][\w.]*=[^ \"=]*(?: [A-Za-z_][\w.]*=[^ \"=]*)*")
+_KPROBE_SITE = re.compile(r"[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+")
+_ADDR_SITE = re.compile(r"(?:0x)?[0-9a-f]+")
+
+
+def decode_probe(payload: str) -> tuple[Probe, Mapping] | None:
+    """"(sym+0x0/0x80) a=0x1" / "(caller+0x1e/0x20 <- sym) ret=-133" -> (Probe, fields).
+    Accepts what fastpath.parse_probe_args accepts; the arguments are converted lazily."""
+    if not payload.startswith("("):
+        return None
+    m = PROBE_RE.match(payload.rstrip())
+    if m is None:
+        return None
+    args = m["args"]
+    if args and _SIMPLE_ARGS.fullmatch(args) is None and KV_ARGS_RE.match(args) is None:
+        return None
+    site = m["site"].strip()
+    if _KPROBE_SITE.fullmatch(site):
+        user = False
+    elif _ADDR_SITE.fullmatch(site):
+        user = True
+    else:
+        return None
+    func = m["func"]
+    if func is not None:
+        probe = Probe("uretprobe" if user else "kretprobe", func.split("<-", 1)[1].strip(), site)
+    else:
+        probe = Probe("uprobe" if user else "kprobe", site if user else site.split("+", 1)[0], site)
+    return probe, LazyFields(args or "")
+
+
+# ---------------------------------------------------------------------------- tracepoints
+# printf conversion -> (regex, converter). Hex without "0x" must be read as hex: the kvmmmu
+# formats print gfn and SPTEs with %llx, and old kvm_page_fault printed "address %lx".
+_CONVERSIONS = (
+    (r"%#0?\d*l{0,2}x", r"(0x[0-9a-f]+|0+)", lambda s: int(s, 16)),  # glibc prints 0 bare
+    (r"%0?\d*l{0,2}x", r"([0-9a-f]+)", lambda s: int(s, 16)),
+    (r"%0?\d*l{0,2}[du]", r"(-?\d+)", int),
+    (r"%p", r"(\S+)", str),
+    (r"%s", r"(.*?)", str),
+)
+_CONVERSION_RE = re.compile("|".join(f"({c[0]})" for c in _CONVERSIONS))
+
+
+class Format(NamedTuple):
+    regex: re.Pattern
+    converters: tuple
+    names: tuple[str, ...]
+
+
+def compile_format(fmt: str, names: tuple[str, ...]) -> Format:
+    """TP_printk format + field names -> a full-match regex with typed converters."""
+    parts = []
+    converters = []
+    pos = 0
+    for m in _CONVERSION_RE.finditer(fmt):
+        parts.append(re.escape(fmt[pos:m.start()]))
+        _, regex, conv = _CONVERSIONS[m.lastindex - 1]
+        parts.append(regex)
+        converters.append(conv)
+        pos = m.end()
+    parts.append(re.escape(fmt[pos:]))
+    if len(converters) != len(names):
+        raise ValueError(f"{fmt!r}: {len(converters)} conversions, {len(names)} names")
+    pattern = "".join(parts)
+    if pattern.endswith("(.*?)"):  # a trailing %s takes the rest of the line
+        pattern = pattern[:-5] + "(.*)"
+    return Format(re.compile(pattern), tuple(converters), names)
+
+
+class Tracepoint(NamedTuple):
+    system: str
+    name: str
+    formats: tuple[Format, ...]  # newest first
+    required: tuple[str, ...]  # int fields a key=value rendering must have (trace-cmd -R, fields)
+
+
+def _tp(system: str, name: str, formats: list[tuple[str, tuple]], required: tuple) -> Tracepoint:
+    return Tracepoint(system, name, tuple(compile_format(f, n) for f, n in formats), required)
+
+
+# Sources: kernel-facts.md §4 (TP_printk strings, verbatim).
+TRACEPOINTS: dict[str, Tracepoint] = {tp.name: tp for tp in (
+    _tp("kmem", "mm_page_alloc", [
+        ("page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s",
+         ("page", "pfn", "order", "migratetype", "gfp_flags")),
+        ("page=%p pfn=%lu order=%d migratetype=%d gfp_flags=%s",  # older kernels: decimal pfn
+         ("page", "pfn", "order", "migratetype", "gfp_flags")),
+    ], ("pfn", "order")),
+    _tp("kmem", "mm_page_free", [
+        ("page=%p pfn=0x%lx order=%d", ("page", "pfn", "order")),
+        ("page=%p pfn=%lu order=%d", ("page", "pfn", "order")),
+    ], ("pfn", "order")),
+    _tp("ras", "memory_failure_event", [
+        ("pfn %#lx: recovery action for %s: %s", ("pfn", "type", "result")),
+    ], ("pfn",)),
+    _tp("kvmmmu", "kvm_tdp_mmu_spte_changed", [
+        ("as id %d gfn %llx level %d old_spte %llx new_spte %llx",
+         ("as_id", "gfn", "level", "old_spte", "new_spte")),
+    ], ("gfn", "level", "old_spte", "new_spte")),
+    _tp("kvm", "kvm_page_fault", [
+        ("vcpu %u rip 0x%lx address 0x%016llx error_code 0x%llx",
+         ("vcpu", "rip", "address", "error_code")),
+        ("address %lx error_code %x", ("address", "error_code")),  # before the 2022 change
+    ], ("address", "error_code")),
+    _tp("kvm", "kvm_vm_set_mem_attributes", [
+        ("%#016llx -- %#016llx [0x%lx]", ("start", "end", "attr")),
+    ], ("start", "end", "attr")),
+)}
+
+
+def decode_tracepoint(tp: Tracepoint, payload: str) -> Mapping[str, int | str] | None:
+    """Typed fields, or None if the payload matches none of the event's known renderings."""
+    text = payload.rstrip()
+    for fmt in tp.formats:
+        m = fmt.regex.fullmatch(text)
+        if m is not None:
+            return TypedFields(fmt, m)
+    # key=value renderings: trace-cmd report -R, the `fields` trace option
+    fields = decode_kv(text)
+    if all(isinstance(fields.get(key), int) for key in tp.required):
+        return fields
+    return None
+
+
+# The kprobe/kretprobe events `validator record` creates (group "poisoncheck").
+POISONCHECK_PROBES = frozenset({
+    "gmem_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged", "gmem_convert",
+    "gmem_host_fault", "gmem_punch_hole", "gmem_error_folio", "gmem_free", "hugetlb_free",
+    "set_hwpoison", "gmem_buggy_cleanup", "tdx_shutdown", "hkid_release", "tdx_reclaim",
+})
+POISONCHECK_GROUP = "poisoncheck"

@@ -1,0 +1,113 @@
+"""`poisoncheck validate`: replay captured traces against a design of the spec."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .check_cmd import InputError
+from .ftrace import TraceInputError, iter_events, read_file
+from .model import ALL_CHECKS, DESIGNS
+from .replay import ReplayInputError, Verdict, replay
+
+EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
+
+
+def validate_one(path: str, design: str, added=(), disabled=()) -> Verdict:
+    """Replay one trace file against one design (the library entry point)."""
+    return replay(iter_events(read_file(path)), design, added, disabled)
+
+
+def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
+    head = f"{path}: {v.design}: {v.verdict}"
+    if v.verdict == "violation":
+        what = f"property {v.property}" if v.kind == "property" else "a step the design forbids"
+        head += f" ({what}) at line {v.line}"
+    out = [head]
+    if v.verdict == "violation":
+        out.append(f"  event:    {v.event.strip() if v.event else ''}")
+        out.append(f"  protocol: {v.protocol_event}")
+        out.append(f"  reason:   {v.reason}")
+        for guard in v.guards:
+            out.append(f"  guard:    {guard}")
+        out.append(f"  accepted prefix: lines 1-{v.accepted_prefix}")
+        shown = v.candidates if verbose else v.candidates[:1]
+        for i, state in enumerate(shown, 1):
+            out.append(f"  candidate state {i} of {len(v.candidates)} before the event:")
+            out.extend(f"    {k} = {json.dumps(val)}" for k, val in state.items())
+    elif v.reason:
+        out.append(f"  {v.reason}")
+    out.extend(f"  note: {n}" for n in v.notes)
+    return out
+
+
+def _check_names(ctx, param, values):
+    unknown = set(values) - ALL_CHECKS
+    if unknown:
+        raise click.BadParameter(f"unknown check(s) {', '.join(sorted(unknown))}")
+    return tuple(values)
+
+
+@click.command()
+@click.argument("traces", nargs=-1, required=True)
+@click.option("--design", "-d", default="NoHold", show_default=True,
+              type=click.Choice(DESIGNS + ("all",)),
+              help="The design to judge against; `all` tries every design.")
+@click.option("--disable", "disabled", multiple=True, callback=_check_names, metavar="CHECK",
+              help="Switch a check off (a mutant), as in spec/matrix.toml; repeatable.")
+@click.option("--add", "added", multiple=True, callback=_check_names, metavar="CHECK",
+              help="Switch a proposed check on; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
+def validate(traces, design, disabled, added, as_json, verbose):
+    """Replay ftrace logs against a design's transition relation.
+
+    Each trace is judged on conformance (every event is a step the design
+    allows) and safety (no state the trace may have reached breaks a safety
+    property).  A lost-events marker makes the verdict inconclusive from
+    there on.  `-` reads stdin; .gz and .xz are read by extension.
+
+    \b
+    Examples:
+      poisoncheck validate run.trace --design HWPoison
+      poisoncheck validate traces/*.trace --design all
+      cat /sys/kernel/tracing/trace_pipe | poisoncheck validate - -d NoHold
+
+    \b
+    Exit codes: 0 accepted, 1 violation, 3 inconclusive, 2 input error;
+    with several traces the worst wins (2 > 1 > 3 > 0).  With --design all:
+    0 when some design accepts every trace, 1 otherwise.
+    """
+    designs = DESIGNS if design == "all" else (design,)
+    if "-" in traces and len(designs) > 1:
+        raise InputError("--design all reads each trace once per design; save stdin to a file")
+    results: list[tuple[str, Verdict]] = []
+    for path in traces:
+        if path != "-" and not Path(path).is_file():
+            raise InputError(f"{path}: no such file")
+        for d in designs:
+            try:
+                results.append((path, validate_one(path, d, added, disabled)))
+            except (TraceInputError, ReplayInputError) as err:
+                raise InputError(f"{path}: {err}") from None
+    if as_json:
+        json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
+        click.echo()
+    else:
+        for p, v in results:
+            click.echo("\n".join(_describe(p, v, verbose)))
+        if design == "all":
+            accepting = [d for d in designs
+                         if all(v.verdict == "accepted" for p, v in results if v.design == d)]
+            click.echo(f"designs that accept: {', '.join(accepting) or 'none'}")
+    if design == "all":
+        ok = any(all(v.verdict == "accepted" for _, v in results if v.design == d)
+                 for d in designs)
+        sys.exit(0 if ok else 1)
+    codes = {EXIT[v.verdict] for _, v in results}
+    for code in (1, 3, 0):
+        if code in codes:
+            sys.exit(code)
