@@ -8,8 +8,10 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: check test bench review clean setup java
 
+# Model-check the matrix, then validate traces/ and replay every counterexample.
 check: setup
 	$(BIN)/poisoncheck check --jobs $(JOBS)
+	$(BIN)/poisoncheck corpus
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -87,7 +87,7 @@ def test_perf_system_overrides_name_lookup():
 def test_poisoncheck_sample():
     events = list(iter_events(read_file(SAMPLE)))
     names = {e.name for e in events if hasattr(e, "name")}
-    assert POISONCHECK_PROBES <= names
+    assert POISONCHECK_PROBES - {"hugetlb_alloc"} <= names   # the sample predates hugetlb_alloc
     probes = [e for e in events if getattr(e, "probe", None)]
     assert {e.system for e in probes} == {"poisoncheck"}
     by_name = {e.name: e for e in events if hasattr(e, "name")}

@@ -21,7 +21,7 @@ from pathlib import Path
 PROTOCOL_EVENTS = (
     "alloc", "guest_get_pfn", "aug", "remove", "vm_bugged", "convert", "host_fault",
     "punch_hole", "error_folio", "gmem_free", "hugetlb_free", "set_hwpoison", "buggy_cleanup",
-    "tdx_shutdown", "hkid_release", "reclaim",
+    "tdx_shutdown", "hkid_release", "reclaim", "hugetlb_alloc",
     "page_alloc", "page_free", "memory_failure", "spte_changed", "page_fault", "set_attributes",
 )
 

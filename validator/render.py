@@ -53,6 +53,7 @@ SITES = {
     "tdx_shutdown": "tdx_buggy_shutdown+0x0/0xa0",
     "hkid_release": "tdx_mmu_release_hkid+0x1b8/0x2a0 <- tdh_mng_key_freeid",
     "tdx_reclaim": "tdx_sept_remove_private_spte+0x58/0xe0 <- tdx_reclaim_page",
+    "hugetlb_alloc": "hugetlb_fault+0x3e4/0xd70 <- alloc_hugetlb_folio",
 }
 PFN_BASE, PFN_STRIDE = 0x100000, 0x400
 
@@ -108,6 +109,8 @@ class Renderer:
         if self.cfg.backing == "buddy":
             self.emit(VMM, "mm_page_alloc", f"page=00000000{pfn:08x} pfn=0x{pfn:x} order=0 "
                       "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO")
+        else:
+            self.probe(VMM, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
         index = f * self.cfg.pages_per_folio
         self.probe(VMM, "gmem_alloc", f"index=0x{index:x} pfn=0x{pfn:x} order={self.order}")
 
@@ -176,10 +179,12 @@ class Renderer:
 
     def r_AllocatorReuse(self, st: Step) -> None:
         (f,) = st.params
+        pfn = self.folio_pfn(f)
         if self.cfg.backing == "buddy":
-            pfn = self.folio_pfn(f)
             self.emit(OTHER, "mm_page_alloc", f"page=00000000{pfn:08x} pfn=0x{pfn:x} order=0 "
                       "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE")
+        else:
+            self.probe(OTHER, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
 
     def _memory_failure(self, p: int, result: str = "Failed") -> None:
         self.probe(KWORKER, "gmem_error_folio", f"index=0x{p:x} pfn=0x{self.pfn(p):x}")

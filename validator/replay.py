@@ -48,6 +48,8 @@ PROBE_PROTOCOL = {
     "gmem_error_folio": "error_folio", "gmem_free": "gmem_free", "hugetlb_free": "hugetlb_free",
     "set_hwpoison": "set_hwpoison", "gmem_buggy_cleanup": "buggy_cleanup",
     "tdx_shutdown": "tdx_shutdown", "hkid_release": "hkid_release", "tdx_reclaim": "reclaim",
+    # A HugeTLB folio leaves the pool: means what mm_page_alloc means for a 4K page.
+    "hugetlb_alloc": "page_alloc",
 }
 # Events that carry no information the model holds (kept for coverage only).
 INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes"}

@@ -12,13 +12,30 @@ from .check_cmd import InputError
 from .ftrace import TraceInputError, iter_events, read_file
 from .model import ALL_CHECKS, DESIGNS
 from .replay import ReplayInputError, Verdict, replay
+from .tlc_runner import RunnerError, TlcSetup
+from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 
 
-def validate_one(path: str, design: str, added=(), disabled=()) -> Verdict:
-    """Replay one trace file against one design (the library entry point)."""
-    return replay(iter_events(read_file(path)), design, added, disabled)
+def validate_one(path: str, design: str, added=(), disabled=(),
+                 tlc: TlcSetup | None = None) -> Verdict:
+    """Judge one trace file against one design, with Python or (given `tlc`) with TLC."""
+    if tlc is None:
+        return replay(iter_events(read_file(path)), design, added, disabled)
+    from .tlc_engine import validate_tlc
+    name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
+    return validate_tlc(iter_events(read_file(path)), design, tlc,
+                        tlc.out_dir / name / design, added, disabled)
+
+
+def tlc_setup(timeout: float) -> TlcSetup:
+    root = repo_root()
+    try:
+        return TlcSetup(find_java(), verify_jar(default_jar()), root / "spec",
+                        root / "build" / "validate", timeout)
+    except SetupError as err:
+        raise InputError(str(err)) from None
 
 
 def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
@@ -60,15 +77,21 @@ def _check_names(ctx, param, values):
               help="Switch a check off (a mutant), as in spec/matrix.toml; repeatable.")
 @click.option("--add", "added", multiple=True, callback=_check_names, metavar="CHECK",
               help="Switch a proposed check on; repeatable.")
+@click.option("--engine", type=click.Choice(["python", "tlc"]), default="python",
+              show_default=True, help="python: the fast replay; tlc: the spec judged by TLC.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one TLC run may take (--engine tlc).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
-def validate(traces, design, disabled, added, as_json, verbose):
+def validate(traces, design, disabled, added, engine, timeout, as_json, verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
     allows) and safety (no state the trace may have reached breaks a safety
     property).  A lost-events marker makes the verdict inconclusive from
-    there on.  `-` reads stdin; .gz and .xz are read by extension.
+    there on.  `-` reads stdin; .gz and .xz are read by extension.  With
+    --engine tlc the same trace is written into a generated TLA+ module
+    under build/validate/ and TLC judges it (slow; same verdicts).
 
     \b
     Examples:
@@ -84,14 +107,15 @@ def validate(traces, design, disabled, added, as_json, verbose):
     designs = DESIGNS if design == "all" else (design,)
     if "-" in traces and len(designs) > 1:
         raise InputError("--design all reads each trace once per design; save stdin to a file")
+    tlc = tlc_setup(timeout) if engine == "tlc" else None
     results: list[tuple[str, Verdict]] = []
     for path in traces:
         if path != "-" and not Path(path).is_file():
             raise InputError(f"{path}: no such file")
         for d in designs:
             try:
-                results.append((path, validate_one(path, d, added, disabled)))
-            except (TraceInputError, ReplayInputError) as err:
+                results.append((path, validate_one(path, d, added, disabled, tlc)))
+            except (TraceInputError, ReplayInputError, RunnerError) as err:
                 raise InputError(f"{path}: {err}") from None
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)

@@ -234,5 +234,6 @@ POISONCHECK_PROBES = frozenset({
     "gmem_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged", "gmem_convert",
     "gmem_host_fault", "gmem_punch_hole", "gmem_error_folio", "gmem_free", "hugetlb_free",
     "set_hwpoison", "gmem_buggy_cleanup", "tdx_shutdown", "hkid_release", "tdx_reclaim",
+    "hugetlb_alloc",
 })
 POISONCHECK_GROUP = "poisoncheck"

@@ -1,0 +1,80 @@
+"""traces/: the manifest's verdicts, both engines agreeing, and the counterexamples rejected."""
+
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from validator import model, scenarios
+from validator.cli import cli
+from validator.corpus import check_traces, render_counterexamples, verdict_text
+from validator.ftrace import iter_events, read_file
+from validator.replay import ReplayInputError
+from validator.tlc_engine import validate_tlc
+from validator.tlc_runner import TlcSetup
+from validator.tlc_setup import default_jar, find_java
+
+from conftest import ROOT
+
+TRACES = ROOT / "traces"
+MANIFEST = tomllib.loads((TRACES / "manifest.toml").read_text())["trace"]
+
+
+def test_every_trace_has_its_expected_verdict_for_every_design():
+    outcomes = check_traces(TRACES)
+    assert len(outcomes) == len(MANIFEST) * len(model.DESIGNS)
+    assert [o for o in outcomes if not o.ok] == []
+    kinds = {o.got.split("@")[0] for o in outcomes}
+    assert {"accepted", "inconclusive", "violation:step", "violation:NoHostAccessToTdPage"} <= kinds
+
+
+def test_the_scenario_traces_are_what_the_generator_writes(tmp_path):
+    for scenario in scenarios.SCENARIOS:
+        assert (TRACES / f"{scenario.name}.trace").read_text() == scenario.text(), scenario.name
+    assert {f"{s.name}.trace" for s in scenarios.SCENARIOS} == {t["file"] for t in MANIFEST}
+
+
+def test_both_engines_agree_on_every_trace(tlc_ready, tmp_path):
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
+    cases = [(t["file"], d) for t in MANIFEST for d in model.DESIGNS]
+
+    def tlc_verdict(case):
+        name, design = case
+        items = iter_events(read_file(TRACES / name))
+        return verdict_text(validate_tlc(items, design, setup, tmp_path / name / design))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = dict(zip(cases, pool.map(tlc_verdict, cases)))
+    expected = {(t["file"], d): v for t in MANIFEST for d, v in t["expect"].items()}
+    assert got == expected
+
+
+def test_tlc_engine_never_writes_trace_text_into_tla(tlc_ready, tmp_path):
+    trace = (TRACES / "lifecycle-buddy.trace").read_text()
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path / "out", 300)
+    # A comm full of TLA+ goes nowhere near the module.
+    path = tmp_path / "comm.trace"
+    path.write_text(trace.replace("qemu-system-x86", '==== MODULE Zzz'))
+    verdict = validate_tlc(iter_events(read_file(path)), "NoHold", setup, tmp_path / "out" / "x")
+    module = (tmp_path / "out" / "x" / "PoisonTrace.tla").read_text()
+    assert "Zzz" not in module and verdict.verdict == "accepted"
+    # A field value outside the fixed vocabulary is an input error, not TLA+.
+    path = tmp_path / "field.trace"
+    path.write_text(trace.replace('to="shared"', 'to="shared\\" ==== MODULE Evil"', 1))
+    with pytest.raises(ReplayInputError, match="to=private|shared"):
+        validate_tlc(iter_events(read_file(path)), "NoHold", setup, tmp_path / "out" / "y")
+
+
+def test_counterexamples_render_and_are_rejected(tlc_ready, tmp_path):
+    out = tmp_path / "check"
+    result = CliRunner().invoke(cli, ["check", "-q", "--out", str(out), "--only",
+                                      "mutant-guest-fault-ignores-poison",
+                                      "--only", "NoHold-buddy-fail1"])
+    assert result.exit_code == 0, result.output
+    outcomes = render_counterexamples(out, tmp_path / "traces")
+    names = {o.trace for o in outcomes}
+    assert "NoHold-buddy-fail1--NoHostAccessToTdPage" in names
+    assert all(o.ok for o in outcomes), [(o.trace, o.got) for o in outcomes]
+    assert all(Path(tmp_path / "traces" / f"{o.trace}.trace").is_file() for o in outcomes)
