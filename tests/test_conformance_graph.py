@@ -97,3 +97,29 @@ def test_the_comparison_can_fail(tlc_ready, tmp_path, monkeypatch):
     cfg = model.Config("NoHold", "buddy", folios=1, max_mem_errors=1)
     with pytest.raises(AssertionError):
         assert_same_graph(tmp_path, cfg)
+
+
+def python_safety_verdicts(cfg: model.Config) -> dict[str, str]:
+    """Properties 1-4 over the mirror's reachable graph (what TLC checks)."""
+    states, edges = model.reachable(cfg)
+    verdicts = {}
+    for name, holds in model.STATE_PROPERTIES:
+        verdicts[name] = "holds" if all(holds(cfg, s) for s in states) else "violated"
+    contained = all(model.poison_contained_step(cfg, s, t) for s, _, t in edges)
+    verdicts["PoisonContained"] = "holds" if contained else "violated"
+    return verdicts
+
+
+def test_python_properties_agree_with_the_matrix_on_buddy_runs():
+    """The replay's property functions give TLC's verdicts on every buddy run."""
+    from validator.matrix import load_matrix
+    runs = [r for r in load_matrix(ROOT / "spec" / "matrix.toml") if r.backing == "buddy"]
+    assert len(runs) > 15
+    for run in runs:
+        cfg = model.Config(run.design, run.backing, folios=run.folios,
+                           pages_per_folio=run.pages_per_folio,
+                           max_remove_failures=run.remove_failures,
+                           max_mem_errors=run.mem_errors, disabled=frozenset(run.disabled),
+                           added=frozenset(run.added))
+        got = python_safety_verdicts(cfg)
+        assert got == {k: run.expect[k] for k in got}, run.name
