@@ -109,7 +109,7 @@ def test_events_of_foreign_pfns_are_skipped_and_counted():
              "page=000000004d2a1c5e pfn=0x2345 order=0 migratetype=1 gfp_flags=GFP_KERNEL\n")
     verdict = judge(text + noise, "NoHold")
     assert verdict.verdict == "accepted"
-    assert any("did not allocate" in n for n in verdict.notes)
+    assert any("has not allocated" in n for n in verdict.notes)
 
 
 def invoke(*args):

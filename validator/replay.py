@@ -284,7 +284,7 @@ class Replay:
             if page is None and name in ("error_folio", "host_fault"):
                 page = self._page(ev, "index")
             if page is None:
-                raise _Unrelated(f"{name} on a page guest_memfd did not allocate in the trace")
+                raise _Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page == -1:
                 raise _Unrelated("folio seen before lost events")
             return [(self._page_step(name, ev, page, ret), self.cfg.folio_of(page))]

@@ -115,7 +115,9 @@ def validate(traces, design, disabled, added, engine, timeout, as_json, verbose)
         for d in designs:
             try:
                 results.append((path, validate_one(path, d, added, disabled, tlc)))
-            except (TraceInputError, ReplayInputError, RunnerError) as err:
+            except TraceInputError as err:          # names the file itself
+                raise InputError(str(err)) from None
+            except (ReplayInputError, RunnerError) as err:
                 raise InputError(f"{path}: {err}") from None
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
