@@ -144,3 +144,24 @@ def test_cli_input_errors_are_exit_2(tmp_path):
         result = invoke(*args)
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
+
+
+def test_coverage_names_actions_taken_and_checks_that_refused(tmp_path):
+    verdict = judge(text_of("NoHold", "buddy", LIFECYCLE, folios=2), "NoHold")
+    engine_cov = replay(iter_events(read_lines(text_of("NoHold", "buddy", LIFECYCLE,
+                                                       folios=2).splitlines())),
+                        "NoHold", coverage=True).coverage
+    assert verdict.coverage is None
+    assert {"KvmTdpMapPrivate", "KvmGmemConvertPrivate", "FreeFolio", "HostGup"} <= set(
+        engine_cov["actions"])
+    assert "TdxSeptRemoveFailed" in engine_cov["actions_never"]
+    assert engine_cov["checks_refused"] == ["convert.safe_refcount"]   # the pinned page
+    assert "do_fault.hwpoison" in engine_cov["checks_never"]
+    result = invoke_cov(tmp_path)
+    assert "checks that refused a step: convert.safe_refcount" in result
+
+
+def invoke_cov(tmp_path):
+    path = tmp_path / "t.trace"
+    path.write_text(text_of("NoHold", "buddy", LIFECYCLE, folios=2))
+    return CliRunner().invoke(cli, ["validate", str(path), "--coverage"]).output

@@ -378,6 +378,8 @@ PAGE_ACTIONS = (KvmTdpMapPrivate, TdxSeptRemoveOk, TdxSeptRemoveFailed,
                 MemoryFailure)
 GLOBAL_ACTIONS = (KvmGmemConvertShared, KvmGmemConvertPrivate, KvmGmemBuggyCleanup,
                   TdxReleaseHkid)
+ACTION_NAMES = tuple(a.__name__ for a in FOLIO_ACTIONS + PAGE_ACTIONS + GLOBAL_ACTIONS) + (
+    "VmmConvertRequest",)
 
 
 def successors(cfg: Config, s: State) -> Iterator[tuple[str, tuple, State]]:

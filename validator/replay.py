@@ -24,6 +24,7 @@ projected away: request and conversion are one composed step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -80,13 +81,15 @@ class Verdict:
     guards: list[str] = field(default_factory=list)        # the guards that failed
     notes: list[str] = field(default_factory=list)
     events: int = 0                       # protocol events replayed
+    coverage: dict | None = None          # with coverage asked for: see Coverage.to_json
 
     def to_json(self) -> dict:
         return {"verdict": self.verdict, "kind": self.kind, "property": self.property,
                 "design": self.design, "line": self.line, "event": self.event,
                 "protocol_event": self.protocol_event, "reason": self.reason,
                 "accepted_prefix": self.accepted_prefix, "guards": self.guards,
-                "candidates": self.candidates, "notes": self.notes, "events": self.events}
+                "candidates": self.candidates, "notes": self.notes, "events": self.events,
+                **({"coverage": self.coverage} if self.coverage is not None else {})}
 
 
 @dataclass
@@ -103,6 +106,41 @@ class _StepFailed(Exception):
 
 
 Step = Callable[[model.Config, model.State], list[model.State]]
+
+# Coverage: the actions the replay took and the guards that refused a step.
+# Set by Replay while it applies a step (replays run one at a time).
+_TAKEN: set[str] | None = None
+
+
+_REFUSED: set[str] | None = None
+
+
+def _took(name: str) -> None:
+    if _TAKEN is not None:
+        _TAKEN.add(name)
+
+
+def _refused_by(guards: list[str]) -> None:
+    """Note the named checks behind a refusal the trace shows (coverage)."""
+    if _REFUSED is not None:
+        _REFUSED.update(m.group(1) for g in guards for m in CHECK_IN_GUARD.finditer(g)
+                        if m.group(1) in model.ALL_CHECKS)
+
+
+CHECK_IN_GUARD = re.compile(r"\b([a-z_]+\.[a-z_]+):")
+
+
+@dataclass
+class Coverage:
+    actions: set[str] = field(default_factory=set)       # actions some accepted step took
+    refusals: set[str] = field(default_factory=set)      # named checks that refused a step
+
+    def to_json(self) -> dict:
+        every = set(model.ACTION_NAMES)
+        checks = set(model.ALL_CHECKS)
+        return {"actions": sorted(self.actions), "actions_never": sorted(every - self.actions),
+                "checks_refused": sorted(self.refusals),
+                "checks_never": sorted(checks - self.refusals)}
 
 
 class Replay:
@@ -121,6 +159,7 @@ class Replay:
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
         self.steps: list[tuple] = []   # (descriptor, line, folio, raw, event): TLC's input
+        self.coverage = Coverage()
         self.done = False
 
     # ---- the world: folios and pages as the trace reveals them ----------------
@@ -204,13 +243,23 @@ class Replay:
         before = self.states
         pairs: list[tuple[model.State, model.State]] = []
         why: list[str] = []
-        for s in before:
-            # The host's unmaps, pins and unpins on this folio are never traced.
-            for u in (host_closure(self.cfg, s, folio) if folio is not None else [s]):
-                try:
-                    pairs.extend(step(self.cfg, u))
-                except _StepFailed as failed:
-                    why.extend(failed.guards or [failed.reason])
+        global _TAKEN, _REFUSED
+        _TAKEN, _REFUSED = taken, refused = set(), set()
+        try:
+            for s in before:
+                # The host's unmaps, pins and unpins on this folio are never traced.
+                for u in (host_closure(self.cfg, s, folio) if folio is not None else [s]):
+                    try:
+                        pairs.extend(step(self.cfg, u))
+                    except _StepFailed as failed:
+                        why.extend(failed.guards or [failed.reason])
+        finally:
+            _TAKEN = _REFUSED = None
+        if pairs:
+            self.coverage.actions |= taken
+            self.coverage.refusals |= refused
+        self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
+                                      if m.group(1) in model.ALL_CHECKS)
         self.verdict.events += 1
         if not pairs:
             self._fail(event, name, "step", None, _first_reasons(why), before)
@@ -316,9 +365,10 @@ class Replay:
         if name in ("remove", "reclaim"):
             return ("remove_ok", p) if ret == 0 else ("remove_failed", p)
         if name == "host_fault":
-            return ("host_fault", p) if ret == 0 else ("stay",)    # refused: nothing changes
+            return ("host_fault", p) if ret == 0 else ("host_fault_refused", p)
         if name == "guest_get_pfn":
-            return ("stay",)      # a refused fault changes nothing; the AUG is its own event
+            # -EHWPOISON: the fault is refused; otherwise the AUG is its own event.
+            return ("guest_fault_refused", p) if ret == EHWPOISON else ("stay",)
         if name == "set_hwpoison":
             return ("design", "tdx_remove_failed.set_hwpoison")
         if name == "error_folio":
@@ -373,6 +423,10 @@ def build_step(desc: tuple) -> Step:
                        _action(model.TdxSeptRemoveAfterShutdown, *args))
     if kind == "host_fault":
         return _action(model.KvmGmemHostFault, *args)
+    if kind == "host_fault_refused":
+        return _refusal(model.KvmGmemHostFault, *args)
+    if kind == "guest_fault_refused":
+        return _refusal(model.KvmTdpMapPrivate, *args)
     if kind == "hkid_release":
         return _action(model.TdxReleaseHkid)
     if kind == "design":
@@ -459,6 +513,7 @@ def _action(fn, *args) -> Step:
         t = fn(cfg, s, *args, why)
         if t is None:
             raise _StepFailed(f"{fn.__name__}: guard false", [f"{fn.__name__}: {w}" for w in why])
+        _took(fn.__name__)
         return [(s, t)]
     return step
 
@@ -474,6 +529,17 @@ def _either(*steps: Step) -> Step:
         if not out:
             raise _StepFailed("no alternative fits", why)
         return out
+    return step
+
+
+def _refusal(fn, *args) -> Step:
+    """The kernel refused the step: nothing changes.  A refusal for a reason the
+    model does not hold is allowed too; for coverage, note the check that refuses."""
+    def step(cfg, s):
+        why: list[str] = []
+        if fn(cfg, s, *args, why) is None:
+            _refused_by(why)
+        return [(s, s)]
     return step
 
 
@@ -504,6 +570,8 @@ def host_closure(cfg, s, folio) -> list[model.State]:
         for p in pages:
             for fn in (model.HostUnmap, model.HostGup, model.HostUnpin):
                 t = fn(cfg, u, p)
+                if t is not None:
+                    _took(fn.__name__)
                 if t is not None and t not in seen:
                     seen.add(t)
                     todo.append(t)
@@ -522,12 +590,14 @@ def _truncate_then_free(folio, expect: str | None = None) -> Step:
                 t = truncate(cfg, s, folio, w)
                 if t is not None:
                     starts.append(t)
+                    _took(truncate.__name__)
                 why.extend(f"{truncate.__name__}: {x}" for x in w)
         for u in starts:
             w = []
             t = model.FreeFolio(cfg, u, folio, w)
             if t is not None and (expect is None or t.folioLoc[folio] == expect):
                 out.append((u, t))
+                _took("FreeFolio")
             elif t is not None:
                 why.append(f"FreeFolio: {cfg.design} keeps the folio out ({t.folioLoc[folio]}),"
                            f" but the trace shows it going back to the {expect}")
@@ -561,6 +631,9 @@ def _convert_done(pages, to) -> Step:
                 t = convert(cfg, r, w) if r is not None else None
                 if t is not None and t.convReq is None:
                     nxt.append((r, t))
+                    _took(convert.__name__)
+                    if r is not u:
+                        _took("VmmConvertRequest")
                 elif t is not None:
                     why.append(f"{convert.__name__}: the refcount check refuses (-EAGAIN)")
                 why.extend(f"{convert.__name__}: {x}" for x in w)
@@ -584,18 +657,28 @@ def _convert_refused(pages, to) -> Step:
         if r is None:
             raise _StepFailed("conversion refused", [f"VmmConvertRequest: {x}" for x in why])
         t = convert(cfg, r, why)
+        if r is not s:
+            _took("VmmConvertRequest")
         if to == "private" and t is not None and t.convReq is not None:
+            _took(convert.__name__)
+            _refused_by(["convert.safe_refcount:" if not model.page_refs_safe(r, p)
+                         else "restructure.safe_refcount:"])
             return [(r, t)]                   # refused after unmap_mapping_pages()
         if to == "shared" and t is None:
+            _refused_by(why)
             return [(r, r)]
         raise _StepFailed("conversion refused", why or [
             f"{convert.__name__}: the refcount checks let page {p} convert"])
     return step
 
 
-def replay(items: Iterable[Event | LostMarker], design: str, added=(), disabled=()) -> Verdict:
+def replay(items: Iterable[Event | LostMarker], design: str, added=(), disabled=(),
+           coverage: bool = False) -> Verdict:
     engine = Replay(design, added, disabled)
     for item in items:
         if not engine.feed(item):
             break
-    return engine.result()
+    verdict = engine.result()
+    if coverage:
+        verdict.coverage = engine.coverage.to_json()
+    return verdict

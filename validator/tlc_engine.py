@@ -34,7 +34,8 @@ TRACE_MODULE = "PoisonTrace"
 _REACHED = re.compile(r'<<"poisoncheck-reached", (\d+)>>')
 _WORDS = {"stay", "alloc", "map", "remove_ok", "remove_failed", "host_fault", "hkid_release",
           "design", "in_gmem", "memory_failure", "gmem_free", "hugetlb_free", "page_free",
-          "page_alloc", "convert", "convert_refused", "private", "shared", "none"}
+          "page_alloc", "convert", "convert_refused", "private", "shared", "none",
+          "host_fault_refused", "guest_fault_refused"}
 PROPERTY_INVARIANTS = {
     "TvNoHostAccess": "NoHostAccessToTdPage", "TvNoPrivateHostMapping": "NoPrivateHostMapping",
     "TvRefcount": "RefcountSound", "TvPoisonContained": "PoisonContained"}
@@ -66,7 +67,7 @@ Hidden ==
     /\ UNCHANGED <<l, pcOk>>
 
 Observed(e) ==
-    CASE e.k = "stay" -> UNCHANGED vars
+    CASE e.k \in {"stay", "host_fault_refused", "guest_fault_refused"} -> UNCHANGED vars
       [] e.k = "alloc" -> KvmGmemAllocFolio(Fo(e.a))
       [] e.k = "map" -> KvmTdpMapPrivate(Pg(e.a))
       [] e.k = "remove_ok" -> TdxSeptRemoveOk(Pg(e.a))

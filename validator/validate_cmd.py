@@ -19,10 +19,10 @@ EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 
 
 def validate_one(path: str, design: str, added=(), disabled=(),
-                 tlc: TlcSetup | None = None) -> Verdict:
+                 tlc: TlcSetup | None = None, coverage: bool = False) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC."""
     if tlc is None:
-        return replay(iter_events(read_file(path)), design, added, disabled)
+        return replay(iter_events(read_file(path)), design, added, disabled, coverage)
     from .tlc_engine import validate_tlc
     name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
     return validate_tlc(iter_events(read_file(path)), design, tlc,
@@ -58,6 +58,14 @@ def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
     elif v.reason:
         out.append(f"  {v.reason}")
     out.extend(f"  note: {n}" for n in v.notes)
+    if v.coverage is not None:
+        c = v.coverage
+        out.append(f"  coverage: {len(c['actions'])} of "
+                   f"{len(c['actions']) + len(c['actions_never'])} spec actions taken")
+        out.append(f"    taken:   {', '.join(c['actions']) or '-'}")
+        out.append(f"    never:   {', '.join(c['actions_never']) or '-'}")
+        out.append(f"    checks that refused a step: {', '.join(c['checks_refused']) or '-'}")
+        out.append(f"    checks never exercised: {', '.join(c['checks_never']) or '-'}")
     return out
 
 
@@ -81,9 +89,12 @@ def _check_names(ctx, param, values):
               show_default=True, help="python: the fast replay; tlc: the spec judged by TLC.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one TLC run may take (--engine tlc).")
+@click.option("--coverage", is_flag=True,
+              help="Also say which spec actions the trace took and which named checks "
+                   "refused a step (Python engine).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
-def validate(traces, design, disabled, added, engine, timeout, as_json, verbose):
+def validate(traces, design, disabled, added, engine, timeout, coverage, as_json, verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
@@ -107,6 +118,8 @@ def validate(traces, design, disabled, added, engine, timeout, as_json, verbose)
     designs = DESIGNS if design == "all" else (design,)
     if "-" in traces and len(designs) > 1:
         raise InputError("--design all reads each trace once per design; save stdin to a file")
+    if coverage and engine == "tlc":
+        raise click.UsageError("--coverage works with the Python engine only")
     tlc = tlc_setup(timeout) if engine == "tlc" else None
     results: list[tuple[str, Verdict]] = []
     for path in traces:
@@ -114,7 +127,7 @@ def validate(traces, design, disabled, added, engine, timeout, as_json, verbose)
             raise InputError(f"{path}: no such file")
         for d in designs:
             try:
-                results.append((path, validate_one(path, d, added, disabled, tlc)))
+                results.append((path, validate_one(path, d, added, disabled, tlc, coverage)))
             except TraceInputError as err:          # names the file itself
                 raise InputError(str(err)) from None
             except (ReplayInputError, RunnerError) as err:
