@@ -147,21 +147,16 @@ def test_cli_input_errors_are_exit_2(tmp_path):
 
 
 def test_coverage_names_actions_taken_and_checks_that_refused(tmp_path):
-    verdict = judge(text_of("NoHold", "buddy", LIFECYCLE, folios=2), "NoHold")
-    engine_cov = replay(iter_events(read_lines(text_of("NoHold", "buddy", LIFECYCLE,
-                                                       folios=2).splitlines())),
-                        "NoHold", coverage=True).coverage
-    assert verdict.coverage is None
+    from validator.scenarios import LIFECYCLE as PINNED_LIFECYCLE   # one -EAGAIN on a pin
+    text = text_of("NoHold", "buddy", PINNED_LIFECYCLE, folios=2)
+    assert judge(text, "NoHold").coverage is None
+    cov = replay(iter_events(read_lines(text.splitlines())), "NoHold", coverage=True).coverage
     assert {"KvmTdpMapPrivate", "KvmGmemConvertPrivate", "FreeFolio", "HostGup"} <= set(
-        engine_cov["actions"])
-    assert "TdxSeptRemoveFailed" in engine_cov["actions_never"]
-    assert engine_cov["checks_refused"] == ["convert.safe_refcount"]   # the pinned page
-    assert "do_fault.hwpoison" in engine_cov["checks_never"]
-    result = invoke_cov(tmp_path)
-    assert "checks that refused a step: convert.safe_refcount" in result
-
-
-def invoke_cov(tmp_path):
+        cov["actions"])
+    assert "TdxSeptRemoveFailed" in cov["actions_never"]
+    assert cov["checks_refused"] == ["convert.safe_refcount"]
+    assert "do_fault.hwpoison" in cov["checks_never"]
     path = tmp_path / "t.trace"
-    path.write_text(text_of("NoHold", "buddy", LIFECYCLE, folios=2))
-    return CliRunner().invoke(cli, ["validate", str(path), "--coverage"]).output
+    path.write_text(text)
+    output = CliRunner().invoke(cli, ["validate", str(path), "--coverage"]).output
+    assert "checks that refused a step: convert.safe_refcount" in output
