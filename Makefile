@@ -19,7 +19,9 @@ test: setup
 bench: setup
 	$(BIN)/python -m validator.bench
 
+# The design-review report; runs the check first when it has no results yet.
 review: setup
+	test -f build/check/results.json || $(BIN)/poisoncheck check --jobs $(JOBS)
 	$(BIN)/poisoncheck report -o build/review
 
 setup: $(STAMP) $(JAR) java

@@ -102,6 +102,9 @@ def check(spec_dir, matrix_path, only, jobs, timeout, out_dir, as_json, quiet):
         more = f" ({len(errors) - 1} more TLC jobs failed; see {out_dir})" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
     mismatches = [m for r in results for m in r.mismatches()]
+    # Kept for `poisoncheck report` (the last check's results, whatever it printed).
+    (out_dir / "results.json").write_text(json.dumps(
+        {"runs": [r.to_json() for r in results], "mismatches": mismatches}, indent=1) + "\n")
 
     if as_json:
         json.dump({"runs": [r.to_json() for r in results], "mismatches": mismatches},

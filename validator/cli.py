@@ -6,6 +6,7 @@ from . import __version__
 from .check_cmd import check
 from .validate_cmd import validate
 from .corpus_cmd import corpus
+from .report_cmd import report
 from .parse_cmd import parse
 from .record_cmd import record
 
@@ -28,3 +29,4 @@ cli.add_command(parse)
 cli.add_command(validate)
 cli.add_command(record)
 cli.add_command(corpus)
+cli.add_command(report)

@@ -492,3 +492,28 @@ def poison_contained_step(cfg: Config, s: State, t: State) -> bool:
 STATE_PROPERTIES = (("NoHostAccessToTdPage", no_host_access_to_td_page),
                     ("NoPrivateHostMapping", no_private_host_mapping),
                     ("RefcountSound", refcount_sound))
+
+
+# The kernel function each action stands for (the spec's comments, for reports).
+KERNEL_FUNCTION = {
+    "Init": "-",
+    "KvmGmemAllocFolio": "kvm_gmem_get_folio()",
+    "KvmTdpMapPrivate": "kvm_gmem_get_pfn() + tdx_mem_page_aug()",
+    "TdxSeptRemoveOk": "tdx_sept_remove_leaf_spte()",
+    "TdxSeptRemoveFailed": "tdx_sept_remove_leaf_spte() fails: KVM_BUG_ON()",
+    "TdxSeptRemoveAfterShutdown": "tdx_sept_remove_leaf_spte() after buggy shutdown",
+    "VmmConvertRequest": "TDG.VP.VMCALL<MapGPA> or the VMM",
+    "KvmGmemConvertShared": "kvm_gmem_set_attributes(): to shared",
+    "KvmGmemConvertPrivate": "kvm_gmem_set_attributes(): to private",
+    "KvmGmemHostFault": "kvm_gmem_fault_user_mapping() + __do_fault()",
+    "HostGup": "get_user_pages()",
+    "HostUnpin": "unpin_user_page()",
+    "HostUnmap": "munmap()",
+    "KvmGmemPunchHole": "kvm_gmem_punch_hole()",
+    "KvmGmemEvictInode": "kvm_gmem_evict_inode()",
+    "FreeFolio": "folio_put(): free_huge_folio() / free_pages_prepare()",
+    "AllocatorReuse": "alloc_pages() / alloc_hugetlb_folio()",
+    "MemoryFailure": "memory_failure()",
+    "KvmGmemBuggyCleanup": "kvm_gmem_buggy_cleanup()",
+    "TdxReleaseHkid": "tdx_mmu_release_hkid()",
+}
