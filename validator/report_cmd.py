@@ -30,7 +30,7 @@ RENDERERS = {"text": ("report.txt", render_text), "md": ("report.md", render_mar
               default=None, help="The trace corpus [default: traces/].")
 @click.option("--ablation", "ablation_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Results of `poisoncheck ablate --json` "
-                                 "[default: build/ablate/results.json, when present].")
+                                 "[default: build/ablate/ablation.json, when present].")
 def report(formats, out_dir, check_dir, traces_dir, ablation_path):
     """Build the design-review report from the check results and the trace corpus.
 
@@ -49,7 +49,7 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
     root = repo_root()
     check_dir = check_dir or root / "build" / "check"
     traces_dir = traces_dir or root / "traces"
-    ablation_path = ablation_path or root / "build" / "ablate" / "results.json"
+    ablation_path = ablation_path or root / "build" / "ablate" / "ablation.json"
     try:
         data = collect(check_dir, traces_dir, ablation_path)
     except (ReportError, CorpusError, TraceInputError, ValueError) as err:

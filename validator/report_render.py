@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import textwrap
 
+import tabulate as tabulate_module
 from tabulate import tabulate
 
 from . import model
@@ -100,15 +101,64 @@ def _steps_text(cex) -> list[str]:
 
 def _claims(r: Report) -> list[str]:
     if not r.ablation:
-        return ["(no ablation results: run `poisoncheck ablate` and `make review` again)"]
-    return [str(line) for line in r.ablation.get("claims", [])] or ["(no claims recorded)"]
+        return ["(no ablation results: run `poisoncheck ablate --json` or `make review`)"]
+    return [f'"{c["quote"]}" -> {c["answer"]}' for c in r.ablation.get("claims", [])] or [
+        "(no claims recorded)"]
+
+
+ABBREV = {"NoHold": "NoHold", "FolioRef": "FolioRf", "HWPoison": "HWPois",
+          "BuggyCleanup": "Buggy", "NoMoreSeamcalls": "NoMoreS"}
+
+
+def _ablation_rows(r: Report, compact: bool) -> tuple[list[str], list[list[str]]]:
+    designs = r.ablation.get("designs", list(model.DESIGNS))
+    rows = []
+    for check, per_design in r.ablation.get("checks", {}).items():
+        cells = [per_design.get(d, {}).get("cell", "not present") for d in designs]
+        rows.append([check] + [_short_cell(c) if compact else c for c in cells])
+    headers = ["check"] + ([ABBREV.get(d, d[:7]) for d in designs] if compact else designs)
+    return headers, rows
+
+
+def _short_cell(cell: str) -> str:
+    """At most 7 characters, so that the table fits 80 columns (legend below it)."""
+    if cell.startswith("load-bearing: "):
+        parts = cell.removeprefix("load-bearing: ").split()
+        return f"LB {parts[0]}" + (f"/{parts[1].lstrip('(')}" if len(parts) > 1 else "")
+    for prefix, short in (("not present", "-"), ("redundant (masked", "masked"),
+                          ("redundant", "redund"), ("adds nothing", "+0"), ("shortens", "shorter"),
+                          ("hastens", "-P7 sh"), ("n/a", "n/a")):
+        if cell.startswith(prefix):
+            return short
+    if cell.startswith("closes: "):
+        return "+" + cell.removeprefix("closes: ").split()[0]
+    if cell.startswith("breaks: "):
+        return "-" + cell.removeprefix("breaks: ").split()[0]
+    return cell[:7]
 
 
 def _ablation_text(r: Report) -> list[str]:
     if not r.ablation:
         return _claims(r)
-    table = r.ablation.get("table_text")
-    return ([table] if table else []) + [""] + _claims(r)
+    headers, rows = _ablation_rows(r, compact=True)
+    # tabulate pads every header by 2; without it the table fits 80 columns.
+    padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0
+    try:
+        table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    finally:
+        tabulate_module.MIN_PADDING = padding
+    out = [table, ""]
+    out += textwrap.wrap("LB Pn/k: load-bearing, disabling it breaks property n, shortest "
+                         "counterexample k steps; redund: nothing breaks; masked: breaks only "
+                         "with another check of the same path also off (the Markdown and HTML "
+                         "reports name it); shorter: a violation the design already has comes "
+                         "sooner; -: the design does not have the check.  Proposed checks: "
+                         "+0 adds nothing, +Pn closes a violation of Pn, -Pn breaks Pn "
+                         "(sh: sooner); n/a: not tried for that design.", WIDTH)
+    out += [""]
+    for claim in _claims(r):
+        out += textwrap.wrap(claim, WIDTH, subsequent_indent="    ") + [""]
+    return out
 
 
 def render_text(r: Report) -> str:
@@ -152,7 +202,16 @@ def render_text(r: Report) -> str:
                              f"{', '.join(r.never_refused[design]) or 'none'}", WIDTH,
                              subsequent_indent="  ")
     out += [""] + [f"note: {n}" for n in r.notes]
-    return "\n".join(line.rstrip() for line in out).rstrip() + "\n"
+    text = "\n".join(line.rstrip() for line in out).rstrip() + "\n"
+    return _ascii(text)
+
+
+def _ascii(text: str) -> str:
+    """Plain-text mail: ASCII only (a few typographic characters spelled out)."""
+    for fancy, plain in (("\u2192", "->"), ("\u00d7", "x"), ("\u2013", "-"), ("\u2014", "--"),
+                         ("\u2018", "'"), ("\u2019", "'"), ("\u201c", '"'), ("\u201d", '"')):
+        text = text.replace(fancy, plain)
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 def render_markdown(r: Report) -> str:
@@ -162,8 +221,9 @@ def render_markdown(r: Report) -> str:
            "<details><summary>Every run</summary>", "", _run_table(r, "github"), "",
            "</details>", "", "## Cost of one failed removal", "", _cost_table(r, "github"), "",
            "## Which checks carry the load", ""]
-    if r.ablation and r.ablation.get("table_markdown"):
-        out += [r.ablation["table_markdown"], ""]
+    if r.ablation:
+        headers, rows = _ablation_rows(r, compact=False)
+        out += [tabulate(rows, headers=headers, tablefmt="github"), ""]
     out += [f"- {c}" for c in _claims(r)] + ["", "## Counterexamples", ""]
     for cex in r.counterexamples:
         out += [f"### {cex.run}: {cex.property} ({cex.kind})", ""]
@@ -258,8 +318,9 @@ def render_html(r: Report, svgs: dict[str, str] | None = None) -> str:
              "<p class=note>A HugeTLB folio is modelled as 2 pages: 1 of 2 stands for the rest of "
              "the folio (511 of 512 4K pages of a 2M folio).</p>",
              "<h2>Which checks carry the load</h2>"]
-    if r.ablation and r.ablation.get("table_html"):
-        parts.append(r.ablation["table_html"])
+    if r.ablation:
+        headers, rows = _ablation_rows(r, compact=False)
+        parts.append(_html_table(headers, rows))
     parts.append("<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in _claims(r)) + "</ul>")
     parts.append("<h2>Counterexamples</h2>")
     for cex in r.counterexamples:
