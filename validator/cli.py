@@ -3,6 +3,7 @@
 import click
 
 from . import __version__
+from .ablate_cmd import ablate
 from .check_cmd import check
 from .validate_cmd import validate
 from .corpus_cmd import corpus
@@ -29,4 +30,5 @@ cli.add_command(parse)
 cli.add_command(validate)
 cli.add_command(record)
 cli.add_command(corpus)
+cli.add_command(ablate)
 cli.add_command(report)

@@ -1,0 +1,294 @@
+"""The ablation's plan, comparison, classification and text, on synthetic results (no TLC)."""
+
+from pathlib import Path
+
+import pytest
+
+from validator import ablation
+from validator.ablate_cmd import CLAIMS, answer, render_cell, render_table, to_json
+from validator.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT, SHORTENS, Ablation,
+                                AblationError, AblationRun, Diff, Setting, Shape, Variant,
+                                classify, compare, make_run, masking, pair_candidates,
+                                read_check_sets, run_ablation)
+from validator.properties import PROPERTIES
+from validator.tlc_runner import RunResult, TlcSetup, Verdict, known_checks
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "spec"
+SHAPES = {"buddy": Shape(2, 1, 1), "hugetlb": Shape(2, 2, 1)}
+BUDDY, HUGE = DEFAULT_SETTINGS
+
+
+def result(design="HWPoison", setting=BUDDY, variant=None, **verdicts) -> RunResult:
+    """A RunResult: every applicable property holds unless given as steps (violated) or None."""
+    run = make_run(variant or Variant(design), setting, SHAPES[setting.backing], True)
+    out = RunResult(run)
+    for p in PROPERTIES:
+        if not run.applies(p.key):
+            out.verdicts[p.key] = Verdict("-")
+        elif verdicts.get(p.key) is not None:
+            out.verdicts[p.key] = Verdict("violated", verdicts[p.key])
+        else:
+            out.verdicts[p.key] = Verdict("holds")
+    return out
+
+
+# ---- the spec's check sets -------------------------------------------------
+
+def test_check_sets_are_read_from_the_spec():
+    sets = read_check_sets(SPEC)
+    assert "gmem_get_pfn.hwpoison" in sets.upstream
+    assert sets.by_design["NoHold"] == ()
+    assert set(sets.by_design["HWPoison"]) == {"tdx_remove_failed.set_hwpoison",
+                                               "gmem_fault.hwpoison", "gmem_free.hwpoison"}
+    assert "convert.hwpoison" in sets.proposed
+    # Every quoted check name of Poison.tla is a row, and no row is invented.
+    assert set(sets.rows()) == known_checks(SPEC)
+
+
+def test_every_check_is_used_by_some_action():
+    sets = read_check_sets(SPEC)
+    unused = [c for c in sets.rows() if not sets.sites[c]]
+    assert unused == []
+    assert sets.sites["punch_hole.bugged_fd"] == {"KvmGmemPunchHole"}
+    assert sets.sites["hugetlb_dequeue.hwpoison"] == {"KvmGmemAllocFolio", "AllocatorReuse"}
+    # TdxSeptRemove is split into its cases.
+    assert sets.sites["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed"}
+
+
+def test_the_actions_are_next_s_disjuncts():
+    defs = ablation._definitions(ablation._strip_comments((SPEC / "Poison.tla").read_text()))
+    actions = ablation._Uses(defs).actions("Next")
+    assert {"TdxSeptRemoveOk", "TdxSeptRemoveFailed", "KvmGmemPunchHole", "FreeFolio"} <= actions
+    # Not actions: the disjunction that was split, sets, helpers called inside actions.
+    assert not actions & {"TdxSeptRemove", "Pages", "Truncate", "MayHandOut", "On"}
+
+
+def test_liveness_follows_the_conversion_fairness():
+    sets = read_check_sets(SPEC)
+    assert {"convert.safe_refcount", "convert.hwpoison", "tdx_remove_failed.hold_ref"} <= sets.conversion
+    assert "do_fault.hwpoison" not in sets.conversion
+
+
+def test_a_check_no_action_uses_has_no_site(spec_copy):
+    module = spec_copy / "Poison.tla"
+    module.write_text(module.read_text().replace('~FdRefuses("punch_hole.bugged_fd")', "TRUE"))
+    assert read_check_sets(spec_copy).sites["punch_hole.bugged_fd"] == frozenset()
+
+
+def test_a_design_missing_from_design_checks_is_an_error(spec_copy):
+    module = spec_copy / "Poison.tla"
+    module.write_text(module.read_text().replace("NoHold          |-> {},", ""))
+    with pytest.raises(AblationError, match="DesignChecks has designs"):
+        read_check_sets(spec_copy)
+
+
+def test_same_path_pairs_only():
+    sets = read_check_sets(SPEC)
+    quiet = [classify("HWPoison", c, "present", Diff()) for c in
+             ("do_fault.hwpoison", "gmem_fault.hwpoison", "restructure.safe_refcount")]
+    loud = classify("HWPoison", "gmem_fault.shared", "present",
+                    compare({"b": result()}, {"b": result(NoHostAccessToTdPage=3)}))
+    pairs = pair_candidates(sets, quiet + [loud])
+    assert pairs == [("do_fault.hwpoison", "gmem_fault.hwpoison")]
+    assert len(pair_candidates(sets, quiet + [loud], full=True)) == 3
+
+
+def test_runs_without_liveness_skip_it():
+    run = make_run(Variant("NoHold", disabled=("do_fault.hwpoison",)), BUDDY, SHAPES["buddy"], False)
+    assert isinstance(run, AblationRun)
+    assert not run.applies("ConversionCompletes") and run.applies("PoisonContained")
+    assert run.name == "NoHold.buddy-f1m1.off.do_fault.hwpoison"
+
+
+# ---- comparison and classification ----------------------------------------
+
+def test_compare_finds_breaks_closes_and_step_changes():
+    base = {"buddy": result(NoHostAccessToTdPage=7, ConversionCompletes=6),
+            "hugetlb": result(setting=HUGE, NoHostAccessToTdPage=7)}
+    var = {"buddy": result(NoHostAccessToTdPage=6, PoisonContained=5),
+           "hugetlb": result(setting=HUGE, NoHostAccessToTdPage=9, PoisonContained=4)}
+    diff = compare(base, var)
+    assert set(diff.broken) == {"PoisonContained"}
+    assert (diff.broken["PoisonContained"].steps, diff.broken["PoisonContained"].setting) == (4, "hugetlb")
+    assert diff.closed == {"ConversionCompletes": ["buddy"]}
+    assert diff.shorter == {"NoHostAccessToTdPage": (7, 6, "buddy")}
+    assert diff.longer == {"NoHostAccessToTdPage": (7, 9, "hugetlb")}
+
+
+def test_compare_ignores_missing_settings_errors_and_not_applicable():
+    base = {"buddy": result()}
+    var = result(PoisonContained=3)
+    var.verdicts["NoHostAccessToTdPage"] = Verdict("error", error="boom")
+    var.verdicts["ConversionCompletes"] = Verdict("-")
+    base["buddy"].verdicts["PoisonContained"] = Verdict("-")
+    assert not compare(base, {"buddy": var, "hugetlb": result(setting=HUGE, PoisonContained=2)}).changed
+
+
+@pytest.mark.parametrize("variant, status", [
+    ({"NoHostAccessToTdPage": 7, "PoisonContained": 6}, LOAD_BEARING),
+    ({"NoPrivateHostMapping": 7, "NoHostAccessToTdPage": 5}, LOAD_BEARING),
+    ({"NoHostAccessToTdPage": 5, "NoPrivateHostMapping": None}, SHORTENS),
+    ({}, REDUNDANT),
+])
+def test_classify_present(variant, status):
+    base = {"b": result(design="BuggyCleanup", NoHostAccessToTdPage=7)}
+    diff = compare(base, {"b": result(design="BuggyCleanup", **variant)})
+    if status == REDUNDANT:   # the check is what broke P1: off, it holds
+        assert diff.closed == {"NoHostAccessToTdPage": ["b"]}
+    assert classify("BuggyCleanup", "x.y", "present", diff).status == status
+
+
+def test_masking_needs_a_new_break():
+    quiet = Diff()
+    p3 = compare({"b": result()}, {"b": result(PoisonContained=5)})
+    singles = {"a": quiet, "b": quiet, "c": p3}
+    pairs = {("a", "b"): p3, ("a", "c"): p3}
+    assert masking(singles, pairs) == {"a": {"b": p3}, "b": {"a": p3}}
+
+
+# ---- text ------------------------------------------------------------------
+
+def outcome(check, role, base, var, design="HWPoison", masked=None):
+    o = classify(design, check, role, None if role == "absent" else compare(base, var))
+    o.masked_by = masked or {}
+    return o
+
+
+def test_cells():
+    base = {"buddy-f1m1": result(), "hugetlb-f1m1": result(setting=HUGE, NoHostAccessToTdPage=6)}
+    ok = {"buddy-f1m1": result(), "hugetlb-f1m1": result(setting=HUGE, NoHostAccessToTdPage=6)}
+    lb = {"buddy-f1m1": result(PoisonContained=5, NoHostAccessToTdPage=6), "hugetlb-f1m1": ok["hugetlb-f1m1"]}
+    closes = {"buddy-f1m1": result(), "hugetlb-f1m1": result(setting=HUGE)}
+    breaks = {"buddy-f1m1": result(ConversionCompletes=3), "hugetlb-f1m1": ok["hugetlb-f1m1"]}
+    assert render_cell(outcome("a.b", "present", base, lb)) == "load-bearing: P3 (5 steps), P1 (6)"
+    assert render_cell(outcome("a.b", "present", base, ok)) == "redundant"
+    masked = outcome("a.b", "present", base, ok, masked={"c.d": Diff()})
+    assert render_cell(masked) == "redundant (masked by c.d)"
+    assert render_cell(outcome("a.b", "absent", base, ok)) == "not present"
+    assert render_cell(outcome("a.b", "proposed", base, ok)) == "adds nothing"
+    assert render_cell(outcome("a.b", "proposed", base, closes)) == "closes: P1"
+    assert render_cell(outcome("a.b", "proposed", base, breaks)) == "breaks: P7 (3 steps)"
+    half = {"buddy-f1m1": result(), "hugetlb-f1m1": result(setting=HUGE, NoHostAccessToTdPage=6)}
+    base2 = {"buddy-f1m1": result(NoHostAccessToTdPage=6), "hugetlb-f1m1": base["hugetlb-f1m1"]}
+    assert render_cell(outcome("a.b", "proposed", base2, half)) == "closes: P1 on buddy-f1m1 only"
+
+
+def fake_ablation(cells: dict[str, dict], base_violations=None) -> Ablation:
+    """An Ablation for HWPoison with the given checks' variant results on buddy."""
+    sets = read_check_sets(SPEC)
+    base = {"buddy-f1m1": result(**(base_violations or {}))}
+    outcomes = {}
+    for check in sets.rows():
+        role = sets.role("HWPoison", check)
+        var = {"buddy-f1m1": result(**cells.get(check, base_violations or {}))}
+        outcomes[("HWPoison", check)] = outcome(check, role, base, var)
+    return Ablation(("HWPoison",), (BUDDY,), sets, outcomes, {"HWPoison": base}, [], 1.0, 1.0,
+                    2, sets.rows())
+
+
+def test_claims_follow_the_results():
+    claim = CLAIMS[0]   # conversion needs no poison check
+    assert claim.check == "convert.hwpoison"
+    holds = answer(fake_ablation({}), claim)
+    assert "Holds in the model" in holds and "would change no verdict" in holds
+    costly = answer(fake_ablation({"convert.hwpoison": {"ConversionCompletes": 3}}), claim)
+    assert "Holds in the model" in costly and "costs P7" in costly
+    refuted = answer(fake_ablation({"convert.hwpoison": {}}, {"NoHostAccessToTdPage": 6}), claim)
+    assert "Refuted" in refuted and "closes P1" in refuted
+
+
+def test_relied_on_claims_name_the_property_or_the_masker():
+    claim = CLAIMS[1]   # free_pages_prepare() checks poison
+    relied = answer(fake_ablation({claim.check: {"PoisonContained": 5}}), claim)
+    assert "load-bearing" in relied and "P3 PoisonContained in 5 steps" in relied
+    assert "HWPoison relies on this check" in relied
+    not_relied = answer(fake_ablation({}), claim)
+    assert "does not rely on it" in not_relied
+    a = fake_ablation({})
+    a.outcomes[("HWPoison", CLAIMS[2].check)].masked_by = {
+        "hugetlb_dequeue.hwpoison": compare({"b": result()}, {"b": result(PoisonContained=8)})}
+    masked = answer(a, CLAIMS[2])
+    assert "`hugetlb_dequeue.hwpoison` also stops" in masked and "in 8 steps" in masked
+
+
+def test_table_has_a_row_per_check_and_a_column_per_design():
+    table = render_table(fake_ablation({"gmem_fault.shared": {"NoPrivateHostMapping": 2}}))
+    lines = table.splitlines()
+    assert lines[0].split() == ["check", "HWPoison"]
+    assert any(l.startswith("gmem_fault.shared") and "load-bearing: P2 (2 steps)" in l for l in lines)
+    assert any(l.startswith("convert.hwpoison (proposed)") and "adds nothing" in l for l in lines)
+
+
+def test_json_carries_the_tables_and_claims_for_the_review_report():
+    data = to_json(fake_ablation({"gmem_fault.shared": {"NoPrivateHostMapping": 2}}))
+    assert data["checks"]["gmem_fault.shared"]["HWPoison"]["cell"] == "load-bearing: P2 (2 steps)"
+    assert data["checks"]["gmem_fault.shared"]["HWPoison"]["sites"] == ["KvmGmemHostFault"]
+    assert "<table>" in data["table_html"] and data["table_markdown"].startswith("| check")
+    assert all(isinstance(c, str) for c in data["claims"]) and len(data["claims"]) == 3
+    assert data["claims"][0].startswith('"guest_memfd doesn\'t need to check HWpoison')
+
+
+# ---- orchestration, with check_runs replaced -------------------------------
+
+def test_staging_and_pairs(monkeypatch, tmp_path):
+    """Baselines everywhere; later settings only for what they can still change;
+    pairs only for redundant checks on one path, and only until they break."""
+    calls = []
+
+    def fake_check_runs(runs, setup, jobs, progress):
+        calls.append([r.name for r in runs])
+        out = []
+        for run in runs:
+            bad = {}
+            if "gmem_fault.shared" in run.disabled:
+                bad["NoPrivateHostMapping"] = 2
+            if {"do_fault.hwpoison", "gmem_fault.hwpoison"} <= set(run.disabled):
+                bad["PoisonContained"] = 5
+            if "convert.hwpoison" in run.added:
+                bad["ConversionCompletes"] = 3
+            out.append(result(run.design, Setting(run.backing, 1, 1), None, **bad))
+            out[-1].run = run
+        return out, []
+
+    monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
+    setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
+    checks = ("gmem_fault.shared", "do_fault.hwpoison", "gmem_fault.hwpoison", "convert.hwpoison",
+              "host_fault.bugged_fd", "restructure.safe_refcount")
+    a = run_ablation(setup, read_check_sets(SPEC), SHAPES, designs=("HWPoison",), checks=checks)
+    first, huge, pairs = calls   # no HugeTLB pair: the only pair broke on buddy
+    assert {"HWPoison.buddy-f1m1.base", "HWPoison.hugetlb-f1m1.base",
+            "HWPoison.buddy-f1m1.off.gmem_fault.shared",
+            "HWPoison.buddy-f1m1.add.convert.hwpoison"} <= set(first)
+    assert not any("bugged_fd" in n for n in first + huge)     # HWPoison never tests bugged_fd
+    assert sorted(huge) == ["HWPoison.hugetlb-f1m1.off.do_fault.hwpoison",
+                            "HWPoison.hugetlb-f1m1.off.gmem_fault.hwpoison",
+                            "HWPoison.hugetlb-f1m1.off.restructure.safe_refcount"]
+    # restructure tests safe_refcount, the others hwpoison or shared: one pair only.
+    assert pairs == ["HWPoison.buddy-f1m1.off.do_fault.hwpoison+gmem_fault.hwpoison"]
+    assert a.outcome("HWPoison", "gmem_fault.shared").status == LOAD_BEARING
+    assert list(a.outcome("HWPoison", "do_fault.hwpoison").masked_by) == ["gmem_fault.hwpoison"]
+    assert a.outcome("HWPoison", "restructure.safe_refcount").masked_by == {}
+    assert a.outcome("HWPoison", "host_fault.bugged_fd").status == "not tried"
+    assert a.outcome("HWPoison", "tdx_remove_failed.hold_ref") is None   # not a selected check
+
+
+def test_full_runs_everything_everywhere(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_check_runs(runs, setup, jobs, progress):
+        calls.append(list(runs))
+        out = [result(r.design, Setting(r.backing, 1, 1), None,
+                      **({"NoPrivateHostMapping": 2} if r.disabled else {})) for r in runs]
+        for r, run in zip(out, runs):
+            r.run = run
+        return out, []
+
+    monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
+    setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
+    a = run_ablation(setup, read_check_sets(SPEC), SHAPES, designs=("NoHold",),
+                     checks=("gmem_fault.shared", "host_fault.bugged_fd"), full=True)
+    assert sorted(r.name for r in calls[1]) == ["NoHold.hugetlb-f1m1.add.host_fault.bugged_fd",
+                                                "NoHold.hugetlb-f1m1.off.gmem_fault.shared"]
+    assert all(r.applies("ConversionCompletes") for batch in calls for r in batch)
+    assert a.outcome("NoHold", "host_fault.bugged_fd").status == "adds nothing"
