@@ -16,8 +16,9 @@ check: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# make bench BENCH_ARGS="--memory-run"  (also validate 10M lines: peak RSS); see --help
 bench: setup
-	$(BIN)/python -m validator.bench
+	$(BIN)/python -m validator.bench $(BENCH_ARGS)
 
 # The design-review report; runs the check first when it has no results yet.
 review: setup

@@ -84,6 +84,10 @@ class Renderer:
     def index(self, page: int) -> int:
         return page
 
+    def folio_index(self, f: int) -> int:
+        """The guest_memfd index of the folio's first page."""
+        return f * self.cfg.pages_per_folio
+
     # ---- one line --------------------------------------------------------------
     def emit(self, who, name: str, payload: str, flags: str = ".....") -> None:
         comm, pid, cpu = who
@@ -111,7 +115,7 @@ class Renderer:
                       "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO")
         else:
             self.probe(VMM, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
-        index = f * self.cfg.pages_per_folio
+        index = self.folio_index(f)
         self.probe(VMM, "gmem_alloc", f"index=0x{index:x} pfn=0x{pfn:x} order={self.order}")
 
     def r_KvmTdpMapPrivate(self, st: Step) -> None:
@@ -150,8 +154,8 @@ class Renderer:
         self._remove(st, -5)
 
     def _convert(self, st: Step, to: str, ret: int) -> None:
-        p = st.before.convReq[0]
-        self.probe(VMM, "gmem_convert", f'start=0x{p:x} end=0x{p + 1:x} to="{to}" ret={ret}')
+        i = self.index(st.before.convReq[0])
+        self.probe(VMM, "gmem_convert", f'start=0x{i:x} end=0x{i + 1:x} to="{to}" ret={ret}')
 
     def r_KvmGmemConvertShared(self, st: Step) -> None:
         self._convert(st, "shared", 0 if st.after.convReq is None else -11)
@@ -161,11 +165,11 @@ class Renderer:
 
     def r_KvmGmemHostFault(self, st: Step) -> None:
         (p,) = st.params
-        self.probe(VMM, "gmem_host_fault", f"index=0x{p:x} pfn=0x{self.pfn(p):x} ret=0")
+        self.probe(VMM, "gmem_host_fault", f"index=0x{self.index(p):x} pfn=0x{self.pfn(p):x} ret=0")
 
     def r_KvmGmemPunchHole(self, st: Step) -> None:
         (f,) = st.params
-        start = f * self.cfg.pages_per_folio
+        start = self.folio_index(f)
         self.probe(VMM, "gmem_punch_hole", f"start=0x{start:x} end=0x{start + self.cfg.pages_per_folio:x}")
 
     def r_FreeFolio(self, st: Step) -> None:
@@ -187,7 +191,7 @@ class Renderer:
             self.probe(OTHER, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
 
     def _memory_failure(self, p: int, result: str = "Failed") -> None:
-        self.probe(KWORKER, "gmem_error_folio", f"index=0x{p:x} pfn=0x{self.pfn(p):x}")
+        self.probe(KWORKER, "gmem_error_folio", f"index=0x{self.index(p):x} pfn=0x{self.pfn(p):x}")
         self.emit(KWORKER, "memory_failure_event",
                   f"pfn 0x{self.pfn(p):x}: recovery action for unevictable LRU page: {result}")
 

@@ -4,7 +4,7 @@ The trace is judged on two counts.  Conformance: every observed event must be
 a step the design's Next allows from some candidate state.  Safety: the
 states the trace reaches must satisfy the safety properties; a property is
 reported violated when some candidate state consistent with the trace breaks
-it (see _broken_property).
+it (see `Replay._judge`).
 
 What the trace cannot show is left open as a set of candidate states, and
 hidden steps are composed in front of the observed one (as CCF's trace
@@ -20,13 +20,48 @@ never allocated in the trace are not guest_memfd's and are skipped.  Fault
 budgets are unbounded: the trace decides how many faults happen.  The
 conversion request variable, which exists for liveness property 7, is
 projected away: request and conversion are one composed step.
+
+The candidate set is kept factored, so that the cost of an event does not
+depend on how many folios the trace has shown.  A model.State splits into a
+VM-wide part G = (vm, tdx, otherTds, fd, convReq) and one part per folio
+X_f = (folioLoc[f] and the f's pages of tdxRefs, attr, sept, mirror,
+hostMap, hostPin, hwpoison).  The set is a union of *branches*, each a
+product {G} x S_1 x ... x S_n of one VM-wide part and one non-empty set of
+parts per folio (`_Branch`).  This is exact, not an approximation:
+
+* every observed step (with its hidden steps) on folio f reads and writes
+  only G and X_f (the mirror's actions index pages of f only), except
+  KvmGmemBuggyCleanup, which also poisons and unmaps every other folio in
+  guest_memfd: a function of each X_h alone, applied to every S_h;
+* so a step maps {G} x S_f x (rest) to the union over G' of
+  {G'} x S'_f(G') x (rest'), where rest' is rest, or rest mapped folio by
+  folio by the cleanup: again a union of products, computed from S_f alone;
+* the state properties are a conjunction over folios of conditions on
+  (G.tdx, X_f) (NoHostAccessToTdPage reads sept, tdx and the folio's host
+  access; NoPrivateHostMapping and RefcountSound read one folio each), and
+  PoisonContained compares one folio before and after; since every S_h is
+  non-empty, "some candidate breaks a property" is "some branch has some
+  folio part that breaks it", and only the parts a step changed (or all
+  parts of a branch whose tdx changed to or from "off") need a look;
+* removeFailures and memErrors are not kept: with unbounded budgets no guard
+  reads them, so they never change which step fits (candidate states in a
+  verdict show them as null).
+
+Transitions are computed on a one-folio view of the state (the mirror's own
+functions, on a Config with one folio) and memoised by (step, G, S_f); sets
+of folio parts are interned, so the usual event costs a dictionary lookup.
+Folios seen before lost events are dropped: their events are skipped from
+then on, and nothing that happens to them can change a verdict (see
+`_forget_known_folios`).  validator/replay_ref.py keeps the unfactored
+engine, a set of whole states, as the reference the tests compare against.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from itertools import chain
+from typing import Callable, Iterable, NamedTuple
 
 from . import model
 from .ftrace import Event, LostMarker
@@ -52,6 +87,8 @@ PROBE_PROTOCOL = {
     # A HugeTLB folio leaves the pool: means what mm_page_alloc means for a 4K page.
     "hugetlb_alloc": "page_alloc",
 }
+# The only event names protocol_of() does not map to None.
+RELEVANT_NAMES = frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
 # Events that carry no information the model holds (kept for coverage only).
 INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes"}
 
@@ -92,8 +129,7 @@ class Verdict:
                 **({"coverage": self.coverage} if self.coverage is not None else {})}
 
 
-@dataclass
-class _Folio:
+class _Folio(NamedTuple):
     pfn: int
     pages: int
     index: int | None
@@ -143,6 +179,180 @@ class Coverage:
                 "checks_never": sorted(checks - self.refusals)}
 
 
+# ---- the factored candidate set (see the module docstring) --------------------
+
+PROPERTIES = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContained",)
+_POISON_BIT = 1 << (len(PROPERTIES) - 1)
+# Descriptor kinds whose first argument is a page, or a folio: the one-folio view
+# renumbers them (see _localize).
+_PAGE_ARG = frozenset({"map", "remove_ok", "remove_failed", "host_fault", "host_fault_refused",
+                       "guest_fault_refused", "memory_failure"})
+_FOLIO_ARG = frozenset({"alloc", "in_gmem", "gmem_free", "hugetlb_free", "page_free",
+                        "page_alloc"})
+MEMO_LIMIT = 50_000      # transitions remembered per configuration (then forgotten at once)
+NOTES_PER_KIND = 100     # notes of one kind kept in a verdict (the rest are counted)
+
+
+def _localize(desc: tuple, base: int) -> tuple:
+    """A descriptor of the whole state as the same step on the one-folio view."""
+    kind = desc[0]
+    if kind in _PAGE_ARG:
+        return (kind, desc[1] - base)
+    if kind in _FOLIO_ARG:
+        return (kind, 0)
+    if kind == "convert":
+        return (kind, desc[1] - base, desc[2])
+    if kind == "convert_refused":
+        return (kind, tuple(p - base for p in desc[1]), desc[2])
+    return desc
+
+
+def _view(g: tuple, x: tuple | None) -> model.State:
+    """The one-folio state of VM-wide part g and folio part x (None: no folio)."""
+    if x is None:
+        return model.State((), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0)
+    return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7],
+                       g[0], g[1], g[2], g[3], g[4], 0, 0)
+
+
+def _vm_part(t: model.State) -> tuple:
+    return (t.vm, t.tdx, t.otherTds, t.fd, t.convReq)
+
+
+def _folio_part(t: model.State) -> tuple:
+    return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison)
+
+
+def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
+    """The properties (bits in PROPERTIES order) the step pre -> t breaks."""
+    mask = 0
+    for bit, (_, holds) in enumerate(model.STATE_PROPERTIES):
+        if not holds(cfg, t):
+            mask |= 1 << bit
+    if not model.poison_contained_step(cfg, pre, t):
+        mask |= _POISON_BIT
+    return mask
+
+
+def _checks_in(why: list[str]) -> frozenset:
+    return frozenset(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
+                     if m.group(1) in model.ALL_CHECKS)
+
+
+def _changes_others(gl: tuple, gl2: tuple) -> bool:
+    """Whether a step from VM-wide part gl to gl2 touches the other folios: the
+    deferred cleanup (fd bugged -> cleaned) poisons and unmaps each of them, and
+    a change of tdx to or from "off" changes what NoHostAccessToTdPage says of them."""
+    return (gl[3] == "bugged" and gl2[3] == "cleaned") or ((gl[1] == "off") != (gl2[1] == "off"))
+
+
+class _Branch:
+    """{g} x S_0 x ... x S_n: `parts[f]` is the id of S_f (None: forgotten folio)."""
+    __slots__ = ("g", "parts")
+
+    def __init__(self, g: tuple, parts: list):
+        self.g, self.parts = g, parts
+
+
+class _Context:
+    """What the one-folio view of a configuration computes, shared by every replay
+    of that configuration: interned VM-wide parts and sets of folio parts, and the
+    memoised transitions."""
+
+    def __init__(self, local: model.Config, vm_only: model.Config):
+        self.local, self.vm_only = local, vm_only
+        self.sets: list[frozenset] = []
+        self.set_ids: dict[frozenset, int] = {}
+        self.gs: dict[tuple, tuple] = {}
+        self.memo: dict[tuple, tuple] = {}
+        self.others: dict[tuple, tuple] = {}
+        self.steps: dict[tuple, Step] = {}
+
+    def intern(self, parts: frozenset) -> int:
+        i = self.set_ids.get(parts)
+        if i is None:
+            i = self.set_ids[parts] = len(self.sets)
+            self.sets.append(parts)
+        return i
+
+    def g(self, g: tuple) -> tuple:
+        return self.gs.setdefault(g, g)
+
+    def transition(self, local: tuple, gl: tuple, part: int | None) -> tuple:
+        """The step `local` from {gl} x S_part, hidden steps on the folio first:
+        (((gl', part'), ...) grouped by gl', broken-property bits, actions taken,
+        checks that refused, checks named by failed guards)."""
+        key = (local, gl, part)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        cfg = self.local if part is not None else self.vm_only
+        step = self.steps.get(local)
+        if step is None:
+            step = self.steps[local] = build_step(local)
+        global _TAKEN, _REFUSED
+        _TAKEN, _REFUSED = taken, refused = set(), set()
+        groups: dict[tuple, set] = {}
+        why: list[str] = []
+        mask = 0
+        try:
+            for x in (self.sets[part] if part is not None else (None,)):
+                s = _view(gl, x)
+                for u in (host_closure(cfg, s, 0) if x is not None else (s,)):
+                    try:
+                        pairs = step(cfg, u)
+                    except _StepFailed as failed:
+                        why.extend(failed.guards or [failed.reason])
+                        continue
+                    for pre, t in pairs:
+                        groups.setdefault(self.g(_vm_part(t)), set()).add(
+                            _folio_part(t) if x is not None else None)
+                        mask |= _broken(cfg, pre, t)
+        finally:
+            _TAKEN = _REFUSED = None
+        result = (tuple((g2, self.intern(frozenset(xs)) if part is not None else None)
+                        for g2, xs in groups.items()),
+                  mask, frozenset(taken), frozenset(refused), _checks_in(why))
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        self.memo[key] = result
+        return result
+
+    def other(self, gl: tuple, gl2: tuple, part: int) -> tuple[int, int]:
+        """S_h of a folio the step did not name, after the step took gl to gl2
+        (see _changes_others): (new part id, broken-property bits)."""
+        gl, gl2 = gl[:4] + (None,), gl2[:4] + (None,)     # no guard here reads convReq
+        key = (gl, gl2, part)
+        hit = self.others.get(key)
+        if hit is not None:
+            return hit
+        cleanup = gl[3] == "bugged" and gl2[3] == "cleaned"
+        xs, mask = set(), 0
+        for x in self.sets[part]:
+            s = _view(gl, x)
+            t = model.KvmGmemBuggyCleanup(self.local, s) if cleanup else s
+            x2 = _folio_part(t)
+            xs.add(x2)
+            mask |= _broken(self.local, s, _view(gl2, x2))
+        result = self.others[key] = (self.intern(frozenset(xs)), mask)
+        return result
+
+
+_CONTEXTS: dict[tuple, _Context] = {}
+
+
+def _context(design: str, pages: int, added: frozenset, disabled: frozenset) -> _Context:
+    key = (design, pages, added, disabled)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        make = lambda folios: model.Config(  # noqa: E731
+            design, "buddy" if pages == 1 else "hugetlb", folios=folios, pages_per_folio=pages,
+            max_remove_failures=UNBOUNDED, max_mem_errors=UNBOUNDED, disabled=disabled,
+            added=added)
+        ctx = _CONTEXTS[key] = _Context(make(1), make(0))
+    return ctx
+
+
 class Replay:
     """Feed events in order; `result()` gives the verdict."""
 
@@ -150,17 +360,26 @@ class Replay:
         self.design = design
         self.judge = judge          # False: only plan the protocol steps (TLC engine)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
-        self.cfg: model.Config | None = None
-        self.states: set[model.State] = set()
+        self.pages_per_folio: int | None = None     # fixed by the first folio
         self.folios: list[_Folio] = []
         self.by_pfn: dict[int, int] = {}       # pfn -> page number
         self.by_index: dict[int, int] = {}     # guest_memfd index -> page number
+        self.forgotten = 0                     # pages numbered below: seen before lost events
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
-        self.steps: list[tuple] = []   # (descriptor, line, folio, raw, event): TLC's input
+        # (descriptor, line, folio, raw, event): TLC's input, kept when not judging
+        self.steps: list[tuple] = []
         self.coverage = Coverage()
         self.done = False
+        self._cfg: tuple[int, model.Config] | None = None
+        self.branches: list[_Branch] = []      # the candidate set, a union of products
+        self._ctx: _Context | None = None
+        self._init_part: int | None = None
+        self._dropped = 0                      # folios forgotten so far
+        self._covered: dict[int, tuple] = {}   # transitions already in self.coverage
+        self._notes: dict[str, int] = {}       # notes per kind (see _note)
+        self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them ----------------
 
@@ -170,15 +389,25 @@ class Replay:
                             max_remove_failures=UNBOUNDED, max_mem_errors=UNBOUNDED,
                             disabled=self.disabled, added=self.added)
 
+    @property
+    def cfg(self) -> model.Config | None:
+        """The whole configuration so far: one folio per folio the trace showed."""
+        if self.pages_per_folio is None:
+            return None
+        n = len(self.folios)
+        if self._cfg is None or self._cfg[0] != n:
+            self._cfg = (n, self._config(n, self.pages_per_folio))
+        return self._cfg[1]
+
     def _new_folio(self, event: Event, pfn: int, order: int, index: int | None) -> int:
         pages = 1 << order
-        if self.cfg is None:
-            self.cfg = self._config(0, pages)
-            self.states = {model.init(self.cfg)}
-        elif pages != self.cfg.pages_per_folio:
+        if self.pages_per_folio is None:
+            self.pages_per_folio = pages
+            self._start(pages)
+        elif pages != self.pages_per_folio:
             raise ReplayInputError(
                 f"line {event.line_no}: a folio of order {order} after folios of "
-                f"{self.cfg.pages_per_folio} pages; the replay needs one folio size per trace")
+                f"{self.pages_per_folio} pages; the replay needs one folio size per trace")
         f = len(self.folios)
         self.folios.append(_Folio(pfn, pages, index))
         first = f * pages
@@ -186,15 +415,28 @@ class Replay:
             self.by_pfn[pfn + i] = first + i
             if index is not None:
                 self.by_index[index + i] = first + i
-        self.cfg = self._config(f + 1, pages)
-        self.states = {_grow(s, pages) for s in self.states}
+        self._add_folio(pages)
         return f
 
-    def _page(self, event: Event, key: str = "pfn") -> int | None:
-        value = event.fields.get(key)
+    def _start(self, pages: int) -> None:
+        """The first folio: the candidate set becomes Init (of no folio yet)."""
+        if self.judge:
+            ctx = self._ctx = _context(self.design, pages, self.added, self.disabled)
+            self.branches = [_Branch(ctx.g(_vm_part(model.init(ctx.vm_only))), [])]
+            self._init_part = ctx.intern(frozenset({_folio_part(model.init(ctx.local))}))
+
+    def _add_folio(self, pages: int) -> None:
+        for b in self.branches:
+            b.parts.append(self._init_part)
+
+    def _page(self, fields, key: str = "pfn") -> int | None:
+        value = fields.get(key)
         if not isinstance(value, int):
             return None
-        return (self.by_pfn if key == "pfn" else self.by_index).get(value)
+        page = (self.by_pfn if key == "pfn" else self.by_index).get(value)
+        if page is not None and page < self.forgotten:
+            return -1
+        return page
 
     # ---- feeding -------------------------------------------------------------
 
@@ -222,74 +464,235 @@ class Replay:
             self._skip(str(why))
             return True
         for desc, folio in planned:
-            self.steps.append((desc, item.line_no, folio, item.raw, name))
-            if self.judge:
-                self._apply(item, name, build_step(desc), folio)
+            if not self.judge:
+                self.steps.append((desc, item.line_no, folio, item.raw, name))
+                continue
+            self._judge(item, name, desc, folio)
             if self.done:
                 break
         return not self.done
+
+    def _note(self, kind: str, text: str) -> None:
+        """A note per event, the first NOTES_PER_KIND of a kind (memory stays flat)."""
+        seen = self._notes.get(kind, 0)
+        self._notes[kind] = seen + 1
+        if seen < NOTES_PER_KIND:
+            self.verdict.notes.append(text)
+        elif seen == NOTES_PER_KIND:
+            self._more.append(kind)
 
     def _skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
     def _forget_known_folios(self) -> None:
-        """After lost events nothing is known of the folios seen so far."""
-        for pfn in [p for p in self.by_pfn]:
-            self.by_pfn[pfn] = -1
-        for index in [i for i in self.by_index]:
-            self.by_index[index] = -1
+        """After lost events nothing is known of the folios seen so far: their
+        events are skipped from now on.  Their parts are dropped too: no step
+        reads them (steps read their own folio), the cleanup and a tdx change
+        can only remove host access and mappings from them, so they can neither
+        refuse a step nor break a property, and after lost events no verdict
+        shows candidate states."""
+        n = len(self.folios)
+        if self.pages_per_folio is not None:
+            self.forgotten = n * self.pages_per_folio
+        for b in self.branches:
+            for h in range(self._dropped, n):
+                b.parts[h] = None
+        self._dropped = n
 
-    def _apply(self, event: Event, name: str, step: Step, folio: int | None) -> None:
-        before = self.states
-        pairs: list[tuple[model.State, model.State]] = []
-        why: list[str] = []
-        global _TAKEN, _REFUSED
-        _TAKEN, _REFUSED = taken, refused = set(), set()
-        try:
-            for s in before:
-                # The host's unmaps, pins and unpins on this folio are never traced.
-                for u in (host_closure(self.cfg, s, folio) if folio is not None else [s]):
-                    try:
-                        pairs.extend(step(self.cfg, u))
-                    except _StepFailed as failed:
-                        why.extend(failed.guards or [failed.reason])
-        finally:
-            _TAKEN = _REFUSED = None
-        if pairs:
-            self.coverage.actions |= taken
-            self.coverage.refusals |= refused
-        self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
-                                      if m.group(1) in model.ALL_CHECKS)
+    def _judge(self, event: Event, name: str, desc: tuple, folio: int | None) -> None:
+        """Take one planned step from every candidate (see the module docstring)."""
         self.verdict.events += 1
-        if not pairs:
-            self._fail(event, name, "step", None, _first_reasons(why), before)
+        ctx = self._ctx
+        if ctx is None:             # no folio yet: no candidate state, nothing fits
+            self._fail(event, name, "step", None, [], list)
             return
-        after = {t for _, t in pairs}
-        broken = self._broken_property(pairs, after)
-        self.states = after
-        if broken:
-            self._fail(event, name, "property", broken,
-                       [f"a state the trace may be in after this event breaks {broken}"],
-                       before)
+        if folio is None:
+            base, local = None, desc
+        else:
+            base = folio * self.pages_per_folio
+            local = _localize(desc, base)
+        if len(self.branches) == 1:
+            # The usual case, one product whose VM-wide part the step keeps or changes
+            # alone: update it in place.
+            b = self.branches[0]
+            g = b.g
+            gl = g if g[4] is None else self._local_g(g, base)
+            part = b.parts[folio] if folio is not None else None
+            r = ctx.memo.get((local, gl, part))
+            if r is None:
+                r = ctx.transition(local, gl, part)
+            groups = r[0]
+            if len(groups) == 1 and not r[1]:
+                gl2, part2 = groups[0]
+                if gl2 is gl or not _changes_others(gl, gl2):
+                    if id(r) not in self._covered:
+                        if len(self._covered) >= MEMO_LIMIT:
+                            self._covered.clear()
+                        self._covered[id(r)] = r
+                        self.coverage.actions |= r[2]
+                        self.coverage.refusals |= r[3] | r[4]
+                    if gl2 is not gl:
+                        b.g = self._global_g(gl2, g, base)
+                    if folio is not None:
+                        b.parts[folio] = part2
+                    self.verdict.accepted_prefix = event.line_no
+                    return
+        transition = ctx.transition
+        results = []
+        mask = 0
+        alive = False
+        effects = False
+        for b in self.branches:
+            g = b.g
+            gl = g if g[4] is None else self._local_g(g, base)
+            r = transition(local, gl, b.parts[folio] if folio is not None else None)
+            results.append((b, gl, r))
+            if r[0]:
+                alive = True
+                mask |= r[1]
+                for gl2, _ in r[0]:
+                    if gl2 is not gl and _changes_others(gl, gl2):
+                        effects = True
+        cov = self.coverage
+        for _, _, r in results:
+            if alive:
+                cov.actions |= r[2]
+                cov.refusals |= r[3]
+            cov.refusals |= r[4]
+        if not alive:
+            self._fail(event, name, "step", None, self._reasons(local, folio, base),
+                       lambda: self._candidates(folio))
             return
+        if mask:
+            self._fail_property(event, name, mask, folio)
+            return
+        new: list[_Branch] = []
+        for b, gl, r in results:
+            groups = r[0]
+            last = len(groups) - 1
+            for i, (gl2, part2) in enumerate(groups):
+                g2 = b.g if gl2 is gl else self._global_g(gl2, b.g, base)
+                nb = b if i == last and not effects else _Branch(g2, list(b.parts))
+                nb.g = g2
+                if folio is not None:
+                    nb.parts[folio] = part2
+                if effects and gl2 is not gl and _changes_others(gl, gl2):
+                    mask |= self._others(nb, gl, gl2, folio)
+                new.append(nb)
+        if mask:                    # only with effects: self.branches is untouched
+            self._fail_property(event, name, mask, folio)
+            return
+        self.branches = new if len(new) == 1 else self._merge(new, folio)
         self.verdict.accepted_prefix = event.line_no
 
-    def _broken_property(self, pairs, after) -> str | None:
-        """A property some state (or step) consistent with the trace breaks.
+    def _others(self, b: _Branch, gl: tuple, gl2: tuple, folio: int | None) -> int:
+        """Apply a step's effect on the folios it did not name (see _changes_others)."""
+        mask = 0
+        other = self._ctx.other
+        for h, part in enumerate(b.parts):
+            if h != folio and part is not None:
+                b.parts[h], broken = other(gl, gl2, part)
+                mask |= broken
+        return mask
 
-        Every candidate is a state the spec reaches, so a design for which TLC
-        proves a property never gets it reported; for the others, the trace
-        is flagged as soon as what it shows is consistent with a bad state.
-        """
-        cfg = self.cfg
-        for prop, holds in model.STATE_PROPERTIES:
-            if any(not holds(cfg, t) for t in after):
-                return prop
-        if any(not model.poison_contained_step(cfg, u, t) for u, t in pairs):
-            return "PoisonContained"
-        return None
+    def _local_g(self, g: tuple, base: int | None) -> tuple:
+        """The VM-wide part as the one-folio view of folio `base` sees it: a pending
+        conversion of another folio's page becomes page -1 (it blocks requests)."""
+        page, to = g[4]
+        ppf = self.pages_per_folio
+        local = page - base if base is not None and 0 <= page - base < ppf else -1
+        return self._ctx.g(g[:4] + ((local, to),))
 
-    def _fail(self, event, name, kind, prop, guards, before) -> None:
+    def _global_g(self, gl: tuple, g: tuple, base: int | None) -> tuple:
+        req = gl[4]
+        if req is None:
+            return gl
+        if req[0] < 0:
+            return self._ctx.g(gl[:4] + (g[4],))
+        return self._ctx.g(gl[:4] + ((req[0] + base, req[1]),))
+
+    def _merge(self, branches: list[_Branch], folio: int | None) -> list[_Branch]:
+        """Join branches with one VM-wide part whose parts differ at most at `folio`
+        ({g} x A x R  u  {g} x B x R  =  {g} x (A u B) x R)."""
+        out: list[_Branch] = []
+        for b in branches:
+            for a in out:
+                if a.g is not b.g:
+                    continue
+                if folio is None:
+                    if a.parts == b.parts:
+                        break
+                    continue
+                mine = b.parts[folio]
+                b.parts[folio] = a.parts[folio]
+                same = a.parts == b.parts
+                b.parts[folio] = mine
+                if same:
+                    if mine != a.parts[folio]:
+                        sets = self._ctx.sets
+                        a.parts[folio] = self._ctx.intern(sets[a.parts[folio]] | sets[mine])
+                    break
+            else:
+                out.append(b)
+        return out
+
+    def _fail_property(self, event, name, mask, folio) -> None:
+        prop = PROPERTIES[(mask & -mask).bit_length() - 1]
+        self._fail(event, name, "property", prop,
+                   [f"a state the trace may be in after this event breaks {prop}"],
+                   lambda: self._candidates(folio))
+
+    def _reasons(self, local: tuple, folio: int | None, base: int | None) -> list[str]:
+        """The guards that refused the step, worded with the trace's page numbers."""
+        ctx = self._ctx
+        step = build_step(local, shown_base=base or 0)
+        cfg = ctx.local if folio is not None else ctx.vm_only
+        why: list[str] = []
+        for b in self.branches:
+            gl = b.g if b.g[4] is None else self._local_g(b.g, base)
+            xs = sorted(ctx.sets[b.parts[folio]], key=repr) if folio is not None else [None]
+            for x in xs:
+                s = _view(gl, x)
+                closure = host_closure(cfg, s, 0) if x is not None else [s]
+                for u in sorted(closure, key=repr):
+                    try:
+                        step(cfg, u)
+                    except _StepFailed as failed:
+                        why.extend(failed.guards or [failed.reason])
+        return _first_reasons(why)
+
+    def _whole(self, g: tuple, parts: list) -> model.State:
+        """The model.State of VM-wide part g and one part per folio."""
+        per_page = (tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 8))
+        return model.State(tuple(x[0] for x in parts), *per_page, g[0], g[1], g[2], g[3], g[4],
+                           None, None)
+
+    def _candidates(self, folio: int | None, limit: int = 8) -> list[dict]:
+        """Some candidate states before the failing event (the event's folio varies)."""
+        cfg, sets, out = self.cfg, self._ctx.sets, []
+        for b in self.branches:
+            if any(p is None for p in b.parts):
+                continue
+            firsts = [min(sets[p], key=repr) for p in b.parts]
+            for x in (sorted(sets[b.parts[folio]], key=repr) if folio is not None else [None]):
+                parts = list(firsts)
+                if x is not None:
+                    parts[folio] = x
+                out.append(model.to_tla(cfg, self._whole(b.g, parts)))
+                if len(out) == limit:
+                    return out
+        return out
+
+    def candidate_states(self) -> set[model.State]:
+        """Every candidate state, expanded (for tests: exponential in general)."""
+        from itertools import product
+        sets, out = self._ctx.sets if self._ctx else [], set()
+        for b in self.branches:
+            for parts in product(*(sorted(sets[p], key=repr) for p in b.parts if p is not None)):
+                out.add(self._whole(b.g, list(parts)))
+        return out
+
+    def _fail(self, event, name, kind, prop, guards, candidates: Callable[[], list]) -> None:
         v = self.verdict
         if self.lost_at is not None:
             v.verdict = "inconclusive"
@@ -301,7 +704,7 @@ class Replay:
         v.guards = guards
         v.reason = (f"{name} is not a step {self.design} allows: {'; '.join(guards)}"
                     if kind == "step" else f"{prop} is violated after {name}")
-        v.candidates = [model.to_tla(self.cfg, s) for s in list(before)[:8]]
+        v.candidates = candidates()
         self.done = True
 
     def result(self) -> Verdict:
@@ -309,6 +712,10 @@ class Replay:
         if v.verdict == "accepted" and self.lost_at is not None:
             v.verdict = "inconclusive"
             v.reason = f"events were lost after line {self.lost_at}"
+        for kind in self._more:
+            v.notes.append(f"{self._notes[kind] - NOTES_PER_KIND} more note(s) like "
+                           f"the {kind} ones above")
+        self._more = []
         for reason, count in sorted(self.skipped.items()):
             v.notes.append(f"skipped {count} event(s): {reason}")
         return v
@@ -318,25 +725,25 @@ class Replay:
     def plan(self, name: str, ev: Event) -> list[tuple[tuple, int | None]]:
         """What the event stands for: protocol steps (descriptors, see build_step),
         each with the folio whose hidden steps may precede it."""
-        f = ev.fields
+        f = _fields(ev)
         ret = f.get("ret", 0)
         if name == "alloc":
             pfn, order = _need_int(ev, "pfn"), f.get("order", 0)
             page = self.by_pfn.get(pfn)
-            if page == -1:
+            if page is not None and page < self.forgotten:
                 raise _Unrelated("folio seen before lost events")
             folio = self._new_folio(ev, pfn, order, f.get("index")) if page is None \
-                else self.cfg.folio_of(page)
+                else page // self.pages_per_folio
             return [(("alloc", folio), folio)]
         if name in PAGE_EVENTS:
-            page = self._page(ev)
+            page = self._page(f)
             if page is None and name in ("error_folio", "host_fault"):
-                page = self._page(ev, "index")
+                page = self._page(f, "index")
             if page is None:
                 raise _Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page == -1:
                 raise _Unrelated("folio seen before lost events")
-            return [(self._page_step(name, ev, page, ret), self.cfg.folio_of(page))]
+            return [(self._page_step(name, ev, page, ret), page // self.pages_per_folio)]
         if name == "convert":
             return self._convert_steps(ev)
         if name in ("punch_hole", "vm_bugged"):
@@ -350,16 +757,16 @@ class Replay:
             return [(("design", "tdx_remove_failed.buggy_shutdown"), None)]
         if name == "hkid_release":
             if ret != 0:
-                self.verdict.notes.append(f"line {ev.line_no}: HKID release failed (not modelled)")
+                self._note("hkid", f"line {ev.line_no}: HKID release failed (not modelled)")
                 return [(("stay",), None)]
             return [(("hkid_release",), None)]
         return []
 
     def _page_step(self, name: str, ev: Event, p: int, ret) -> tuple:
-        f = self.cfg.folio_of(p)
+        f = p // self.pages_per_folio
         if name == "aug":
             if ret != 0:
-                self.verdict.notes.append(f"line {ev.line_no}: AUG failed (not modelled)")
+                self._note("aug", f"line {ev.line_no}: AUG failed (not modelled)")
                 return ("stay",)
             return ("map", p)
         if name in ("remove", "reclaim"):
@@ -380,16 +787,17 @@ class Replay:
         raise AssertionError(name)
 
     def _convert_steps(self, ev: Event) -> list[tuple[tuple, int | None]]:
-        f = ev.fields
+        f = _fields(ev)
         start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
             raise ReplayInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
                                    f"to=private|shared: {ev.raw.strip()}")
         pages = [self.by_index[i] for i in range(start, end) if i in self.by_index]
-        if not pages or -1 in pages:
+        if not pages or min(pages) < self.forgotten:    # -1: forgotten (the reference engine)
             raise _Unrelated("conversion of indices guest_memfd did not allocate in the trace")
-        folio = self.cfg.folio_of(pages[0])
-        if any(self.cfg.folio_of(p) != folio for p in pages):
+        ppf = self.pages_per_folio
+        folio = pages[0] // ppf
+        if any(p // ppf != folio for p in pages):
             raise ReplayInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                    f"takes one folio per conversion event")
         if f.get("ret", 0) == EAGAIN:
@@ -407,8 +815,9 @@ DESIGN_WHAT = {"tdx_remove_failed.mark_fd_bugged": "marks the fd bugged",
                "tdx_remove_failed.set_hwpoison": "sets PG_hwpoison"}
 
 
-def build_step(desc: tuple) -> Step:
-    """The Python meaning of a protocol-step descriptor (the TLC engine has its own)."""
+def build_step(desc: tuple, shown_base: int = 0) -> Step:
+    """The Python meaning of a protocol-step descriptor (the TLC engine has its own).
+    `shown_base` is added to page numbers in messages (the one-folio view's pages)."""
     kind, *args = desc
     if kind == "stay":
         return _stay
@@ -459,12 +868,20 @@ def build_step(desc: tuple) -> Step:
         return _convert_done([p], to)
     if kind == "convert_refused":
         pages, to = args
-        return _convert_refused(list(pages), to)
+        return _convert_refused(list(pages), to, shown_base)
     raise AssertionError(kind)
 
 
 class _Unrelated(Exception):
     """The event does not concern a folio the replay tracks."""
+
+
+def _fields(ev: Event):
+    """The event's fields as a dict when the reader decodes them lazily (the Mapping
+    interface costs a Python call per key; the replay reads several keys per event)."""
+    fields = ev.fields
+    decoded = getattr(fields, "_decoded", None)     # validator.ftrace.decoders._Lazy
+    return decoded() if decoded is not None else fields
 
 
 def _need_int(ev: Event, key: str) -> int:
@@ -481,14 +898,6 @@ def _target(value) -> str | None:
     if isinstance(value, int):              # KVM_MEMORY_ATTRIBUTE_PRIVATE is bit 3
         return "private" if value & 8 else "shared"
     return None
-
-
-def _grow(s: model.State, pages: int) -> model.State:
-    return s._replace(folioLoc=s.folioLoc + ("pool",), tdxRefs=s.tdxRefs + (0,) * pages,
-                      attr=s.attr + ("private",) * pages, sept=s.sept + ("unmapped",) * pages,
-                      mirror=s.mirror + (False,) * pages, hostMap=s.hostMap + (False,) * pages,
-                      hostPin=s.hostPin + (False,) * pages,
-                      hwpoison=s.hwpoison + (False,) * pages)
 
 
 def _first_reasons(why: list[str]) -> list[str]:
@@ -644,7 +1053,7 @@ def _convert_done(pages, to) -> Step:
     return step
 
 
-def _convert_refused(pages, to) -> Step:
+def _convert_refused(pages, to, shown_base: int = 0) -> Step:
     """-EAGAIN on the first page of the range not yet converted; the request stays."""
     convert = model.KvmGmemConvertPrivate if to == "private" else model.KvmGmemConvertShared
 
@@ -668,14 +1077,18 @@ def _convert_refused(pages, to) -> Step:
             _refused_by(why)
             return [(r, r)]
         raise _StepFailed("conversion refused", why or [
-            f"{convert.__name__}: the refcount checks let page {p} convert"])
+            f"{convert.__name__}: the refcount checks let page {p + shown_base} convert"])
     return step
 
 
 def replay(items: Iterable[Event | LostMarker], design: str, added=(), disabled=(),
            coverage: bool = False) -> Verdict:
     engine = Replay(design, added, disabled)
+    relevant, lost = RELEVANT_NAMES, LostMarker
     for item in items:
+        # protocol_of() is None for every other name: skip those without a call
+        if type(item) is not lost and item.name not in relevant:
+            continue
         if not engine.feed(item):
             break
     verdict = engine.result()

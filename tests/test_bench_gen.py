@@ -1,0 +1,132 @@
+"""The benchmark's valid trace (validator/benchgen.py) and the bench's command runner.
+No timing is asserted: `make bench` reports timings."""
+
+import collections
+import sys
+
+import pytest
+
+from validator import bench, benchgen, model
+from validator.ftrace import iter_events, read_file, summarise
+from validator.replay import _CONTEXTS, Replay, replay
+
+KINDS = {  # what the trace must hold: every protocol event kind a 4K trace can show
+    "gmem_alloc", "mm_page_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged",
+    "set_hwpoison", "gmem_convert", "gmem_host_fault", "gmem_punch_hole", "gmem_error_folio",
+    "memory_failure_event", "gmem_free", "mm_page_free", "hkid_release", "tdx_reclaim",
+    "kvm_page_fault", "kvm_tdp_mmu_spte_changed", "kvm_vm_set_mem_attributes",
+}
+NOISE = {"sched_switch", "sched_waking", "irq_handler_entry", "irq_handler_exit",
+         "softirq_raise", "hrtimer_expire_entry"}
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "valid.trace"
+    info = benchgen.generate(path, 60_000, seed=5, design="HWPoison", failures=3, folios=300)
+    return path, info
+
+
+def test_the_trace_has_exactly_the_lines_asked_for_and_reads_cleanly(trace):
+    path, info = trace
+    summary = summarise(read_file(path))
+    assert summary.lines == 60_000 == info["lines"] and summary.unparsed == 0
+    names = collections.Counter(summary.by_event)
+    assert KINDS <= set(names), KINDS - set(names)
+    noise = sum(n for name, n in summary.by_event.items() if name in NOISE)
+    assert 0.25 < noise / summary.lines < 0.4
+    cpus = {e.cpu for line in read_file(path) for e in line.events}
+    assert len(cpus) == 8
+
+
+def test_the_trace_shows_both_conversions_refusals_and_failures(trace):
+    path, _ = trace
+    text = path.read_text()
+    for needle in ('to="shared" ret=0', 'to="private" ret=0', 'to="private" ret=-11',
+                   "gmem_get_pfn: (kvm_mmu_faultin_pfn", "ret=-133",   # a refused guest fault
+                   "gmem_host_fault:", "ret=0x2",                     # SIGBUS on a private page
+                   "tdx_remove: (tdx_sept_set_private_spte+0xa4/0x3c0 <- "
+                   "tdx_sept_remove_leaf_spte) gfn=", "ret=-5"):
+        assert needle in text, needle
+
+
+def test_the_trace_is_accepted_by_its_design_and_keeps_one_product(trace):
+    path, info = trace
+    engine = Replay("HWPoison")
+    for item in iter_events(read_file(path)):
+        assert engine.feed(item)
+    verdict = engine.result()
+    assert verdict.verdict == "accepted", verdict.to_json()
+    assert verdict.events > 20_000
+    assert len(engine.folios) == info["distinct_folios"] > 300     # refills and fresh pfns
+    # the factored candidates: one product, a few folio-part sets, few distinct transitions,
+    # however many folios and events (what keeps the cost per event flat)
+    assert len(engine.branches) == 1
+    ctx = _CONTEXTS[("HWPoison", 1, frozenset(), frozenset())]
+    assert len(ctx.memo) < 500 and len(ctx.sets) < 100
+
+
+def test_a_design_that_forbids_the_failures_rejects_the_trace(trace):
+    path, _ = trace
+    verdict = replay(iter_events(read_file(path)), "NoHold")
+    assert (verdict.verdict, verdict.kind, verdict.protocol_event) == ("violation", "step",
+                                                                        "set_hwpoison")
+
+
+def test_without_failures_nohold_accepts_and_generation_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.trace", tmp_path / "b.trace"
+    benchgen.generate(a, 4000, seed=9, design="NoHold", failures=0)
+    benchgen.generate(b, 4000, seed=9, design="NoHold", failures=0)
+    assert a.read_bytes() == b.read_bytes()
+    for design in ("NoHold", "HWPoison", "NoMoreSeamcalls"):
+        assert replay(iter_events(read_file(a)), design).verdict == "accepted", design
+
+
+@pytest.mark.parametrize("design", ["FolioRef", "NoMoreSeamcalls"])
+def test_other_designs_with_failures(tmp_path, design):
+    path = tmp_path / "t.trace"
+    benchgen.generate(path, 6000, seed=3, design=design, failures=2)
+    verdict = replay(iter_events(read_file(path)), design)
+    assert verdict.verdict == "accepted", verdict.to_json()
+
+
+def test_generation_streams(tmp_path, monkeypatch):
+    """Lines go to the file as they are made: the renderer never holds many."""
+    held = []
+    flush = benchgen.BenchRenderer.flush
+
+    def watch(self):
+        held.append(len(self.lines))
+        flush(self)
+
+    monkeypatch.setattr(benchgen.BenchRenderer, "flush", watch)
+    benchgen.generate(tmp_path / "t.trace", 100_000, seed=2, folios=50)
+    assert len(held) > 3 and max(held) < 25_000
+
+
+def test_run_command_reports_the_peak_rss_of_its_own_child(tmp_path):
+    grow = "x = bytearray(60 << 20); print(len(x))"
+    big = bench.run_command([sys.executable, "-c", grow])
+    small = bench.run_command([sys.executable, "-c", "print(1)"])
+    assert big["code"] == 0 and big["stdout"].strip() == str(60 << 20)
+    assert big["rss_mb"] > 60 > small["rss_mb"]
+    piped = tmp_path / "in.txt"
+    piped.write_text("a\nb\n")
+    echo = bench.run_command([sys.executable, "-c", "import sys; print(sys.stdin.read())"],
+                             stdin=piped)
+    assert echo["stdout"].startswith("a\nb")
+
+
+def test_the_bench_validates_the_generated_trace(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path)
+    assert bench.main(["--lines", "3000", "--json", "--only", "baseline",
+                       "--only", "poisoncheck validate -d"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in out["results"]}
+    assert set(rows) == {"baseline: bare regex scan", "poisoncheck validate -d HWPoison",
+                         "poisoncheck validate -d HWPoison - (stdin)"}
+    for name in ("poisoncheck validate -d HWPoison", "poisoncheck validate -d HWPoison - (stdin)"):
+        assert rows[name]["note"] == "accepted" and rows[name]["lines"] == 3000
+        assert rows[name]["events"] > 500 and rows[name]["rss_mb"] > 0
+    assert out["info"]["design"] == model.DESIGNS[2] == "HWPoison"
