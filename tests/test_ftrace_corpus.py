@@ -12,8 +12,11 @@ from validator.ftrace import LineKind, NotFtraceError, read_file, summarise
 from validator.ftrace.reader import R_BAD_BODY
 
 # The shared corpus sits next to the repository (../shared/corpus/ftrace); read-only.
-CORPUS = Path(os.environ.get("POISONCHECK_FTRACE_CORPUS",
-                             Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ftrace"))
+# A clone elsewhere (CI) finds it at the workplace's fixed place.
+_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ftrace",
+               Path("/work/shared/corpus/ftrace")]
+CORPUS = Path(os.environ.get("POISONCHECK_FTRACE_CORPUS") or next(
+    (c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0]))
 
 NOT_FTRACE = "not ftrace"
 # file: (lines, events, unparsed, lost markers, continuation lines) or (NOT_FTRACE, why)
