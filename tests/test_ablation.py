@@ -116,6 +116,12 @@ def test_compare_finds_breaks_closes_and_step_changes():
     assert diff.longer == {"NoHostAccessToTdPage": (7, 9, "hugetlb")}
 
 
+def test_liveness_lasso_lengths_are_not_compared():
+    base = {"b": result(ConversionCompletes=4)}
+    diff = compare(base, {"b": result(ConversionCompletes=3)})
+    assert not diff.changed and diff.still == {"ConversionCompletes": ["b"]}
+
+
 def test_compare_ignores_missing_settings_errors_and_not_applicable():
     base = {"buddy": result()}
     var = result(PoisonContained=3)

@@ -361,7 +361,8 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
     click.echo(render_table(result))
     click.echo("\nP" + ", P".join(f"{p.number} {p.key}" for p in PROPERTIES if p.kind != "derived")
                + f"; settings: {', '.join(s.name for s in settings)} (backing, removal "
-               "failures, memory errors); n steps = TLC's shortest counterexample.")
+               "failures, memory errors); n steps = transitions in TLC's counterexample "
+               "(the shortest for P1-P4; for P7 the lasso TLC found).")
     click.echo("\nBaselines (every check on):")
     for d in result.designs:
         click.echo(f"  {baseline_line(result, d)}")

@@ -301,7 +301,9 @@ def compare(baseline: dict[str, RunResult], variant: dict[str, RunResult]) -> Di
                 diff.closed.setdefault(key, []).append(setting)
             elif b.verdict == VIOLATED:
                 diff.still.setdefault(key, []).append(setting)
-                if v.steps != b.steps:
+                # Only breadth-first (safety) counterexamples are shortest; a
+                # liveness lasso's length varies with TLC's fingerprint seed.
+                if key in SAFETY_KEYS and v.steps != b.steps:
                     into = diff.shorter if v.steps < b.steps else diff.longer
                     old = into.get(key)
                     if old is None or abs(v.steps - b.steps) > abs(old[1] - old[0]):
