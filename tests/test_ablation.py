@@ -226,13 +226,13 @@ def test_table_has_a_row_per_check_and_a_column_per_design():
     assert any(l.startswith("convert.hwpoison (proposed)") and "adds nothing" in l for l in lines)
 
 
-def test_json_carries_the_tables_and_claims_for_the_review_report():
+def test_json_has_what_the_review_report_reads():
     data = to_json(fake_ablation({"gmem_fault.shared": {"NoPrivateHostMapping": 2}}))
+    assert data["designs"] == ["HWPoison"]
     assert data["checks"]["gmem_fault.shared"]["HWPoison"]["cell"] == "load-bearing: P2 (2 steps)"
     assert data["checks"]["gmem_fault.shared"]["HWPoison"]["sites"] == ["KvmGmemHostFault"]
-    assert "<table>" in data["table_html"] and data["table_markdown"].startswith("| check")
-    assert all(isinstance(c, str) for c in data["claims"]) and len(data["claims"]) == 3
-    assert data["claims"][0].startswith('"guest_memfd doesn\'t need to check HWpoison')
+    assert [c["check"] for c in data["claims"]] == [c.check for c in CLAIMS]
+    assert data["claims"][1]["answer"].startswith("In HWPoison, `free_pages_prepare.hwpoison`")
 
 
 # ---- orchestration, with check_runs replaced -------------------------------

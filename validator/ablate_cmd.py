@@ -264,12 +264,9 @@ def to_json(a: Ablation) -> dict:
                            "pairs_tried": o.pairs_tried}
                        for d in a.designs for o in [a.outcomes[(d, c)]]}
                    for c in a.checks},
-        # The review report (poisoncheck report) shows these as they are.
-        "table_text": render_table(a), "table_markdown": render_table(a, "github"),
-        "table_html": render_table(a, "html"),
-        "claims": [f"\"{c.quote}\": {answer(a, c)}" for c in CLAIMS],
-        "claim_answers": [{"quote": c.quote, "check": c.check, "design": c.design,
-                           "answer": answer(a, c)} for c in CLAIMS],
+        # poisoncheck report reads "designs", "checks" (cells) and "claims".
+        "claims": [{"quote": c.quote, "check": c.check, "design": c.design,
+                    "answer": answer(a, c)} for c in CLAIMS],
     }
 
 
@@ -325,7 +322,7 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
       poisoncheck ablate
       poisoncheck ablate --design HWPoison --design BuggyCleanup
       poisoncheck ablate --design NoHold --backing buddy --check gmem_fault.shared
-      poisoncheck ablate --json > ablation.json     # also build/ablate/results.json
+      poisoncheck ablate --json > ablation.json     # also build/ablate/ablation.json
 
     \b
     Exit codes: 0 the ablation ran, 2 bad option, missing Java or jar, a TLA+
@@ -353,7 +350,7 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
         raise InputError(str(err)) from None
 
     data = to_json(result)
-    (out_dir / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    (out_dir / "ablation.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     if as_json:
         json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
         click.echo()

@@ -102,7 +102,8 @@ def _steps_text(cex) -> list[str]:
 def _claims(r: Report) -> list[str]:
     if not r.ablation:
         return ["(no ablation results: run `poisoncheck ablate --json` or `make review`)"]
-    return [f'"{c["quote"]}" -> {c["answer"]}' for c in r.ablation.get("claims", [])] or [
+    return [f'"{c["quote"]}" -> {c["answer"]}' if isinstance(c, dict) else str(c)
+            for c in r.ablation.get("claims", [])] or [
         "(no claims recorded)"]
 
 
