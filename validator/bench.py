@@ -152,19 +152,40 @@ def _poisoncheck() -> list[str]:
 # Runs the command and reports its time and peak RSS.  The RSS must come from a small
 # process: a child forked from a big one (this bench, pytest) starts with the parent's RSS
 # as its own maximum (Linux carries it over at exec), so os.wait4 here would report at
-# least this process's size; RUSAGE_CHILDREN in a fresh interpreter is the command's own.
-_HELPER = ("import resource, subprocess, sys, time\n"
-           "start = time.perf_counter()\n"
-           "code = subprocess.call(sys.argv[2:])\n"
-           "seconds = time.perf_counter() - start\n"
-           "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-           "open(sys.argv[1], 'w').write(f'{seconds} {rss}')\n"
-           "sys.exit(code)\n")
+# least this process's size; RUSAGE_CHILDREN in a fresh interpreter is the command's own
+# (the largest of its processes).  With reader processes (validate --jobs) the sum over
+# the process tree matters too: the helper samples it from /proc every 20 ms (an upper
+# bound: pages the forked workers share with their parent count in each).
+_HELPER = """\
+import os, resource, subprocess, sys, time
+def tree_rss_kb(pid):
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+peak = 0
+while proc.poll() is None:
+    peak = max(peak, tree_rss_kb(proc.pid))
+    time.sleep(0.02)
+seconds = time.perf_counter() - start
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+open(sys.argv[1], "w").write(f"{seconds} {rss} {peak}")
+sys.exit(proc.returncode)
+"""
 
 
 def run_command(args: list[str], stdin: Path | None = None) -> dict:
     """Run a command (its stdin piped from `cat stdin` when given): seconds, peak RSS in
-    MB of the command's process, exit code, stdout and stderr."""
+    MB of its largest process and of its process tree, exit code, stdout and stderr."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as report:
         cat = subprocess.Popen(["cat", str(stdin)], stdout=subprocess.PIPE) if stdin else None
@@ -176,10 +197,11 @@ def run_command(args: list[str], stdin: Path | None = None) -> dict:
         code = proc.wait()
         if cat:
             cat.wait()
-        seconds, rss = report.read().split()
+        seconds, rss, tree = report.read().split()
         out.seek(0)
         err.seek(0)
-        return {"seconds": float(seconds), "rss_mb": int(rss) / 1024, "code": code,
+        return {"seconds": float(seconds), "rss_mb": int(rss) / 1024,
+                "tree_rss_mb": int(tree) / 1024, "code": code,
                 "stdout": out.read().decode(errors="replace"),
                 "stderr": err.read().decode(errors="replace")}
 
@@ -192,8 +214,11 @@ def _count_lines(path: Path) -> int:
     return n
 
 
-def _validate(path: Path, stdin: bool = False, engine: str = "python") -> dict:
+def _validate(path: Path, stdin: bool = False, engine: str = "python",
+              jobs: int | None = None) -> dict:
     args = _poisoncheck() + ["validate", "-" if stdin else str(path), "-d", DESIGN, "--json"]
+    if jobs is not None:
+        args += ["--jobs", str(jobs)]
     if engine != "python":
         args += ["--engine", engine, "--timeout", str(TLC_TIMEOUT)]
     done = run_command(args, stdin=path if stdin else None)
@@ -206,6 +231,8 @@ def _validate(path: Path, stdin: bool = False, engine: str = "python") -> dict:
         raise BenchError(f"{' '.join(args)}: exit {done['code']}: {done['stderr'].strip()[-400:]}")
     note = verdict["verdict"] if verdict["verdict"] == "accepted" else (
         f"{verdict['verdict']} at line {verdict['line']}: {verdict['reason']}")
+    if done["tree_rss_mb"] > done["rss_mb"] * 1.05:
+        note += f"; all processes {done['tree_rss_mb']:.0f} MB"
     return {"lines": _count_lines(path), "seconds": done["seconds"], "rss_mb": done["rss_mb"],
             "events": verdict["events"], "note": note}
 
@@ -225,9 +252,14 @@ def _parse_command(path: Path) -> dict:
             "note": f"{summary['unparsed']} unparsed"}
 
 
-@measurement(f"poisoncheck validate -d {DESIGN}")
+@measurement(f"poisoncheck validate -d {DESIGN} (default: --jobs 2 on 2 cores)")
 def _validate_file(path: Path) -> dict:
     return _validate(path)
+
+
+@measurement(f"poisoncheck validate -d {DESIGN} --jobs 1")
+def _validate_one_job(path: Path) -> dict:
+    return _validate(path, jobs=1)
 
 
 @measurement(f"poisoncheck validate -d {DESIGN} - (stdin)")

@@ -59,6 +59,7 @@ engine, a set of whole states, as the reference the tests compare against.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Iterable, NamedTuple
@@ -99,6 +100,35 @@ def protocol_of(event: Event) -> str | None:
     return UPSTREAM_PROTOCOL.get((event.system, event.name))
 
 
+class Observed(NamedTuple):
+    """What the replay reads of a protocol event (see observe()): small, so that reader
+    processes can hand it over cheaply."""
+
+    line_no: int
+    raw: str | None          # the traced line; None for INFORMATIONAL events (never shown)
+                             # and where Replay's raw_of() finds it
+    name: str                # the event's own name (for messages)
+    protocol: str            # protocol_of(event)
+    fields: dict | None      # the fields plan() reads, where the event has them
+
+
+# Every field Replay.plan() and its helpers read.
+PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to")
+
+
+def observe(event: Event) -> Observed | None:
+    """The event as the replay sees it, or None when it is not a protocol event."""
+    protocol = protocol_of(event)
+    if protocol is None:
+        return None
+    name = sys.intern(event.name)
+    if protocol in INFORMATIONAL:
+        return Observed(event.line_no, None, name, protocol, None)
+    fields = _fields(event)
+    return Observed(event.line_no, event.raw, name, protocol,
+                    {key: fields[key] for key in PLAN_FIELDS if key in fields})
+
+
 class ReplayInputError(Exception):
     """The trace cannot be replayed at all (line given); exit code 2."""
 
@@ -118,6 +148,8 @@ class Verdict:
     guards: list[str] = field(default_factory=list)        # the guards that failed
     notes: list[str] = field(default_factory=list)
     events: int = 0                       # protocol events replayed
+    unparsed: int = 0                     # lines of the trace that did not parse
+    stopped_at: int | None = None         # the line the replay stopped at (None: the end)
     coverage: dict | None = None          # with coverage asked for: see Coverage.to_json
 
     def to_json(self) -> dict:
@@ -126,6 +158,7 @@ class Verdict:
                 "protocol_event": self.protocol_event, "reason": self.reason,
                 "accepted_prefix": self.accepted_prefix, "guards": self.guards,
                 "candidates": self.candidates, "notes": self.notes, "events": self.events,
+                "unparsed_lines": self.unparsed,
                 **({"coverage": self.coverage} if self.coverage is not None else {})}
 
 
@@ -356,8 +389,10 @@ def _context(design: str, pages: int, added: frozenset, disabled: frozenset) -> 
 class Replay:
     """Feed events in order; `result()` gives the verdict."""
 
-    def __init__(self, design: str, added=(), disabled=(), judge: bool = True):
+    def __init__(self, design: str, added=(), disabled=(), judge: bool = True,
+                 raw_of: Callable[[int], str | None] | None = None):
         self.design = design
+        self.raw_of = raw_of        # line number -> text, for Observed items without raw
         self.judge = judge          # False: only plan the protocol steps (TLC engine)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
         self.pages_per_folio: int | None = None     # fixed by the first folio
@@ -440,7 +475,7 @@ class Replay:
 
     # ---- feeding -------------------------------------------------------------
 
-    def feed(self, item: Event | LostMarker) -> bool:
+    def feed(self, item: Event | Observed | LostMarker) -> bool:
         """Replay one item; return False once a violation is found."""
         if self.done:
             return False
@@ -452,9 +487,11 @@ class Replay:
                     f"checked from there on")
             self._forget_known_folios()
             return True
-        name = protocol_of(item)
-        if name is None:
-            return True
+        if type(item) is not Observed:
+            item = observe(item)
+            if item is None:
+                return True
+        name = item.protocol
         if name in INFORMATIONAL:
             self._skip(name)
             return True
@@ -465,7 +502,7 @@ class Replay:
             return True
         for desc, folio in planned:
             if not self.judge:
-                self.steps.append((desc, item.line_no, folio, item.raw, name))
+                self.steps.append((desc, item.line_no, folio, self._raw(item), name))
                 continue
             self._judge(item, name, desc, folio)
             if self.done:
@@ -700,7 +737,7 @@ class Replay:
             self.done = True
             return
         v.verdict, v.kind, v.property = "violation", kind, prop
-        v.line, v.event, v.protocol_event = event.line_no, event.raw, name
+        v.line, v.event, v.protocol_event = event.line_no, self._raw(event), name
         v.guards = guards
         v.reason = (f"{name} is not a step {self.design} allows: {'; '.join(guards)}"
                     if kind == "step" else f"{prop} is violated after {name}")
@@ -728,7 +765,7 @@ class Replay:
         f = _fields(ev)
         ret = f.get("ret", 0)
         if name == "alloc":
-            pfn, order = _need_int(ev, "pfn"), f.get("order", 0)
+            pfn, order = self._need_int(ev, "pfn"), f.get("order", 0)
             page = self.by_pfn.get(pfn)
             if page is not None and page < self.forgotten:
                 raise _Unrelated("folio seen before lost events")
@@ -762,6 +799,18 @@ class Replay:
             return [(("hkid_release",), None)]
         return []
 
+    def _need_int(self, ev: Event, key: str) -> int:
+        value = ev.fields.get(key)
+        if not isinstance(value, int):
+            raise ReplayInputError(f"line {ev.line_no}: {ev.name} has no integer {key}: "
+                                   f"{self._raw(ev).strip()}")
+        return value
+
+    def _raw(self, item) -> str:
+        if item.raw is None and self.raw_of is not None:
+            return self.raw_of(item.line_no) or ""
+        return item.raw or ""
+
     def _page_step(self, name: str, ev: Event, p: int, ret) -> tuple:
         f = p // self.pages_per_folio
         if name == "aug":
@@ -791,7 +840,7 @@ class Replay:
         start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
             raise ReplayInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
-                                   f"to=private|shared: {ev.raw.strip()}")
+                                   f"to=private|shared: {self._raw(ev).strip()}")
         pages = [self.by_index[i] for i in range(start, end) if i in self.by_index]
         if not pages or min(pages) < self.forgotten:    # -1: forgotten (the reference engine)
             raise _Unrelated("conversion of indices guest_memfd did not allocate in the trace")
@@ -882,14 +931,6 @@ def _fields(ev: Event):
     fields = ev.fields
     decoded = getattr(fields, "_decoded", None)     # validator.ftrace.decoders._Lazy
     return decoded() if decoded is not None else fields
-
-
-def _need_int(ev: Event, key: str) -> int:
-    value = ev.fields.get(key)
-    if not isinstance(value, int):
-        raise ReplayInputError(f"line {ev.line_no}: {ev.name} has no integer {key}: "
-                               f"{ev.raw.strip()}")
-    return value
 
 
 def _target(value) -> str | None:
@@ -1081,15 +1122,17 @@ def _convert_refused(pages, to, shown_base: int = 0) -> Step:
     return step
 
 
-def replay(items: Iterable[Event | LostMarker], design: str, added=(), disabled=(),
-           coverage: bool = False) -> Verdict:
-    engine = Replay(design, added, disabled)
+def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=(), disabled=(),
+           coverage: bool = False, raw_of: Callable[[int], str | None] | None = None) -> Verdict:
+    """Judge a trace; raw_of(line_no) gives the text of Observed items read without it."""
+    engine = Replay(design, added, disabled, raw_of=raw_of)
     relevant, lost = RELEVANT_NAMES, LostMarker
     for item in items:
         # protocol_of() is None for every other name: skip those without a call
         if type(item) is not lost and item.name not in relevant:
             continue
         if not engine.feed(item):
+            engine.verdict.stopped_at = item.line_no
             break
     verdict = engine.result()
     if coverage:

@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from .check_cmd import InputError
-from .ftrace import TraceInputError, iter_events, read_file
+from .ftrace import LineKind, TraceInputError, iter_events, read_file
+from .ftrace.parallel import WorkerError
+from .ftrace.reader import UnparsedCount
 from .model import ALL_CHECKS, DESIGNS
+from .observations import Observations, default_jobs
 from .replay import ReplayInputError, Verdict, replay
 from .tlc_runner import RunnerError, TlcSetup
 from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
@@ -19,14 +22,32 @@ EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 
 
 def validate_one(path: str, design: str, added=(), disabled=(),
-                 tlc: TlcSetup | None = None, coverage: bool = False) -> Verdict:
-    """Judge one trace file against one design, with Python or (given `tlc`) with TLC."""
+                 tlc: TlcSetup | None = None, coverage: bool = False, jobs: int = 1) -> Verdict:
+    """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
+    jobs > 1: the Python engine's input is read by that many processes (same verdict)."""
+    unparsed = UnparsedCount()
     if tlc is None:
-        return replay(iter_events(read_file(path)), design, added, disabled, coverage)
-    from .tlc_engine import validate_tlc
-    name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
-    return validate_tlc(iter_events(read_file(path)), design, tlc,
-                        tlc.out_dir / name / design, added, disabled)
+        items = Observations(path, jobs)
+        verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of)
+        unparsed = items.unparsed_before(verdict.stopped_at)
+    else:
+        from .tlc_engine import validate_tlc
+        name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
+        verdict = validate_tlc(iter_events(_counting(read_file(path), unparsed)), design, tlc,
+                               tlc.out_dir / name / design, added, disabled)
+    verdict.unparsed = unparsed.count
+    if unparsed.count:
+        line, reason = unparsed.first[0]
+        verdict.notes.append(f"{unparsed.count} line(s) did not parse and were skipped, the "
+                             f"first at line {line} ({reason}); `poisoncheck parse` lists them")
+    return verdict
+
+
+def _counting(lines, unparsed: UnparsedCount):
+    for line in lines:
+        if line.kind is LineKind.UNPARSED:
+            unparsed.add(line.line_no, line.reason)
+        yield line
 
 
 def tlc_setup(timeout: float) -> TlcSetup:
@@ -92,15 +113,19 @@ def _check_names(ctx, param, values):
 @click.option("--coverage", is_flag=True,
               help="Also say which spec actions the trace took and which named checks "
                    "refused a step (Python engine).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Processes that read the trace (default: 2 where 2 cores are free, "
+                   "else 1). The verdict is the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
-def validate(traces, design, disabled, added, engine, timeout, coverage, as_json, verbose):
+def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, as_json, verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
     allows) and safety (no state the trace may have reached breaks a safety
     property).  A lost-events marker makes the verdict inconclusive from
-    there on.  `-` reads stdin; .gz and .xz are read by extension.  With
+    there on.  Lines that do not parse are skipped, counted and named in a
+    note.  `-` reads stdin; .gz and .xz are read by extension.  With
     --engine tlc the same trace is written into a generated TLA+ module
     under build/validate/ and TLC judges it (slow; same verdicts).
 
@@ -121,16 +146,18 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, as_json
     if coverage and engine == "tlc":
         raise click.UsageError("--coverage works with the Python engine only")
     tlc = tlc_setup(timeout) if engine == "tlc" else None
+    jobs = jobs or default_jobs()
     results: list[tuple[str, Verdict]] = []
     for path in traces:
         if path != "-" and not Path(path).is_file():
             raise InputError(f"{path}: no such file")
         for d in designs:
             try:
-                results.append((path, validate_one(path, d, added, disabled, tlc, coverage)))
+                results.append((path, validate_one(path, d, added, disabled, tlc, coverage,
+                                                   jobs)))
             except TraceInputError as err:          # names the file itself
                 raise InputError(str(err)) from None
-            except (ReplayInputError, RunnerError) as err:
+            except (ReplayInputError, RunnerError, WorkerError) as err:
                 raise InputError(f"{path}: {err}") from None
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)

@@ -41,6 +41,28 @@ def convert(raw: str) -> int | str:
     return value
 
 
+_CONVERTED: dict[str, int | str] = {}
+_CONVERTED_MAX = 1 << 16
+
+
+def convert_cached(raw: str) -> int | str:
+    """convert(), remembered: traces print the same values (pfns, return codes) again and
+    again. The memory is bounded: it starts over when full."""
+    value = _CONVERTED.get(raw)
+    if value is None:
+        if len(_CONVERTED) >= _CONVERTED_MAX:
+            _CONVERTED.clear()
+        value = _CONVERTED[raw] = convert(raw)
+    return value
+
+
+def decode_simple_kv(args: str) -> dict[str, int | str]:
+    """decode_kv() for arguments _SIMPLE_ARGS accepts ("k=v k=v", values without spaces,
+    quotes or "="), where splitting at spaces is what the grammar does."""
+    conv = convert_cached
+    return {key: conv(value) for key, _, value in (pair.partition("=") for pair in args.split(" "))}
+
+
 def decode_kv(payload: str) -> dict[str, int | str]:
     """Best effort, never raises: "a=1 b=x y" -> {"a": 1, "b": "x y"}; {} if not key=value."""
     parsed = parse_kv_args(payload.rstrip())
@@ -85,6 +107,19 @@ class LazyFields(_Lazy):
         return decode_kv(self._payload)
 
 
+class SimpleFields(_Lazy):
+    """key=value fields of probe arguments _SIMPLE_ARGS accepts (decode_simple_kv)."""
+
+    __slots__ = ("_payload",)
+
+    def __init__(self, payload: str):
+        self._payload = payload
+        self._fields = None
+
+    def _decode(self) -> dict:
+        return decode_simple_kv(self._payload)
+
+
 class TypedFields(_Lazy):
     """Fields of a payload that matched a tracepoint format: converted on first access."""
 
@@ -118,21 +153,38 @@ def decode_probe(payload: str) -> tuple[Probe, Mapping] | None:
     if m is None:
         return None
     args = m["args"]
-    if args and _SIMPLE_ARGS.fullmatch(args) is None and KV_ARGS_RE.match(args) is None:
+    simple = True
+    if args:
+        simple = _SIMPLE_ARGS.fullmatch(args) is not None
+        if not simple and KV_ARGS_RE.match(args) is None:
+            return None
+    where = (m["site"], m["func"])
+    probe = _PROBES.get(where)
+    if probe is None:
+        if len(_PROBES) >= _PROBES_MAX:
+            _PROBES.clear()
+        probe = _PROBES[where] = _probe(*where)
+    if probe is False:
         return None
-    site = m["site"].strip()
+    return probe, (SimpleFields(args) if simple and args else LazyFields(args or ""))
+
+
+# Probe of (site, func) as PROBE_RE printed them; False: not a probe site. A trace has few.
+_PROBES: dict[tuple, Probe | bool] = {}
+_PROBES_MAX = 4096
+
+
+def _probe(site: str, func: str | None) -> Probe | bool:
+    site = site.strip()
     if _KPROBE_SITE.fullmatch(site):
         user = False
     elif _ADDR_SITE.fullmatch(site):
         user = True
     else:
-        return None
-    func = m["func"]
+        return False
     if func is not None:
-        probe = Probe("uretprobe" if user else "kretprobe", func.split("<-", 1)[1].strip(), site)
-    else:
-        probe = Probe("uprobe" if user else "kprobe", site if user else site.split("+", 1)[0], site)
-    return probe, LazyFields(args or "")
+        return Probe("uretprobe" if user else "kretprobe", func.split("<-", 1)[1].strip(), site)
+    return Probe("uprobe" if user else "kprobe", site if user else site.split("+", 1)[0], site)
 
 
 # ---------------------------------------------------------------------------- tracepoints

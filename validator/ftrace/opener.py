@@ -77,6 +77,14 @@ class TextLines:
             yield from block
 
     def blocks(self) -> Iterator[list[str]]:
+        for piece in self.pieces():
+            yield piece_lines(piece)
+
+    def pieces(self) -> Iterator[bytes]:
+        """The raw input cut at newlines, for piece_lines(): bytes of whole lines (the
+        last newline left out), a Truncated line, or a LastLine (no newline after it).
+        Cutting a piece again at any of its newlines gives the same lines (the parallel
+        reader does)."""
         chunk, self._head = self._head, b""
         stream, name = self.stream, self.name
         rest = b""
@@ -92,20 +100,33 @@ class TextLines:
             data = rest + chunk if rest else chunk
             cut = data.rfind(b"\n")
             if cut >= 0:
-                text = data[:cut].decode("utf-8", "surrogateescape")
-                if "\r" in text:
-                    text = text.replace("\r\n", "\n")
-                yield text.split("\n")
+                yield data[:cut]
                 rest = data[cut + 1:]
             else:
                 rest = data
             if len(rest) > MAX_LINE_BYTES:
-                yield [Truncated(rest[:MAX_LINE_BYTES].decode("utf-8", "surrogateescape"))]
+                yield Truncated(rest[:MAX_LINE_BYTES].decode("utf-8", "surrogateescape"))
                 rest = b""
                 skipping = True
             chunk = _read(stream, name)
-        if rest and not skipping:  # the last line had no newline
-            yield [rest.decode("utf-8", "surrogateescape").removesuffix("\r")]
+        if rest and not skipping:
+            yield LastLine(rest)
+
+
+class LastLine(bytes):
+    """The input's last line, which had no newline after it."""
+
+
+def piece_lines(piece: bytes | Truncated) -> list[str]:
+    """The text lines of one of TextLines.pieces()."""
+    if type(piece) is Truncated:
+        return [piece]
+    text = piece.decode("utf-8", "surrogateescape")
+    if type(piece) is LastLine:
+        return [text.removesuffix("\r")]
+    if "\r" in text:  # "\r\n" ends a line too, also the piece's last (its "\n" was cut off)
+        text = text.replace("\r\n", "\n").removesuffix("\r")
+    return text.split("\n")
 
 
 def iter_lines(stream: BinaryIO, name: str) -> TextLines:

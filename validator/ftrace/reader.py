@@ -15,7 +15,7 @@ from itertools import islice
 from . import fastpath, grammar
 from .build import DecodeError, build_event, build_header, build_lost, named_fields, timestamp
 from .decoders import POISONCHECK_PROBES, TRACEPOINTS, LazyFields
-from .model import Event, Line, LineKind
+from .model import Event, Line, LineKind, LostMarker
 from .opener import MAX_LINE_BYTES, NotFtraceError, TextLines, Truncated
 from .parsed import Parsed
 
@@ -119,128 +119,293 @@ def _split_glued(parsed: Parsed, parse) -> tuple[Parsed, list[tuple[str, Parsed]
     return first, glued
 
 
+class ReaderState:
+    """What the reader carries from one line to the next. After a plain record (the hot
+    path) it is always the same, synced(): the parallel reader starts its chunks there."""
+
+    __slots__ = ("armed", "nocontext", "owner", "owner_marker", "evidence", "first_line")
+
+    def __init__(self, first_line: int = 1):
+        self.armed = False  # just after a "# tracer:" header: a bare body means context-info is off
+        self.nocontext = False
+        self.owner = None  # line_no of the record that the next continuation line would belong to
+        self.owner_marker = False  # ... and whether it is a marker (else a stack trace)
+        self.evidence = False  # seen anything only ftrace prints
+        self.first_line = first_line  # the input's first line (for the sniff limit)
+
+    @classmethod
+    def synced(cls) -> "ReaderState":
+        state = cls()
+        state.evidence = True
+        return state
+
+    def to_tuple(self) -> tuple:
+        return (self.armed, self.nocontext, self.owner, self.owner_marker, self.evidence,
+                self.first_line)
+
+    @classmethod
+    def from_tuple(cls, values: tuple) -> "ReaderState":
+        state = cls()
+        (state.armed, state.nocontext, state.owner, state.owner_marker, state.evidence,
+         state.first_line) = values
+        return state
+
+
+class UnparsedCount:
+    """Lines a reader could not parse: how many, the first few (line, reason), and with
+    keep_lines every line number (for a part of the input read ahead of its consumer)."""
+
+    KEEP = 5
+
+    def __init__(self, keep_lines: bool = False):
+        self.count = 0
+        self.first: list[tuple[int, str]] = []
+        self.lines: list[int] | None = [] if keep_lines else None
+
+    def add(self, line_no: int, reason: str) -> None:
+        self.count += 1
+        if len(self.first) < self.KEEP:
+            self.first.append((line_no, reason))
+        if self.lines is not None:
+            self.lines.append(line_no)
+
+    def merge(self, other: "UnparsedCount", before: int | None = None) -> None:
+        """Add `other`'s lines (only those before line `before`: other must keep lines)."""
+        if before is None:
+            self.count += other.count
+            self.first.extend(other.first[: self.KEEP - len(self.first)])
+            return
+        self.count += sum(1 for line in other.lines if line < before)
+        room = self.KEEP - len(self.first)
+        self.first.extend([item for item in other.first if item[0] < before][:room])
+
+
+def hot_match(text: str):
+    """The groups of a plain kernel-format record of an ordinary event (the hot path), or
+    None when the line needs the general path. Plain records parse the same whatever the
+    reader's state, and leave it synced()."""
+    if len(text) > _SHORT and type(text) is Truncated:
+        return None
+    m = _HOT(text)
+    if m is None or text[0] == "[":  # "[": a dmesg prefix may hide in the comm
+        return None
+    groups = m.groups()
+    # markers need the general path (a symbol after the name marks one too)
+    if groups[7] is not None or groups[6] in MARKER_NAMES:
+        return None
+    ok = _TASK_OK.get(groups[0])
+    if ok is None:
+        ok = _task_ok(groups[0])
+    return groups if ok else None
+
+
+def _task_ok(task: str) -> bool:
+    """fastpath.hot_ok, and no trace-cmd input prefix; remembered: a trace has few comms."""
+    if len(_TASK_OK) >= 4096:
+        _TASK_OK.clear()
+    ok = _TASK_OK[task] = (task[-1] not in " \t" and ".dat: " not in task
+                           and ("-" not in task or _EARLY(task) is None))
+    return ok
+
+
+_TASK_OK: dict[str, bool] = {}
+_HOT = fastpath.HOT_RE.match
+_EARLY = fastpath.EARLY_CTX.search
+_NEW = tuple.__new__
+# Below this length no number in a line is too long for int() (see R_NUMBER)
+_INT_SAFE = 4000
+
+
+def hot_event(groups: tuple, text: str, line_no: int) -> Event:
+    """The Event of a line hot_match() accepted. Raises DecodeError (payload does not fit
+    its typed event) or ValueError (a number too long for int())."""
+    task, pid, tgid, cpu, flags, ts, event_name, _, payload = groups
+    if payload is None:
+        payload = ""
+    if event_name in _SPECIAL_NAMES or payload[:1] == "(":
+        fields, probe, system = named_fields(event_name, payload, None)
+    else:
+        fields, probe, system = LazyFields(payload), None, None
+    if len(ts) > 7 and ts[-7] == ".":  # sec.usec, the default clocks
+        stamp, unit = int(ts.replace(".", "")) * 1000, "ns"
+    else:
+        stamp, unit = timestamp("kernel", ts.strip())
+    if tgid is not None:
+        tgid = tgid.strip()[1:-1].strip()
+        tgid = int(tgid) if tgid[0] != "-" else None
+    # tuple.__new__: the NamedTuple without its Python-level __new__
+    return _NEW(Event, (line_no, text, task.lstrip(" \t"), -int(pid), tgid, int(cpu.strip(" []")),
+                        flags.strip() if flags is not None else None, stamp, unit, system,
+                        event_name, payload, fields, probe, None))
+
+
+def _hot_line(groups: tuple, text: str, line_no: int, state: ReaderState) -> Line:
+    try:
+        line = _NEW(Line, (line_no, EVENT, text, None, (hot_event(groups, text, line_no),),
+                           None, None, None))
+        state.evidence = True
+    except DecodeError as exc:
+        line = Line(line_no, UNPARSED, text, str(exc))
+    except ValueError:  # int() refuses numbers of thousands of digits
+        line = Line(line_no, UNPARSED, text, R_NUMBER)
+    state.nocontext = state.armed = state.owner_marker = False
+    state.owner = None
+    return line
+
+
+class _GiveUp(Exception):
+    """Nothing in the first SNIFF_LINES lines was ftrace (raised after the line is yielded)."""
+
+
 def read_lines(lines: Iterable[str], *, engine: str = "fast", first_line: int = 1,
-               require_ftrace: bool = True, name: str | None = None) -> Iterator[Line]:
+               require_ftrace: bool = True, name: str | None = None,
+               state: ReaderState | None = None, final: bool = True) -> Iterator[Line]:
     """Classify every line. With require_ftrace, raise NotFtraceError (after yielding what
     was read) when nothing in the input is ftrace: after SNIFF_LINES lines, or at the end.
-    `name` prefixes error messages."""
+    `name` prefixes error messages. To read an input in parts, pass the same `state` to
+    each part and final=False to all but the last."""
     parse = ENGINES[engine]
-    # The fast engine's hot path, fused into this loop: a kernel-format "name: payload"
-    # record of an ordinary event goes straight to an Event, skipping the Parsed and build
-    # layers (this is most lines; tests compare the whole output of both engines on every
-    # corpus file, so the shortcut is checked against the grammar as well).
-    hot = None
-    if engine == "fast":
-        hot = fastpath.HOT_RE.match
-        parse = fastpath.parse_general  # the hot path is tried below
-    early = fastpath.EARLY_CTX.search
+    state = state if state is not None else ReaderState(first_line)
+    # The fast engine's hot path: a plain record goes straight to an Event, skipping the
+    # Parsed and build layers (this is most lines; tests compare the whole output of both
+    # engines on every corpus file, so the shortcut is checked against the grammar too).
+    hot = engine == "fast"
+    if hot:
+        parse = fastpath.parse_general  # the hot path is tried first
+    line_no = first_line - 1
+    sniff = require_ftrace
+    blocks = lines.blocks() if isinstance(lines, TextLines) else _batched(lines)
+    for block in blocks:
+        for text in block:
+            line_no += 1
+            if hot:
+                groups = hot_match(text)
+                if groups is not None:
+                    yield _hot_line(groups, text, line_no, state)
+                    continue
+            line = general_line(text, line_no, state, parse)
+            yield line
+            if sniff and line.kind is UNPARSED and _gave_up(state, line_no):
+                raise NotFtraceError(_named(
+                    name, f"no ftrace records, headers or markers in the first {SNIFF_LINES} lines"))
+    if final:
+        check_evidence(state, line_no, require_ftrace, name)
+
+
+def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount, *,
+                first_line: int = 1, require_ftrace: bool = True, name: str | None = None,
+                state: ReaderState | None = None, final: bool = True, shortcut=None
+                ) -> Iterator[Event | LostMarker]:
+    """The events named in `wanted` and the lost-event markers, in order: what
+    read_lines() would give for them, without building the lines nothing asks for.
+    Unparsed lines are counted in `unparsed`; the rest is skipped.
+
+    shortcut(groups, text, line_no), when given, is tried on plain records of wanted
+    events: whatever it returns (not None) is yielded instead of the Event. It must
+    return None wherever the Event would not be built (a payload that does not fit)."""
+    parse = fastpath.parse_general
+    state = state if state is not None else ReaderState(first_line)
     special = _SPECIAL_NAMES
-    new = tuple.__new__
-    armed = False  # just after a "# tracer:" header: a bare body means context-info is off
-    nocontext = False
-    owner = None  # line_no of the record that the next continuation line would belong to
-    owner_marker = False  # ... and whether it is a marker (else a stack trace)
-    evidence = False  # seen anything only ftrace prints
     line_no = first_line - 1
     blocks = lines.blocks() if isinstance(lines, TextLines) else _batched(lines)
     for block in blocks:
         for text in block:
             line_no += 1
-            if len(text) > _SHORT and type(text) is Truncated:
-                owner = None
-                armed = False
-                yield Line(line_no, UNPARSED, text, R_TOO_LONG)
-                continue
-            if hot is not None:
-                m = hot(text)
-                if m is not None and text[0] != "[":  # "[": a dmesg prefix may hide in the comm
-                    task, pid, tgid, cpu, flags, ts, event_name, sym, payload = m.groups()
-                    # markers need the general path; the rest is fastpath.hot_ok, inlined
-                    if (sym is None and event_name not in MARKER_NAMES and task[-1] not in " \t"
-                            and ".dat: " not in task and ("-" not in task or early(task) is None)):
-                        if payload is None:
-                            payload = ""
-                        try:
-                            if event_name in special or payload[:1] == "(":
-                                fields, probe, system = named_fields(event_name, payload, None)
-                            else:
-                                fields, probe, system = LazyFields(payload), None, None
-                            if len(ts) > 7 and ts[-7] == ".":  # sec.usec, the default clocks
-                                stamp, unit = int(ts.replace(".", "")) * 1000, "ns"
-                            else:
-                                stamp, unit = timestamp("kernel", ts.strip())
-                            if tgid is not None:
-                                tgid = tgid.strip()[1:-1].strip()
-                                tgid = int(tgid) if tgid[0] != "-" else None
-                            # tuple.__new__: the NamedTuples without their Python-level __new__
-                            line = new(Line, (line_no, EVENT, text, None, (new(Event, (
-                                line_no, text, task.lstrip(" \t"), -int(pid), tgid, int(cpu.strip(" []")),
-                                flags.strip() if flags is not None else None, stamp, unit, system,
-                                event_name, payload, fields, probe, None)),), None, None, None))
-                            evidence = True
-                        except DecodeError as exc:
-                            line = Line(line_no, UNPARSED, text, str(exc))
-                        except ValueError:  # int() refuses numbers of thousands of digits
-                            line = Line(line_no, UNPARSED, text, R_NUMBER)
-                        nocontext = armed = False
-                        owner = None
-                        yield line
+            groups = hot_match(text)
+            if groups is not None:
+                event_name = groups[6]
+                if event_name not in wanted and event_name not in special and len(text) < _INT_SAFE:
+                    # an ordinary record nobody asked for: it parses, so only the state changes
+                    state.nocontext = state.armed = state.owner_marker = False
+                    state.owner = None
+                    state.evidence = True
+                    continue
+                if shortcut is not None and len(text) < _INT_SAFE and event_name in wanted:
+                    item = shortcut(groups, text, line_no)
+                    if item is not None:
+                        state.nocontext = state.armed = state.owner_marker = False
+                        state.owner = None
+                        state.evidence = True
+                        yield item
                         continue
-            parsed = parse(text)
-            kind = parsed.kind
-            if kind == "record" or (kind == "body" and (nocontext or armed)):
-                nocontext = kind == "body"
-                armed = False
-                line = _event_line(parsed, line_no, text, parse)
-                if line.kind is LineKind.EVENT:
-                    evidence = True
-                    marker = _is_marker(parsed)
-                    owner = line_no if marker or parsed.body == "stack_head" else None
-                    owner_marker = marker
-                else:
-                    owner = None
-                yield line
-                continue
-            if kind == "blank":
-                owner = None
-                yield Line(line_no, LineKind.BLANK, text)
-                continue
-            if kind == "header":
-                owner = None
-                header = build_header(parsed)
-                if header.form == "tracer":  # a new trace section (files get concatenated)
-                    armed = True
-                    nocontext = False
-                if header.form in _FTRACE_HEADERS:
-                    evidence = True
-                yield Line(line_no, LineKind.HEADER, text, header=header)
-                continue
-            armed = False
-            if kind == "stack_entry":
-                reason = "marker text" if owner_marker else "stack trace"
-                yield Line(line_no, LineKind.CONTINUATION, text, reason, continues=owner)
-            elif kind == "lost":
-                owner = None
-                evidence = True
-                yield Line(line_no, LineKind.LOST, text, lost=build_lost(parsed, line_no))
-            elif kind == "funcgraph":
-                owner = None
-                evidence = True
-                yield Line(line_no, LineKind.FUNCGRAPH, text)
-            elif owner is not None and owner_marker:  # bad or body: more of the marker's text
-                yield Line(line_no, LineKind.CONTINUATION, text, "marker text", continues=owner)
+                line = _hot_line(groups, text, line_no, state)
             else:
-                owner = None
-                reason = R_NO_CONTEXT if kind == "body" else explain(text)
-                yield Line(line_no, LineKind.UNPARSED, text, reason)
-                if not evidence and require_ftrace and line_no - first_line + 1 >= SNIFF_LINES:
+                line = general_line(text, line_no, state, parse)
+            if line.events:
+                for event in line.events:
+                    if event.name in wanted:
+                        yield event
+            elif line.lost is not None:
+                yield line.lost
+            elif line.kind is UNPARSED:
+                unparsed.add(line_no, line.reason)
+                if require_ftrace and _gave_up(state, line_no):
                     raise NotFtraceError(_named(
                         name, f"no ftrace records, headers or markers in the first {SNIFF_LINES} lines"))
-    if require_ftrace and not evidence:
-        read = line_no - first_line + 1
+    if final:
+        check_evidence(state, line_no, require_ftrace, name)
+
+
+def _gave_up(state: ReaderState, line_no: int) -> bool:
+    return not state.evidence and line_no - state.first_line + 1 >= SNIFF_LINES
+
+
+def check_evidence(state: ReaderState, line_no: int, require_ftrace: bool, name) -> None:
+    if require_ftrace and not state.evidence:
+        read = line_no - state.first_line + 1
         lines_read = f"{read} line" + ("s" if read != 1 else "")
         raise NotFtraceError(_named(name, f"no ftrace records, headers or markers in {lines_read}"
                                     if read else "empty input"))
+
+
+def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
+    """One line that is not a plain record (see hot_match): parse it and update state."""
+    if len(text) > _SHORT and type(text) is Truncated:
+        state.owner = None
+        state.armed = False
+        return Line(line_no, UNPARSED, text, R_TOO_LONG)
+    parsed = parse(text)
+    kind = parsed.kind
+    if kind == "record" or (kind == "body" and (state.nocontext or state.armed)):
+        state.nocontext = kind == "body"
+        state.armed = False
+        line = _event_line(parsed, line_no, text, parse)
+        if line.kind is EVENT:
+            state.evidence = True
+            marker = _is_marker(parsed)
+            state.owner = line_no if marker or parsed.body == "stack_head" else None
+            state.owner_marker = marker
+        else:
+            state.owner = None
+        return line
+    if kind == "blank":
+        state.owner = None
+        return Line(line_no, LineKind.BLANK, text)
+    if kind == "header":
+        state.owner = None
+        header = build_header(parsed)
+        if header.form == "tracer":  # a new trace section (files get concatenated)
+            state.armed = True
+            state.nocontext = False
+        if header.form in _FTRACE_HEADERS:
+            state.evidence = True
+        return Line(line_no, LineKind.HEADER, text, header=header)
+    state.armed = False
+    if kind == "stack_entry":
+        reason = "marker text" if state.owner_marker else "stack trace"
+        return Line(line_no, LineKind.CONTINUATION, text, reason, continues=state.owner)
+    if kind == "lost":
+        state.owner = None
+        state.evidence = True
+        return Line(line_no, LineKind.LOST, text, lost=build_lost(parsed, line_no))
+    if kind == "funcgraph":
+        state.owner = None
+        state.evidence = True
+        return Line(line_no, LineKind.FUNCGRAPH, text)
+    if state.owner is not None and state.owner_marker:  # bad or body: more of the marker's text
+        return Line(line_no, LineKind.CONTINUATION, text, "marker text", continues=state.owner)
+    state.owner = None
+    return Line(line_no, UNPARSED, text, R_NO_CONTEXT if kind == "body" else explain(text))
 
 
 def _batched(lines: Iterable[str], size: int = 4096) -> Iterator[list[str]]:

@@ -1,0 +1,226 @@
+"""read_events() on several cores, with exactly the sequential result.
+
+The main process reads the input and cuts it into chunks of whole lines; worker
+processes (forked, so they share the loaded code) read the chunks. A chunk cannot be
+read alone from its first line, because the reader carries state from line to line
+(continuation lines, the no-context mode, the sniff for non-ftrace input). But after a
+plain record (reader.hot_match) that state is always the same (ReaderState.synced()).
+So a worker reads its chunk from the first plain record on, and hands the lines before
+it back: the main process reads those itself, with the state the previous chunk left,
+and then takes the worker's results and end state. A chunk without a plain record is
+read by the main process whole. Every line is thus read once, in a state equal to the
+sequential reader's; tests compare the two on every corpus file, with chunks cut at
+every line.
+
+What a worker sends back is `convert(item)` for every item (None: dropped), as plain
+tuples: the caller chooses a small form (for the replay: replay.observe), because
+pickling is what the main process pays for."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from .opener import TextLines, piece_lines
+from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
+
+CHUNK_BYTES = 1 << 20
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed (a bug, not bad input: bad input is counted)."""
+
+
+class _Chunk(NamedTuple):
+    first_line: int
+    last_line: int
+    piece: bytes | None      # whole lines for a worker; None: `lines` is read here
+    lines: list[str] | None = None
+
+
+def _chunks(lines: TextLines, chunk_bytes: int) -> Iterator[_Chunk]:
+    """The input's pieces cut at newlines into chunks of about chunk_bytes. A Truncated
+    or last line comes alone, decoded, for the main process."""
+    line = 1
+    for piece in lines.pieces():
+        if type(piece) is not bytes:            # Truncated, LastLine: a single line
+            yield _Chunk(line, line, None, piece_lines(piece))
+            line += 1
+            continue
+        start, end = 0, len(piece)
+        while True:
+            cut = piece.find(b"\n", start + chunk_bytes) if end - start > chunk_bytes else -1
+            part = piece[start:cut] if cut >= 0 else piece[start:]
+            last = line + part.count(b"\n")
+            yield _Chunk(line, last, part)
+            line = last + 1
+            if cut < 0:
+                break
+            start = cut + 1
+
+
+def _sync_index(lines: list[str]) -> int | None:
+    for i, text in enumerate(lines):
+        if hot_match(text) is not None:
+            return i
+    return None
+
+
+def _work(conn, wanted: frozenset, pack: Callable, shortcut: Callable | None) -> None:
+    """A worker: chunks in, (lines before the first plain record, packed items, unparsed
+    count, end state) out, until an empty message."""
+    while True:
+        message = conn.recv_bytes()
+        if not message:
+            return
+        try:
+            first_line = int.from_bytes(message[:8], "little")
+            lines = piece_lines(message[8:])
+            sync = _sync_index(lines)
+            if sync is None:
+                reply = (lines, None, None, None)
+            else:
+                unparsed = UnparsedCount(keep_lines=True)
+                state = ReaderState.synced()
+                items = read_events(lines[sync:], wanted, unparsed, first_line=first_line + sync,
+                                    state=state, final=False, shortcut=shortcut)
+                out = [packed for packed in map(pack, items) if packed is not None]
+                reply = (lines[:sync], out, (unparsed.first, unparsed.lines), state.to_tuple())
+            conn.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:    # noqa: BLE001 - reported by the main process
+            conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+
+
+class ParallelReader:
+    """read_events() over `jobs` worker processes, as batches: per chunk, its items and
+    an UnparsedCount of its lines (with their line numbers, so that a consumer that stops
+    early can count only the lines before it stopped).
+
+    Workers send pack(item) for every item read_events(lines, wanted, unparsed) yields
+    (None: dropped); the main process makes unpack(packed) of it, and does the same with
+    the items of the lines it reads itself, so every item goes the same way. pack() may
+    leave out text that line_text() can give back: the lines of the chunks read last
+    are kept. Workers start only once the input holds more than one chunk. `shortcut`
+    is read_events()'s. Raises TraceInputError like the sequential reader."""
+
+    KEEP_CHUNKS = 4     # chunks whose text line_text() can still give
+
+    def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int, pack: Callable[[Any], tuple | None], unpack: Callable[[tuple], Any],
+                 shortcut: Callable | None = None, name: str | None = None,
+                 chunk_bytes: int = CHUNK_BYTES):
+        self.lines, self.jobs, self.chunk_bytes = lines, jobs, chunk_bytes
+        self.wanted, self.pack, self.unpack, self.shortcut = wanted, pack, unpack, shortcut
+        self.name = name
+        self.state = ReaderState()
+        self.last_line = 0
+        self.recent: deque = deque(maxlen=self.KEEP_CHUNKS)   # [chunk, its lines or None]
+
+    def line_text(self, line_no: int) -> str | None:
+        """The text of a line of a chunk read last (None if it is gone)."""
+        for entry in self.recent:
+            chunk = entry[0]
+            if chunk.first_line <= line_no <= chunk.last_line:
+                if entry[1] is None:
+                    entry[1] = chunk.lines if chunk.piece is None else piece_lines(chunk.piece)
+                return entry[1][line_no - chunk.first_line]
+        return None
+
+    def batches(self) -> Iterator[tuple[list, UnparsedCount]]:
+        chunks = _chunks(self.lines, self.chunk_bytes)
+        head = [c for c in (next(chunks, None), next(chunks, None)) if c is not None]
+        if len(head) < 2:                       # small input: no workers
+            for chunk in head:
+                yield self._read(chunk)
+            self._finish()
+            return
+        context = multiprocessing.get_context("fork")
+        workers = []
+        busy: deque = deque()                   # (worker or None, chunk), in input order
+        idle = deque(range(self.jobs))
+        pending = iter(head)
+
+        def refill():
+            """Give every idle worker its next chunk (queueing the main process's own)."""
+            while idle:
+                chunk = next(pending, None) or next(chunks, None)
+                if chunk is None:
+                    return
+                if chunk.piece is None:
+                    busy.append((None, chunk))
+                    continue
+                w = idle.popleft()
+                workers[w][1].send_bytes(chunk.first_line.to_bytes(8, "little") + chunk.piece)
+                busy.append((w, chunk))
+
+        try:
+            for _ in range(self.jobs):
+                ours, theirs = context.Pipe()
+                proc = context.Process(target=_work, daemon=True,
+                                       args=(theirs, self.wanted, self.pack, self.shortcut))
+                proc.start()
+                theirs.close()
+                workers.append((proc, ours))
+            refill()
+            while busy:
+                w, chunk = busy.popleft()
+                if w is None:
+                    yield self._read(chunk)
+                    refill()
+                    continue
+                reply = pickle.loads(workers[w][1].recv_bytes())
+                idle.append(w)
+                if reply[0] == "error":
+                    raise WorkerError(f"a reader process failed: {reply[1]}")
+                refill()                        # the worker goes on while we merge
+                yield self._merge(chunk, *reply)
+            self._finish()
+        finally:
+            working = {w for w, _ in busy if w is not None}
+            for w, (proc, conn) in enumerate(workers):
+                if w in working:                # stopped early: its reply is not wanted
+                    proc.kill()
+                else:
+                    try:
+                        conn.send_bytes(b"")
+                    except OSError:
+                        pass
+                conn.close()
+                proc.join()
+
+    def _read(self, chunk: _Chunk) -> tuple[list, UnparsedCount]:
+        lines = chunk.lines if chunk.piece is None else piece_lines(chunk.piece)
+        self.recent.append([chunk, lines])
+        self.last_line = chunk.last_line
+        unparsed = UnparsedCount(keep_lines=True)
+        return self._local(lines, chunk.first_line, unparsed), unparsed
+
+    def _local(self, lines: list[str], first_line: int, unparsed: UnparsedCount) -> list:
+        """Items of lines read here, in the carried state."""
+        unpack = self.unpack
+        items = read_events(lines, self.wanted, unparsed, first_line=first_line,
+                            state=self.state, name=self.name, final=False,
+                            shortcut=self.shortcut)
+        return [unpack(packed) for packed in map(self.pack, items) if packed is not None]
+
+    def _merge(self, chunk: _Chunk, prefix, packed, unparsed_lines, end_state
+               ) -> tuple[list, UnparsedCount]:
+        self.recent.append([chunk, None])
+        self.last_line = chunk.last_line
+        unparsed = UnparsedCount(keep_lines=True)
+        items = self._local(prefix, chunk.first_line, unparsed)
+        if packed is None:
+            return items, unparsed
+        first, lines = unparsed_lines
+        unparsed.count += len(lines)
+        unparsed.first.extend(first[: unparsed.KEEP - len(unparsed.first)])
+        unparsed.lines.extend(lines)
+        self.state = ReaderState.from_tuple(end_state[:-1] + (self.state.first_line,))
+        unpack = self.unpack
+        items.extend([unpack(t) for t in packed])
+        return items, unparsed
+
+    def _finish(self) -> None:
+        check_evidence(self.state, self.last_line, True, self.name)

@@ -1,0 +1,161 @@
+"""A trace file as the replay reads it: Observed protocol events and lost-event markers,
+read on one core or several (ftrace/parallel.py; the same items either way)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from itertools import chain
+
+from .ftrace import LostMarker, open_trace
+from .ftrace.decoders import POISONCHECK_PROBES, TRACEPOINTS, convert_cached
+from .ftrace.parallel import CHUNK_BYTES, ParallelReader
+from .ftrace.reader import UnparsedCount, read_events
+from .replay import (INFORMATIONAL, PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
+                     UPSTREAM_PROTOCOL, Observed, observe)
+
+# How parallel workers' tuples become items again, by length
+_REBUILD = {len(Observed._fields): Observed, len(LostMarker._fields): LostMarker}
+assert len(_REBUILD) == 2
+
+
+def default_jobs() -> int:
+    """Reader processes by default: the cores this process may use, at most 2 (more do
+    not help: the replay itself runs on one core and is then the bottleneck)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def _convert(item):
+    kind = type(item)
+    return item if kind is Observed or kind is LostMarker else observe(item)
+
+
+# ---- the shortcut: a plain record straight to Observed ---------------------------
+# What observe(event) gives, computed from the record's text without the Event, for the
+# common renderings only; anything else returns None and takes the general way. Tests
+# compare both ways on every line of the traces, the corpus and generated variations.
+
+# A kprobe/kretprobe payload whose arguments are plain "k=v" pairs (a value holds no space,
+# "=" or quote, or is a quoted string of such characters): the general decoder reads it as
+# a poisoncheck probe with exactly these pairs (decoders.decode_probe).
+_PLAIN_VALUE = r'(?:"[^"\\\s=]*"|[^\s"=]*)'
+_PLAIN_PROBE = re.compile(
+    r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: <- [\w.$]+)?\) "
+    rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
+_PLAN_KEYS = frozenset(PLAN_FIELDS)
+_PROBE_OF = {name: PROBE_PROTOCOL[name] for name in POISONCHECK_PROBES}
+# name -> (protocol, the tracepoint's formats) for the upstream events
+_TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
+                  for tp in TRACEPOINTS.values() if (tp.system, tp.name) in UPSTREAM_PROTOCOL}
+_NEW = tuple.__new__
+
+
+def _shortcut(groups: tuple, text: str, line_no: int) -> Observed | None:
+    name, payload = groups[6], groups[8]
+    if payload is None:
+        return None
+    protocol = _PROBE_OF.get(name)
+    if protocol is not None:
+        m = _PLAIN_PROBE.fullmatch(payload)
+        if m is None:
+            return None
+        if protocol in INFORMATIONAL:
+            return _NEW(Observed, (line_no, None, name, protocol, None))
+        keys, conv = _PLAN_KEYS, convert_cached
+        fields = {key: conv(value) for key, _, value in
+                  (pair.partition("=") for pair in m[1].split(" ")) if key in keys}
+        return _NEW(Observed, (line_no, text, name, protocol, fields))
+    known = _TRACEPOINT_OF.get(name)
+    if known is None:
+        return None
+    protocol, formats = known
+    payload = payload.rstrip()
+    for fmt in formats:
+        m = fmt.regex.fullmatch(payload)
+        if m is not None:
+            break
+    else:
+        return None                             # key=value renderings: the general way
+    if protocol in INFORMATIONAL:
+        return _NEW(Observed, (line_no, None, name, protocol, None))
+    keys = _PLAN_KEYS
+    fields = {key: conv(value) for key, conv, value in zip(fmt.names, fmt.converters, m.groups())
+              if key in keys}
+    return _NEW(Observed, (line_no, text, name, protocol, fields))
+
+
+def _pack(item) -> tuple | None:
+    """An item as a worker sends it (see ParallelReader)."""
+    kind = type(item)
+    if kind is Observed:    # the shortcut's: raw is the whole line, which line_text() gives
+        return (item[0], None, item[2], item[3], item[4])
+    if kind is LostMarker:
+        return tuple(item)
+    observed = observe(item)
+    return tuple(observed) if observed is not None else None
+
+
+def _unpack(packed: tuple):
+    return _NEW(_REBUILD[len(packed)], packed)
+
+
+class Observations:
+    """The replay's input from a trace file ("-": stdin): iterate for Observed protocol
+    events and lost-event markers; raw_of(line_no) gives the text of items that come
+    without it. Lines that do not parse are counted: unparsed_before() says how many
+    the consumer has passed. Iterating raises TraceInputError for input that is not an
+    ftrace text trace. jobs > 1: read by worker processes (the same items, the same
+    counts). shortcut=False: every event the general way (for the tests that compare)."""
+
+    def __init__(self, path: str, jobs: int = 1, stdin=None, shortcut: bool = True,
+                 chunk_bytes: int = CHUNK_BYTES):
+        self.path, self.jobs, self.stdin, self.chunk_bytes = path, jobs, stdin, chunk_bytes
+        self.shortcut = _shortcut if shortcut else None
+        self._unparsed = UnparsedCount()        # of the items handed out
+        self._ahead: UnparsedCount | None = None  # of the batch being handed out
+        self._reader: ParallelReader | None = None
+
+    def __iter__(self) -> Iterator[Observed | LostMarker]:
+        path = self.path
+        name = "<stdin>" if str(path) == "-" else str(path)
+        lines = open_trace(path, stdin=self.stdin)
+        if self.jobs > 1:
+            return chain.from_iterable(self._batches(lines, name))
+        return self._one_by_one(lines, name)
+
+    def unparsed_before(self, line: int | None = None) -> UnparsedCount:
+        """The unparsed lines before `line` (None: all read), when the consumer stopped
+        at an item of that line or read to the end."""
+        if self._ahead is None:     # read one by one: nothing was read past the consumer
+            return self._unparsed
+        total = UnparsedCount()
+        total.merge(self._unparsed)
+        total.merge(self._ahead, before=line)
+        return total
+
+    def raw_of(self, line_no: int) -> str | None:
+        return self._reader.line_text(line_no) if self._reader is not None else None
+
+    def _one_by_one(self, opened, name) -> Iterator[Observed | LostMarker]:
+        with opened as lines:
+            for item in read_events(lines, RELEVANT_NAMES, self._unparsed, name=name,
+                                    shortcut=self.shortcut):
+                item = _convert(item)
+                if item is not None:
+                    yield item
+
+    def _batches(self, opened, name) -> Iterator[list]:
+        with opened as lines:
+            self._reader = ParallelReader(
+                lines, RELEVANT_NAMES, jobs=self.jobs, pack=_pack, unpack=_unpack,
+                shortcut=self.shortcut, name=name, chunk_bytes=self.chunk_bytes)
+            for items, unparsed in self._reader.batches():
+                self._ahead = unparsed
+                yield items
+                self._unparsed.merge(unparsed)  # handed out whole
+                self._ahead = UnparsedCount(keep_lines=True)
