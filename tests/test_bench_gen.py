@@ -115,6 +115,7 @@ def test_run_command_reports_the_peak_rss_of_its_own_child(tmp_path):
     echo = bench.run_command([sys.executable, "-c", "import sys; print(sys.stdin.read())"],
                              stdin=piped)
     assert echo["stdout"].startswith("a\nb")
+    assert echo["tree_rss_mb"] >= echo["rss_mb"] * 0.5 > 0
 
 
 def test_the_bench_validates_the_generated_trace(tmp_path, monkeypatch, capsys):
@@ -124,9 +125,11 @@ def test_the_bench_validates_the_generated_trace(tmp_path, monkeypatch, capsys):
     import json
     out = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in out["results"]}
-    assert set(rows) == {"baseline: bare regex scan", "poisoncheck validate -d HWPoison",
-                         "poisoncheck validate -d HWPoison - (stdin)"}
-    for name in ("poisoncheck validate -d HWPoison", "poisoncheck validate -d HWPoison - (stdin)"):
+    commands = {"poisoncheck validate -d HWPoison (default: --jobs 2 on 2 cores)",
+                "poisoncheck validate -d HWPoison --jobs 1",
+                "poisoncheck validate -d HWPoison - (stdin)"}
+    assert set(rows) == {"baseline: bare regex scan"} | commands
+    for name in commands:
         assert rows[name]["note"] == "accepted" and rows[name]["lines"] == 3000
         assert rows[name]["events"] > 500 and rows[name]["rss_mb"] > 0
     assert out["info"]["design"] == model.DESIGNS[2] == "HWPoison"

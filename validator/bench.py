@@ -154,8 +154,9 @@ def _poisoncheck() -> list[str]:
 # as its own maximum (Linux carries it over at exec), so os.wait4 here would report at
 # least this process's size; RUSAGE_CHILDREN in a fresh interpreter is the command's own
 # (the largest of its processes).  With reader processes (validate --jobs) the sum over
-# the process tree matters too: the helper samples it from /proc every 20 ms (an upper
-# bound: pages the forked workers share with their parent count in each).
+# the process tree matters too: the helper samples it from /proc every 20 ms, as PSS
+# (pages the forked workers share with their parent count once), at least the largest
+# process's peak.
 _HELPER = """\
 import os, resource, subprocess, sys, time
 def tree_rss_kb(pid):
@@ -163,8 +164,8 @@ def tree_rss_kb(pid):
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next((int(l.split()[1]) for l in f if l.startswith("Pss:")), 0)
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
@@ -178,7 +179,7 @@ while proc.poll() is None:
     time.sleep(0.02)
 seconds = time.perf_counter() - start
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-open(sys.argv[1], "w").write(f"{seconds} {rss} {peak}")
+open(sys.argv[1], "w").write(f"{seconds} {rss} {max(peak, rss)}")
 sys.exit(proc.returncode)
 """
 

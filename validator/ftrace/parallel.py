@@ -103,7 +103,7 @@ class ParallelReader:
     (None: dropped); the main process makes unpack(packed) of it, and does the same with
     the items of the lines it reads itself, so every item goes the same way. pack() may
     leave out text that line_text() can give back: the lines of the chunks read last
-    are kept. Workers start only once the input holds more than one chunk. `shortcut`
+    are kept. Workers start only once the input holds more than two chunks' worth. `shortcut`
     is read_events()'s. Raises TraceInputError like the sequential reader."""
 
     KEEP_CHUNKS = 4     # chunks whose text line_text() can still give
@@ -130,8 +130,13 @@ class ParallelReader:
 
     def batches(self) -> Iterator[tuple[list, UnparsedCount]]:
         chunks = _chunks(self.lines, self.chunk_bytes)
-        head = [c for c in (next(chunks, None), next(chunks, None)) if c is not None]
-        if len(head) < 2:                       # small input: no workers
+        head, size = [], 0
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk.piece) if chunk.piece is not None else 1
+            if size > 2 * self.chunk_bytes:
+                break
+        else:                                   # small input: no workers
             for chunk in head:
                 yield self._read(chunk)
             self._finish()
