@@ -104,3 +104,17 @@ def test_unknown_check_in_matrix_is_exit_2(tmp_path):
     result = invoke("--matrix", path)
     assert result.exit_code == 2
     assert "unknown check(s) nosuch.check" in result.output
+
+
+def test_the_command_list_matches_the_commands():
+    """`poisoncheck --help` lists commands from a table (nothing imported): it must say
+    what each command's own help says."""
+    import click
+
+    from validator.cli import COMMANDS, cli
+    ctx = click.Context(cli)
+    for name, (_, _, short) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command.name == name
+        first = " ".join(command.help.split("\n\n")[0].split())
+        assert first.startswith(short.rstrip(".").split(":")[0]), (name, first)

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from validator import benchgen
 from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file, read_lines
 from validator.ftrace.reader import hot_event, hot_match
 from validator.observations import Observations, _shortcut
-from validator.replay import INFORMATIONAL, RELEVANT_NAMES, observe
+from validator.replay import INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES, observe
 from validator.validate_cmd import validate_one
 
 from test_ftrace_corpus import CORPUS, EXPECTED, NOT_FTRACE, corpus_files
@@ -42,18 +43,38 @@ def reference(path) -> tuple[list, int, list]:
                     items.append(observed)
         if line.lost is not None:
             items.append(line.lost)
-    return items, len(unparsed), unparsed[:5]
+    return folded(items), len(unparsed), unparsed[:5]
 
 
 def read(path, **kw) -> tuple[list, int, list]:
     obs = Observations(str(path), **kw)
     items = []
     for item in obs:   # text left out by workers is asked for while its chunk is recent
-        if type(item) is not LostMarker and item.raw is None and item.protocol not in INFORMATIONAL:
+        if (type(item) is not LostMarker and item.raw is None
+                and item.protocol not in INFORMATIONAL | {INFORMATIONAL_RUN}):
             item = item._replace(raw=obs.raw_of(item.line_no))
         items.append(item)
     unparsed = obs.unparsed_before(None)
-    return items, unparsed.count, unparsed.first
+    return folded(items), unparsed.count, unparsed.first
+
+
+def folded(items: list) -> list:
+    """Runs of INFORMATIONAL events as one count each, as the replay can tell them: the
+    workers fold them (observations._pack), cut where their chunks end."""
+    out, run = [], Counter()
+    for item in items:
+        if type(item) is not LostMarker and item.protocol in INFORMATIONAL:
+            run[item.protocol] += 1
+        elif type(item) is not LostMarker and item.protocol == INFORMATIONAL_RUN:
+            run.update(item.fields)
+        else:
+            if run:
+                out.append(("run", dict(sorted(run.items()))))
+                run = Counter()
+            out.append(item)
+    if run:
+        out.append(("run", dict(sorted(run.items()))))
+    return out
 
 
 WAYS = {

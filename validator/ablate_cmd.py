@@ -17,7 +17,7 @@ from tabulate import tabulate
 from .ablation import (ADDS_NOTHING, DEFAULT_SETTINGS, LOAD_BEARING, NOT_PRESENT, REDUNDANT,
                        SAFETY_KEYS, SHORTENS, Ablation, AblationError, Diff, Outcome, condition,
                        matrix_shapes, read_check_sets, run_ablation)
-from .check_cmd import InputError
+from .cli_errors import InputError
 from .matrix import BACKINGS, DESIGNS, MatrixError
 from .properties import BY_KEY, PROPERTIES, VIOLATED
 from .tlc_runner import TlcSetup, default_jobs

@@ -10,16 +10,11 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from .cli_errors import InputError
 from .matrix import MatrixError, load_matrix
 from .properties import PROPERTIES
 from .tlc_runner import RunResult, TlcSetup, check_runs, default_jobs, known_checks
 from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
-
-
-class InputError(click.ClickException):
-    """Bad input or environment: one line on stderr, exit code 2."""
-
-    exit_code = 2
 
 
 def _table(results: list[RunResult]) -> str:

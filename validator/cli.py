@@ -1,18 +1,51 @@
-"""The `poisoncheck` command line: thin wrappers around the library modules."""
+"""The `poisoncheck` command line: thin wrappers around the library modules.
+
+Each command's module is imported only when that command runs (`poisoncheck validate`
+need not load the report or the ablation), which keeps start-up short."""
+
+from importlib import import_module
 
 import click
 
 from . import __version__
-from .ablate_cmd import ablate
-from .check_cmd import check
-from .validate_cmd import validate
-from .corpus_cmd import corpus
-from .report_cmd import report
-from .parse_cmd import parse
-from .record_cmd import record
+
+# command name -> (module, attribute, its help's first sentence for `poisoncheck --help`)
+COMMANDS = {
+    "check": ("check_cmd", "check",
+             "Model-check every run of the configuration matrix with TLC."),
+    "parse": ("parse_cmd", "parse",
+             "Read ftrace text and report what it holds: events by name, lines by kind."),
+    "validate": ("validate_cmd", "validate",
+             "Replay ftrace logs against a design's transition relation."),
+    "record": ("record_cmd", "record",
+             "Set up tracefs to record what the validator reads."),
+    "corpus": ("corpus_cmd", "corpus",
+             "Validate every trace of the corpus against its expected verdicts."),
+    "ablate": ("ablate_cmd", "ablate",
+             "Disable each named check of spec/Poison.tla in turn and see what breaks."),
+    "report": ("report_cmd", "report",
+             "Build the design-review report from the check results and the trace corpus."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(import_module(f".{module}", __package__), attribute)
+
+    def format_commands(self, ctx, formatter):
+        # The listing from the table: `--help` does not import every command.
+        rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="poisoncheck")
 def cli():
     """Model-check and trace-validate the TDX / guest_memfd page-poisoning protocol.
@@ -23,12 +56,3 @@ def cli():
       1  a violation, a counterexample, or a result that differs from expectation
       2  usage or input error (bad file, missing Java, TLC error, timeout)
     """
-
-
-cli.add_command(check)
-cli.add_command(parse)
-cli.add_command(validate)
-cli.add_command(record)
-cli.add_command(corpus)
-cli.add_command(ablate)
-cli.add_command(report)

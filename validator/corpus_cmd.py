@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from .check_cmd import InputError
+from .cli_errors import InputError
 from .corpus import CorpusError, check_traces, render_counterexamples
 from .ftrace import TraceInputError
 from .replay import ReplayInputError

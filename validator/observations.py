@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from .ftrace import LostMarker, open_trace
 from .ftrace.decoders import POISONCHECK_PROBES, TRACEPOINTS, convert_cached
 from .ftrace.parallel import CHUNK_BYTES, ParallelReader
 from .ftrace.reader import UnparsedCount, read_events
-from .replay import (INFORMATIONAL, PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
+from .replay import (INFORMATIONAL, INFORMATIONAL_RUN, PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
                      UPSTREAM_PROTOCOL, Observed, observe)
 
 # How parallel workers' tuples become items again, by length
@@ -48,6 +48,10 @@ _PLAIN_PROBE = re.compile(
     r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: <- [\w.$]+)?\) "
     rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
 _PLAN_KEYS = frozenset(PLAN_FIELDS)
+# The pairs of PLAN_FIELDS in arguments _PLAIN_PROBE accepted (values hold no space)
+_PLAN_PAIR = re.compile(r"(?:^| )(" + "|".join(PLAN_FIELDS) + r")=([^ ]*)")
+# One string object per name and key: the workers' pickles then hold each once
+_CANONICAL = {name: name for name in (*RELEVANT_NAMES, *PLAN_FIELDS)}
 _PROBE_OF = {name: PROBE_PROTOCOL[name] for name in POISONCHECK_PROBES}
 # name -> (protocol, the tracepoint's formats) for the upstream events
 _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
@@ -65,11 +69,10 @@ def _shortcut(groups: tuple, text: str, line_no: int) -> Observed | None:
         if m is None:
             return None
         if protocol in INFORMATIONAL:
-            return _NEW(Observed, (line_no, None, name, protocol, None))
-        keys, conv = _PLAN_KEYS, convert_cached
-        fields = {key: conv(value) for key, _, value in
-                  (pair.partition("=") for pair in m[1].split(" ")) if key in keys}
-        return _NEW(Observed, (line_no, text, name, protocol, fields))
+            return _NEW(Observed, (line_no, None, _CANONICAL[name], protocol, None))
+        conv, canon = convert_cached, _CANONICAL
+        fields = {canon[key]: conv(value) for key, value in _PLAN_PAIR.findall(m[1])}
+        return _NEW(Observed, (line_no, text, canon[name], protocol, fields))
     known = _TRACEPOINT_OF.get(name)
     if known is None:
         return None
@@ -82,22 +85,49 @@ def _shortcut(groups: tuple, text: str, line_no: int) -> Observed | None:
     else:
         return None                             # key=value renderings: the general way
     if protocol in INFORMATIONAL:
-        return _NEW(Observed, (line_no, None, name, protocol, None))
+        return _NEW(Observed, (line_no, None, _CANONICAL[name], protocol, None))
     keys = _PLAN_KEYS
     fields = {key: conv(value) for key, conv, value in zip(fmt.names, fmt.converters, m.groups())
               if key in keys}
-    return _NEW(Observed, (line_no, text, name, protocol, fields))
+    return _NEW(Observed, (line_no, text, _CANONICAL[name], protocol, fields))
 
 
-def _pack(item) -> tuple | None:
-    """An item as a worker sends it (see ParallelReader)."""
-    kind = type(item)
-    if kind is Observed:    # the shortcut's: raw is the whole line, which line_text() gives
-        return (item[0], None, item[2], item[3], item[4])
-    if kind is LostMarker:
-        return tuple(item)
-    observed = observe(item)
-    return tuple(observed) if observed is not None else None
+def _pack(items: Iterable) -> list[tuple]:
+    """Items as a worker sends them (see ParallelReader): small tuples. The text of a
+    shortcut's item is left out (line_text() gives it back). A run of INFORMATIONAL
+    events becomes one Observed of protocol INFORMATIONAL_RUN whose fields count them by
+    protocol: they are only counted, and a run ends before every other item, so the
+    counts a replay reaches are the same wherever it stops."""
+    out = []
+    run: dict | None = None
+    last = 0
+    for item in items:
+        kind = type(item)
+        if kind is LostMarker:
+            packed = tuple(item)
+        else:
+            if kind is not Observed:
+                item = observe(item)
+                if item is None:
+                    continue
+                raw = item[1]
+            else:
+                raw = None      # the shortcut's: the whole line
+            protocol = item[3]
+            if protocol in INFORMATIONAL:
+                if run is None:
+                    run = {}
+                run[protocol] = run.get(protocol, 0) + 1
+                last = item[0]
+                continue
+            packed = (item[0], raw, item[2], protocol, item[4])
+        if run is not None:
+            out.append((last, None, "", INFORMATIONAL_RUN, run))
+            run = None
+        out.append(packed)
+    if run is not None:
+        out.append((last, None, "", INFORMATIONAL_RUN, run))
+    return out
 
 
 def _unpack(packed: tuple):

@@ -92,6 +92,8 @@ PROBE_PROTOCOL = {
 RELEVANT_NAMES = frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
 # Events that carry no information the model holds (kept for coverage only).
 INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes"}
+# An Observed that stands for a run of INFORMATIONAL events: fields {protocol: count}
+INFORMATIONAL_RUN = "informational run"
 
 
 def protocol_of(event: Event) -> str | None:
@@ -479,7 +481,16 @@ class Replay:
         """Replay one item; return False once a violation is found."""
         if self.done:
             return False
-        if isinstance(item, LostMarker):
+        if type(item) is Observed:
+            name = item.protocol
+            if name in INFORMATIONAL:   # the most common item: only counted
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+                return True
+            if name == INFORMATIONAL_RUN:
+                for name, count in item.fields.items():
+                    self.skipped[name] = self.skipped.get(name, 0) + count
+                return True
+        elif isinstance(item, LostMarker):
             if self.lost_at is None:
                 self.lost_at = self.verdict.accepted_prefix
                 self.verdict.notes.append(
@@ -487,14 +498,14 @@ class Replay:
                     f"checked from there on")
             self._forget_known_folios()
             return True
-        if type(item) is not Observed:
+        else:
             item = observe(item)
             if item is None:
                 return True
-        name = item.protocol
-        if name in INFORMATIONAL:
-            self._skip(name)
-            return True
+            name = item.protocol
+            if name in INFORMATIONAL:
+                self._skip(name)
+                return True
         try:
             planned = self.plan(name, item)
         except _Unrelated as why:
@@ -759,10 +770,10 @@ class Replay:
 
     # ---- the protocol events -------------------------------------------------
 
-    def plan(self, name: str, ev: Event) -> list[tuple[tuple, int | None]]:
+    def plan(self, name: str, ev: Observed) -> list[tuple[tuple, int | None]]:
         """What the event stands for: protocol steps (descriptors, see build_step),
         each with the folio whose hidden steps may precede it."""
-        f = _fields(ev)
+        f = ev.fields       # Observed: a dict of PLAN_FIELDS
         ret = f.get("ret", 0)
         if name == "alloc":
             pfn, order = self._need_int(ev, "pfn"), f.get("order", 0)
@@ -835,8 +846,8 @@ class Replay:
             return (name, f)
         raise AssertionError(name)
 
-    def _convert_steps(self, ev: Event) -> list[tuple[tuple, int | None]]:
-        f = _fields(ev)
+    def _convert_steps(self, ev: Observed) -> list[tuple[tuple, int | None]]:
+        f = ev.fields
         start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
             raise ReplayInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
@@ -1126,10 +1137,10 @@ def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=()
            coverage: bool = False, raw_of: Callable[[int], str | None] | None = None) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it."""
     engine = Replay(design, added, disabled, raw_of=raw_of)
-    relevant, lost = RELEVANT_NAMES, LostMarker
+    relevant = RELEVANT_NAMES
     for item in items:
         # protocol_of() is None for every other name: skip those without a call
-        if type(item) is not lost and item.name not in relevant:
+        if type(item) is Event and item.name not in relevant:
             continue
         if not engine.feed(item):
             engine.verdict.stopped_at = item.line_no

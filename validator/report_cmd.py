@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .check_cmd import InputError
+from .cli_errors import InputError
 from .corpus import CorpusError
 from .diagram import write_diagrams
 from .ftrace import TraceInputError

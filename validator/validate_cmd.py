@@ -8,21 +8,20 @@ from pathlib import Path
 
 import click
 
-from .check_cmd import InputError
+from .cli_errors import InputError
 from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
 from .model import ALL_CHECKS, DESIGNS
 from .observations import Observations, default_jobs
 from .replay import ReplayInputError, Verdict, replay
-from .tlc_runner import RunnerError, TlcSetup
-from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
+from .tlc_runner import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 
 
 def validate_one(path: str, design: str, added=(), disabled=(),
-                 tlc: TlcSetup | None = None, coverage: bool = False, jobs: int = 1) -> Verdict:
+                 tlc=None, coverage: bool = False, jobs: int = 1) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
     jobs > 1: the Python engine's input is read by that many processes (same verdict)."""
     unparsed = UnparsedCount()
@@ -50,7 +49,9 @@ def _counting(lines, unparsed: UnparsedCount):
         yield line
 
 
-def tlc_setup(timeout: float) -> TlcSetup:
+def tlc_setup(timeout: float):
+    from .tlc_runner import TlcSetup
+    from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
     root = repo_root()
     try:
         return TlcSetup(find_java(), verify_jar(default_jar()), root / "spec",

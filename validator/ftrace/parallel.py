@@ -87,7 +87,7 @@ def _work(conn, wanted: frozenset, pack: Callable, shortcut: Callable | None) ->
                 state = ReaderState.synced()
                 items = read_events(lines[sync:], wanted, unparsed, first_line=first_line + sync,
                                     state=state, final=False, shortcut=shortcut)
-                out = [packed for packed in map(pack, items) if packed is not None]
+                out = pack(items)
                 reply = (lines[:sync], out, (unparsed.first, unparsed.lines), state.to_tuple())
             conn.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
         except Exception as exc:    # noqa: BLE001 - reported by the main process
@@ -99,16 +99,18 @@ class ParallelReader:
     an UnparsedCount of its lines (with their line numbers, so that a consumer that stops
     early can count only the lines before it stopped).
 
-    Workers send pack(item) for every item read_events(lines, wanted, unparsed) yields
-    (None: dropped); the main process makes unpack(packed) of it, and does the same with
-    the items of the lines it reads itself, so every item goes the same way. pack() may
-    leave out text that line_text() can give back: the lines of the chunks read last
-    are kept. Workers start only once the input holds more than two chunks' worth. `shortcut`
+    Workers send pack(items), a list of tuples, for the items read_events(lines, wanted,
+    unparsed) yields from a chunk; the main process makes unpack(t) of every tuple, and
+    does the same with the items of the lines it reads itself, so every item goes the
+    same way. pack() may leave out text that line_text() can give back (the lines of the
+    chunks read last are kept) and may fold items together where the consumer cannot
+    tell. Workers start only once the input holds more than two chunks' worth. `shortcut`
     is read_events()'s. Raises TraceInputError like the sequential reader."""
 
     KEEP_CHUNKS = 4     # chunks whose text line_text() can still give
 
-    def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int, pack: Callable[[Any], tuple | None], unpack: Callable[[tuple], Any],
+    def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int,
+                 pack: Callable[[Iterator], list[tuple]], unpack: Callable[[tuple], Any],
                  shortcut: Callable | None = None, name: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES):
         self.lines, self.jobs, self.chunk_bytes = lines, jobs, chunk_bytes
@@ -208,7 +210,7 @@ class ParallelReader:
         items = read_events(lines, self.wanted, unparsed, first_line=first_line,
                             state=self.state, name=self.name, final=False,
                             shortcut=self.shortcut)
-        return [unpack(packed) for packed in map(self.pack, items) if packed is not None]
+        return [unpack(packed) for packed in self.pack(items)]
 
     def _merge(self, chunk: _Chunk, prefix, packed, unparsed_lines, end_state
                ) -> tuple[list, UnparsedCount]:

@@ -305,45 +305,69 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
     return None wherever the Event would not be built (a payload that does not fit)."""
     parse = fastpath.parse_general
     state = state if state is not None else ReaderState(first_line)
-    special = _SPECIAL_NAMES
+    special, task_ok, hot, markers = _SPECIAL_NAMES, _TASK_OK, _HOT, MARKER_NAMES
     line_no = first_line - 1
+    # hot_match() inlined, and the state of a plain record (synced()) written back only
+    # when another kind of line needs it: this loop runs once per line of the trace.
+    plain = False
     blocks = lines.blocks() if isinstance(lines, TextLines) else _batched(lines)
-    for block in blocks:
-        for text in block:
-            line_no += 1
-            groups = hot_match(text)
-            if groups is not None:
-                event_name = groups[6]
-                if event_name not in wanted and event_name not in special and len(text) < _INT_SAFE:
-                    # an ordinary record nobody asked for: it parses, so only the state changes
-                    state.nocontext = state.armed = state.owner_marker = False
-                    state.owner = None
-                    state.evidence = True
-                    continue
-                if shortcut is not None and len(text) < _INT_SAFE and event_name in wanted:
-                    item = shortcut(groups, text, line_no)
-                    if item is not None:
-                        state.nocontext = state.armed = state.owner_marker = False
-                        state.owner = None
-                        state.evidence = True
-                        yield item
-                        continue
-                line = _hot_line(groups, text, line_no, state)
-            else:
-                line = general_line(text, line_no, state, parse)
-            if line.events:
-                for event in line.events:
-                    if event.name in wanted:
-                        yield event
-            elif line.lost is not None:
-                yield line.lost
-            elif line.kind is UNPARSED:
-                unparsed.add(line_no, line.reason)
-                if require_ftrace and _gave_up(state, line_no):
-                    raise NotFtraceError(_named(
-                        name, f"no ftrace records, headers or markers in the first {SNIFF_LINES} lines"))
+    try:
+        for block in blocks:
+            for text in block:
+                line_no += 1
+                line = None
+                if len(text) <= _SHORT or type(text) is not Truncated:
+                    m = hot(text)
+                    if m is not None and text[0] != "[":
+                        groups = m.groups()
+                        if groups[7] is None and groups[6] not in markers:
+                            ok = task_ok.get(groups[0])
+                            if ok is None:
+                                ok = _task_ok(groups[0])
+                            if ok:
+                                event_name = groups[6]
+                                if event_name not in wanted:
+                                    if event_name not in special and len(text) < _INT_SAFE:
+                                        plain = True    # nobody asked for it; it parses
+                                        continue
+                                elif shortcut is not None and len(text) < _INT_SAFE:
+                                    item = shortcut(groups, text, line_no)
+                                    if item is not None:
+                                        plain = True
+                                        yield item
+                                        continue
+                                if plain:
+                                    _sync(state)
+                                    plain = False
+                                line = _hot_line(groups, text, line_no, state)
+                if line is None:
+                    if plain:
+                        _sync(state)
+                        plain = False
+                    line = general_line(text, line_no, state, parse)
+                if line.events:
+                    for event in line.events:
+                        if event.name in wanted:
+                            yield event
+                elif line.lost is not None:
+                    yield line.lost
+                elif line.kind is UNPARSED:
+                    unparsed.add(line_no, line.reason)
+                    if require_ftrace and _gave_up(state, line_no):
+                        raise NotFtraceError(_named(name, "no ftrace records, headers or "
+                                                    f"markers in the first {SNIFF_LINES} lines"))
+    finally:
+        if plain:
+            _sync(state)
     if final:
         check_evidence(state, line_no, require_ftrace, name)
+
+
+def _sync(state: ReaderState) -> None:
+    """The state after a plain record (ReaderState.synced())."""
+    state.nocontext = state.armed = state.owner_marker = False
+    state.owner = None
+    state.evidence = True
 
 
 def _gave_up(state: ReaderState, line_no: int) -> bool:
