@@ -228,7 +228,7 @@ def test_the_shortcut_gives_what_observe_gives_or_steps_aside(name, payload):
     groups = hot_match(text)
     if groups is None:
         return
-    short = _shortcut(groups, text, 7)
+    short = _shortcut(groups[6], groups[8], text, 7)
     if short is None:
         return
     event = hot_event(groups, text, 7)      # raises where the line would be unparsed

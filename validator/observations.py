@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from .ftrace import LostMarker, open_trace
-from .ftrace.decoders import POISONCHECK_PROBES, TRACEPOINTS, convert_cached
+from .ftrace.decoders import CONVERT_CACHE, POISONCHECK_PROBES, TRACEPOINTS, convert_cached
 from .ftrace.parallel import CHUNK_BYTES, ParallelReader
 from .ftrace.reader import UnparsedCount, read_events
 from .replay import (INFORMATIONAL, INFORMATIONAL_RUN, PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
@@ -59,37 +59,50 @@ _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
 _NEW = tuple.__new__
 
 
-def _shortcut(groups: tuple, text: str, line_no: int) -> Observed | None:
-    name, payload = groups[6], groups[8]
-    if payload is None:
-        return None
-    protocol = _PROBE_OF.get(name)
-    if protocol is not None:
-        m = _PLAIN_PROBE.fullmatch(payload)
-        if m is None:
+def _shortcut_for(packed: bool):
+    """The shortcut giving Observed items, or (packed) the plain tuples workers send,
+    without the text: line_text() gives it back (see _pack)."""
+    new = _NEW
+    canon, conv = _CANONICAL, CONVERT_CACHE
+
+    def shortcut(name: str, payload: str | None, text: str, line_no: int):
+        if payload is None:
             return None
-        if protocol in INFORMATIONAL:
-            return _NEW(Observed, (line_no, None, _CANONICAL[name], protocol, None))
-        conv, canon = convert_cached, _CANONICAL
-        fields = {canon[key]: conv(value) for key, value in _PLAN_PAIR.findall(m[1])}
-        return _NEW(Observed, (line_no, text, canon[name], protocol, fields))
-    known = _TRACEPOINT_OF.get(name)
-    if known is None:
-        return None
-    protocol, formats = known
-    payload = payload.rstrip()
-    for fmt in formats:
-        m = fmt.regex.fullmatch(payload)
-        if m is not None:
-            break
-    else:
-        return None                             # key=value renderings: the general way
-    if protocol in INFORMATIONAL:
-        return _NEW(Observed, (line_no, None, _CANONICAL[name], protocol, None))
-    keys = _PLAN_KEYS
-    fields = {key: conv(value) for key, conv, value in zip(fmt.names, fmt.converters, m.groups())
-              if key in keys}
-    return _NEW(Observed, (line_no, text, _CANONICAL[name], protocol, fields))
+        protocol = _PROBE_OF.get(name)
+        if protocol is not None:
+            m = _PLAIN_PROBE.fullmatch(payload)
+            if m is None:
+                return None
+            if protocol in INFORMATIONAL:
+                fields = None
+            else:                   # convert_cached(), inlined: most values were seen before
+                fields = {canon[key]: conv[value] if value in conv else convert_cached(value)
+                          for key, value in _PLAN_PAIR.findall(m[1])}
+        else:
+            known = _TRACEPOINT_OF.get(name)
+            if known is None:
+                return None
+            protocol, formats = known
+            payload = payload.rstrip()
+            for fmt in formats:
+                m = fmt.regex.fullmatch(payload)
+                if m is not None:
+                    break
+            else:
+                return None                     # key=value renderings: the general way
+            fields = None if protocol in INFORMATIONAL else {
+                key: convert(value) for key, convert, value
+                in zip(fmt.names, fmt.converters, m.groups()) if key in _PLAN_KEYS}
+        if packed:
+            return (line_no, None, canon[name], protocol, fields)
+        return new(Observed, (line_no, None if fields is None else text, canon[name],
+                              protocol, fields))
+
+    return shortcut
+
+
+_shortcut = _shortcut_for(packed=False)
+_packed_shortcut = _shortcut_for(packed=True)
 
 
 def _pack(items: Iterable) -> list[tuple]:
@@ -103,7 +116,16 @@ def _pack(items: Iterable) -> list[tuple]:
     last = 0
     for item in items:
         kind = type(item)
-        if kind is LostMarker:
+        if kind is tuple:           # the packed shortcut's
+            protocol = item[3]
+            if protocol in INFORMATIONAL:
+                if run is None:
+                    run = {}
+                run[protocol] = run.get(protocol, 0) + 1
+                last = item[0]
+                continue
+            packed = item
+        elif kind is LostMarker:
             packed = tuple(item)
         else:
             if kind is not Observed:
@@ -128,10 +150,6 @@ def _pack(items: Iterable) -> list[tuple]:
     if run is not None:
         out.append((last, None, "", INFORMATIONAL_RUN, run))
     return out
-
-
-def _unpack(packed: tuple):
-    return _NEW(_REBUILD[len(packed)], packed)
 
 
 class Observations:
@@ -182,8 +200,8 @@ class Observations:
     def _batches(self, opened, name) -> Iterator[list]:
         with opened as lines:
             self._reader = ParallelReader(
-                lines, RELEVANT_NAMES, jobs=self.jobs, pack=_pack, unpack=_unpack,
-                shortcut=self.shortcut, name=name, chunk_bytes=self.chunk_bytes)
+                lines, RELEVANT_NAMES, jobs=self.jobs, pack=_pack, rebuild=_REBUILD,
+                shortcut=self.shortcut and _packed_shortcut, name=name, chunk_bytes=self.chunk_bytes)
             for items, unparsed in self._reader.batches():
                 self._ahead = unparsed
                 yield items

@@ -41,18 +41,18 @@ def convert(raw: str) -> int | str:
     return value
 
 
-_CONVERTED: dict[str, int | str] = {}
-_CONVERTED_MAX = 1 << 16
+CONVERT_CACHE: dict[str, int | str] = {}
+CONVERT_CACHE_MAX = 1 << 16
 
 
 def convert_cached(raw: str) -> int | str:
     """convert(), remembered: traces print the same values (pfns, return codes) again and
     again. The memory is bounded: it starts over when full."""
-    value = _CONVERTED.get(raw)
+    value = CONVERT_CACHE.get(raw)
     if value is None:
-        if len(_CONVERTED) >= _CONVERTED_MAX:
-            _CONVERTED.clear()
-        value = _CONVERTED[raw] = convert(raw)
+        if len(CONVERT_CACHE) >= CONVERT_CACHE_MAX:
+            CONVERT_CACHE.clear()
+        value = CONVERT_CACHE[raw] = convert(raw)
     return value
 
 

@@ -18,8 +18,11 @@ pickling is what the main process pays for."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import pickle
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -27,7 +30,8 @@ from typing import Any, NamedTuple
 from .opener import TextLines, piece_lines
 from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 512 << 10     # a chunk and its reply fit in a widened pipe (PIPE_BYTES)
+PIPE_BYTES = 1 << 20
 
 
 class WorkerError(RuntimeError):
@@ -69,11 +73,31 @@ def _sync_index(lines: list[str]) -> int | None:
     return None
 
 
-def _work(conn, wanted: frozenset, pack: Callable, shortcut: Callable | None) -> None:
+def _widen(conn) -> None:
+    """Let a pipe hold a whole chunk or reply (Linux: up to pipe-max-size, 1 MB by
+    default), so that neither side waits for the other to read it."""
+    try:
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):    # other systems, or a lower limit: smaller pipes
+        pass
+
+
+def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
+          shortcut: Callable | None) -> None:
     """A worker: chunks in, (lines before the first plain record, packed items, unparsed
     count, end state) out, until an empty message."""
+    # A thread takes chunks off the pipe as they come, so that the main process can hand
+    # out the next chunk while this one is read (and never blocks on a full pipe).
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def receive():
+        while message := inbox_conn.recv_bytes():
+            inbox.put(message)
+        inbox.put(b"")
+
+    threading.Thread(target=receive, daemon=True).start()
     while True:
-        message = conn.recv_bytes()
+        message = inbox.get()
         if not message:
             return
         try:
@@ -100,21 +124,22 @@ class ParallelReader:
     early can count only the lines before it stopped).
 
     Workers send pack(items), a list of tuples, for the items read_events(lines, wanted,
-    unparsed) yields from a chunk; the main process makes unpack(t) of every tuple, and
-    does the same with the items of the lines it reads itself, so every item goes the
-    same way. pack() may leave out text that line_text() can give back (the lines of the
-    chunks read last are kept) and may fold items together where the consumer cannot
-    tell. Workers start only once the input holds more than two chunks' worth. `shortcut`
+    unparsed) yields from a chunk; the main process makes each tuple t the NamedTuple
+    rebuild[len(t)] again, and does the same with the items of the lines it reads itself,
+    so every item goes the same way. pack() may leave out text that line_text() can give
+    back (the lines of the chunks read last are kept) and may fold items together where
+    the consumer cannot tell. Workers start only once the input holds more than two chunks' worth. `shortcut`
     is read_events()'s. Raises TraceInputError like the sequential reader."""
 
-    KEEP_CHUNKS = 4     # chunks whose text line_text() can still give
+    QUEUED = 2          # chunks a worker holds: one it reads, one it reads next
+    KEEP_CHUNKS = 2 * QUEUED + 2    # chunks whose text line_text() can still give
 
     def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int,
-                 pack: Callable[[Iterator], list[tuple]], unpack: Callable[[tuple], Any],
+                 pack: Callable[[Iterator], list[tuple]], rebuild: dict[int, type],
                  shortcut: Callable | None = None, name: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES):
         self.lines, self.jobs, self.chunk_bytes = lines, jobs, chunk_bytes
-        self.wanted, self.pack, self.unpack, self.shortcut = wanted, pack, unpack, shortcut
+        self.wanted, self.pack, self.rebuild, self.shortcut = wanted, pack, rebuild, shortcut
         self.name = name
         self.state = ReaderState()
         self.last_line = 0
@@ -146,30 +171,37 @@ class ParallelReader:
         context = multiprocessing.get_context("fork")
         workers = []
         busy: deque = deque()                   # (worker or None, chunk), in input order
-        idle = deque(range(self.jobs))
+        queued = [0] * self.jobs                # chunks sent to each worker, not yet back
         pending = iter(head)
 
         def refill():
-            """Give every idle worker its next chunk (queueing the main process's own)."""
-            while idle:
+            """Keep every worker QUEUED chunks ahead (queueing the main process's own)."""
+            while True:
+                w = min(range(self.jobs), key=queued.__getitem__)
+                if queued[w] >= self.QUEUED:
+                    return
                 chunk = next(pending, None) or next(chunks, None)
                 if chunk is None:
                     return
                 if chunk.piece is None:
                     busy.append((None, chunk))
                     continue
-                w = idle.popleft()
                 workers[w][1].send_bytes(chunk.first_line.to_bytes(8, "little") + chunk.piece)
+                queued[w] += 1
                 busy.append((w, chunk))
 
         try:
             for _ in range(self.jobs):
-                ours, theirs = context.Pipe()
-                proc = context.Process(target=_work, daemon=True,
-                                       args=(theirs, self.wanted, self.pack, self.shortcut))
+                chunks_in, chunks_out = context.Pipe(duplex=False)
+                replies_in, replies_out = context.Pipe(duplex=False)
+                for conn in (chunks_out, replies_out):
+                    _widen(conn)
+                proc = context.Process(target=_work, daemon=True, args=(
+                    chunks_in, replies_out, self.wanted, self.pack, self.shortcut))
                 proc.start()
-                theirs.close()
-                workers.append((proc, ours))
+                chunks_in.close()
+                replies_out.close()
+                workers.append((proc, chunks_out, replies_in))
             refill()
             while busy:
                 w, chunk = busy.popleft()
@@ -177,8 +209,8 @@ class ParallelReader:
                     yield self._read(chunk)
                     refill()
                     continue
-                reply = pickle.loads(workers[w][1].recv_bytes())
-                idle.append(w)
+                reply = pickle.loads(workers[w][2].recv_bytes())
+                queued[w] -= 1
                 if reply[0] == "error":
                     raise WorkerError(f"a reader process failed: {reply[1]}")
                 refill()                        # the worker goes on while we merge
@@ -186,15 +218,16 @@ class ParallelReader:
             self._finish()
         finally:
             working = {w for w, _ in busy if w is not None}
-            for w, (proc, conn) in enumerate(workers):
+            for w, (proc, to_worker, from_worker) in enumerate(workers):
                 if w in working:                # stopped early: its reply is not wanted
                     proc.kill()
                 else:
                     try:
-                        conn.send_bytes(b"")
+                        to_worker.send_bytes(b"")
                     except OSError:
                         pass
-                conn.close()
+                to_worker.close()
+                from_worker.close()
                 proc.join()
 
     def _read(self, chunk: _Chunk) -> tuple[list, UnparsedCount]:
@@ -206,11 +239,11 @@ class ParallelReader:
 
     def _local(self, lines: list[str], first_line: int, unparsed: UnparsedCount) -> list:
         """Items of lines read here, in the carried state."""
-        unpack = self.unpack
+        new, rebuild = tuple.__new__, self.rebuild
         items = read_events(lines, self.wanted, unparsed, first_line=first_line,
                             state=self.state, name=self.name, final=False,
                             shortcut=self.shortcut)
-        return [unpack(packed) for packed in self.pack(items)]
+        return [new(rebuild[len(t)], t) for t in self.pack(items)]
 
     def _merge(self, chunk: _Chunk, prefix, packed, unparsed_lines, end_state
                ) -> tuple[list, UnparsedCount]:
@@ -225,8 +258,8 @@ class ParallelReader:
         unparsed.first.extend(first[: unparsed.KEEP - len(unparsed.first)])
         unparsed.lines.extend(lines)
         self.state = ReaderState.from_tuple(end_state[:-1] + (self.state.first_line,))
-        unpack = self.unpack
-        items.extend([unpack(t) for t in packed])
+        new, rebuild = tuple.__new__, self.rebuild
+        items.extend([new(rebuild[len(t)], t) for t in packed])
         return items, unparsed
 
     def _finish(self) -> None:

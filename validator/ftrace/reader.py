@@ -300,8 +300,8 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
     read_lines() would give for them, without building the lines nothing asks for.
     Unparsed lines are counted in `unparsed`; the rest is skipped.
 
-    shortcut(groups, text, line_no), when given, is tried on plain records of wanted
-    events: whatever it returns (not None) is yielded instead of the Event. It must
+    shortcut(name, payload, text, line_no), when given, is tried on plain records of
+    wanted events: whatever it returns (not None) is yielded instead of the Event. It must
     return None wherever the Event would not be built (a payload that does not fit)."""
     parse = fastpath.parse_general
     state = state if state is not None else ReaderState(first_line)
@@ -319,19 +319,18 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
                 if len(text) <= _SHORT or type(text) is not Truncated:
                     m = hot(text)
                     if m is not None and text[0] != "[":
-                        groups = m.groups()
-                        if groups[7] is None and groups[6] not in markers:
-                            ok = task_ok.get(groups[0])
+                        task, event_name, sym, payload = m.group(1, 7, 8, 9)
+                        if sym is None and event_name not in markers:
+                            ok = task_ok.get(task)
                             if ok is None:
-                                ok = _task_ok(groups[0])
+                                ok = _task_ok(task)
                             if ok:
-                                event_name = groups[6]
                                 if event_name not in wanted:
                                     if event_name not in special and len(text) < _INT_SAFE:
                                         plain = True    # nobody asked for it; it parses
                                         continue
                                 elif shortcut is not None and len(text) < _INT_SAFE:
-                                    item = shortcut(groups, text, line_no)
+                                    item = shortcut(event_name, payload, text, line_no)
                                     if item is not None:
                                         plain = True
                                         yield item
@@ -339,7 +338,7 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
                                 if plain:
                                     _sync(state)
                                     plain = False
-                                line = _hot_line(groups, text, line_no, state)
+                                line = _hot_line(m.groups(), text, line_no, state)
                 if line is None:
                     if plain:
                         _sync(state)
