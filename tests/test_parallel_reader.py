@@ -10,6 +10,7 @@ import io
 import json
 import random
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from validator import benchgen
 from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file, read_lines
+from validator.ftrace.parallel import ParallelReader
 from validator.ftrace.reader import hot_event, hot_match
 from validator.observations import Observations, _shortcut
 from validator.replay import INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES, observe
@@ -90,6 +92,19 @@ def check_all_ways(path):
     expected = reference(path)
     for way, kw in WAYS.items():
         assert read(path, **kw) == expected, way
+    with always_ahead():
+        assert read(path, jobs=2, chunk_bytes=500) == expected, "main process reads ahead"
+
+
+@contextmanager
+def always_ahead():
+    """The main process reads chunks ahead of the workers whenever it may (it does so
+    only while a worker's reply is late, which tests cannot arrange)."""
+    ParallelReader.ALWAYS_AHEAD = True
+    try:
+        yield
+    finally:
+        ParallelReader.ALWAYS_AHEAD = False
 
 
 @pytest.mark.parametrize("path", TRACES + DATA, ids=lambda p: p.name)
@@ -182,6 +197,8 @@ def test_random_mixes_read_alike_every_way(tmp_path, text, chunk, jobs):
         return
     assert read(path) == expected
     assert read(path, jobs=jobs, chunk_bytes=chunk) == expected
+    with always_ahead():
+        assert read(path, jobs=jobs, chunk_bytes=chunk) == expected
 
 
 def test_the_sniff_gives_up_at_the_same_line_every_way(tmp_path):

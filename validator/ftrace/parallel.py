@@ -24,6 +24,7 @@ import pickle
 import queue
 import threading
 from collections import deque
+from itertools import chain
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -101,21 +102,31 @@ def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
         if not message:
             return
         try:
-            first_line = int.from_bytes(message[:8], "little")
-            lines = piece_lines(message[8:])
-            sync = _sync_index(lines)
-            if sync is None:
-                reply = (lines, None, None, None)
-            else:
-                unparsed = UnparsedCount(keep_lines=True)
-                state = ReaderState.synced()
-                items = read_events(lines[sync:], wanted, unparsed, first_line=first_line + sync,
-                                    state=state, final=False, shortcut=shortcut)
-                out = pack(items)
-                reply = (lines[:sync], out, (unparsed.first, unparsed.lines), state.to_tuple())
+            reply = read_chunk(int.from_bytes(message[:8], "little"), message[8:],
+                               wanted, pack, shortcut)
             conn.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
         except Exception as exc:    # noqa: BLE001 - reported by the main process
             conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+
+
+def read_chunk(first_line: int, piece: bytes, wanted: frozenset, pack: Callable,
+               shortcut: Callable | None) -> tuple:
+    """A worker's reading of one chunk: (lines before its first plain record, packed
+    items of the rest, (first unparsed, unparsed line numbers), end state); the last
+    three are None when the chunk has no plain record."""
+    lines = piece_lines(piece)
+    sync = _sync_index(lines)
+    if sync is None:
+        return lines, None, None, None
+    unparsed = UnparsedCount(keep_lines=True)
+    state = ReaderState.synced()
+    items = read_events(lines[sync:], wanted, unparsed, first_line=first_line + sync,
+                        state=state, final=False, shortcut=shortcut)
+    out = pack(items)
+    return lines[:sync], out, (unparsed.first, unparsed.lines), state.to_tuple()
+
+
+HERE, AHEAD = -1, -2     # who reads a chunk, besides the workers (ParallelReader.batches)
 
 
 class ParallelReader:
@@ -132,6 +143,8 @@ class ParallelReader:
     is read_events()'s. Raises TraceInputError like the sequential reader."""
 
     QUEUED = 2          # chunks a worker holds: one it reads, one it reads next
+    AHEAD = 2           # chunks the main process reads while it waits for a worker
+    ALWAYS_AHEAD = False    # tests: read ahead even when a reply is there
     KEEP_CHUNKS = 2 * QUEUED + 2    # chunks whose text line_text() can still give
 
     def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int,
@@ -170,9 +183,13 @@ class ParallelReader:
             return
         context = multiprocessing.get_context("fork")
         workers = []
-        busy: deque = deque()                   # (worker or None, chunk), in input order
+        # Chunks in input order: [who, chunk, reply]; who is a worker's index, HERE (a
+        # single line, read here in order) or AHEAD (read here while the workers were
+        # busy, reply ready).
+        busy: deque = deque()
         queued = [0] * self.jobs                # chunks sent to each worker, not yet back
-        pending = iter(head)
+        ahead = 0                               # AHEAD chunks not merged yet
+        pending = chain(head, chunks)
 
         def refill():
             """Keep every worker QUEUED chunks ahead (queueing the main process's own)."""
@@ -180,15 +197,15 @@ class ParallelReader:
                 w = min(range(self.jobs), key=queued.__getitem__)
                 if queued[w] >= self.QUEUED:
                     return
-                chunk = next(pending, None) or next(chunks, None)
+                chunk = next(pending, None)
                 if chunk is None:
                     return
                 if chunk.piece is None:
-                    busy.append((None, chunk))
+                    busy.append([HERE, chunk, None])
                     continue
                 workers[w][1].send_bytes(chunk.first_line.to_bytes(8, "little") + chunk.piece)
                 queued[w] += 1
-                busy.append((w, chunk))
+                busy.append([w, chunk, None])
 
         try:
             for _ in range(self.jobs):
@@ -204,20 +221,37 @@ class ParallelReader:
                 workers.append((proc, chunks_out, replies_in))
             refill()
             while busy:
-                w, chunk = busy.popleft()
-                if w is None:
+                who, chunk, reply = busy[0]
+                if who >= 0:
+                    conn = workers[who][2]
+                    if ahead < self.AHEAD and (self.ALWAYS_AHEAD or not conn.poll()):
+                        # The worker is still at it: read the next chunk here meanwhile.
+                        spare = next(pending, None)
+                        if spare is not None:
+                            if spare.piece is None:
+                                busy.append([HERE, spare, None])
+                            else:
+                                busy.append([AHEAD, spare, read_chunk(
+                                    spare.first_line, spare.piece, self.wanted, self.pack,
+                                    self.shortcut)])
+                                ahead += 1
+                            continue
+                    reply = pickle.loads(conn.recv_bytes())
+                    queued[who] -= 1
+                    if reply[0] == "error":
+                        raise WorkerError(f"a reader process failed: {reply[1]}")
+                    refill()                    # the worker goes on while we merge
+                busy.popleft()
+                if who == HERE:
                     yield self._read(chunk)
                     refill()
                     continue
-                reply = pickle.loads(workers[w][2].recv_bytes())
-                queued[w] -= 1
-                if reply[0] == "error":
-                    raise WorkerError(f"a reader process failed: {reply[1]}")
-                refill()                        # the worker goes on while we merge
+                if who == AHEAD:
+                    ahead -= 1
                 yield self._merge(chunk, *reply)
             self._finish()
         finally:
-            working = {w for w, _ in busy if w is not None}
+            working = {who for who, _, _ in busy if who >= 0}
             for w, (proc, to_worker, from_worker) in enumerate(workers):
                 if w in working:                # stopped early: its reply is not wanted
                     proc.kill()
