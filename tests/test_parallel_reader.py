@@ -7,8 +7,6 @@ shortcut (plain records straight to Observed), and worker processes reading chun
 
 import gzip
 import io
-import json
-import random
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from validator import benchgen
-from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file, read_lines
+from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file
 from validator.ftrace.parallel import ParallelReader
 from validator.ftrace.reader import hot_event, hot_match
 from validator.observations import Observations, _shortcut

@@ -9,9 +9,11 @@ Generates build/bench/trace-<lines>-<seed>.txt once: a valid trace of a TD on 4K
 written by validator/benchgen.py (a random walk over the mirror, accepted by HWPoison with
 three removal failures; kernel `trace` format, interleaved vCPUs, about 30% unrelated
 sched/irq/softirq/timer lines).  Then runs the registered measurements in order, in this
-process or (the commands) each in a subprocess whose own peak RSS is reported (see
-run_command), and prints lines/s, protocol events/s and the ratio to the first measurement, a bare regex scan of the
-same file (the baseline).  The TLC engine runs on the first 10k lines only, against the
+process or (the commands) each in a subprocess whose peak RSS is reported (its largest
+process, and its whole process tree: see run_command), and prints lines/s, protocol
+events/s and the ratio to the first measurement, a bare regex scan of the same file (the
+baseline).  `poisoncheck validate` runs with its default (two reader processes on two
+cores) and with --jobs 1.  The TLC engine runs on the first 10k lines only, against the
 Python engine on the same prefix.  `--mix reader` uses the reader's stress mix instead
 (random events of every format the reader knows, not a valid trace).
 
@@ -28,7 +30,6 @@ import os
 import random
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ from itertools import islice
 from pathlib import Path
 
 from . import benchgen
-from .ftrace import LineKind, iter_events, read_file, read_lines
+from .ftrace import iter_events, read_file, read_lines
 
 BENCH_DIR = Path("build/bench")
 DEFAULT_LINES = 1_000_000
@@ -154,7 +155,7 @@ def _poisoncheck() -> list[str]:
 # as its own maximum (Linux carries it over at exec), so os.wait4 here would report at
 # least this process's size; RUSAGE_CHILDREN in a fresh interpreter is the command's own
 # (the largest of its processes).  With reader processes (validate --jobs) the sum over
-# the process tree matters too: the helper samples it from /proc every 20 ms, as PSS
+# the process tree matters too: the helper samples it from /proc every 50 ms, as PSS
 # (pages the forked workers share with their parent count once), at least the largest
 # process's peak.
 _HELPER = """\
@@ -176,7 +177,7 @@ proc = subprocess.Popen(sys.argv[2:])
 peak = 0
 while proc.poll() is None:
     peak = max(peak, tree_rss_kb(proc.pid))
-    time.sleep(0.02)
+    time.sleep(0.05)
 seconds = time.perf_counter() - start
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 open(sys.argv[1], "w").write(f"{seconds} {rss} {max(peak, rss)}")
@@ -551,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     if memory:
         print(_table(memory, base))
     print(f"max RSS of this process {max_rss_mb:.0f} MB (the in-process measurements; "
-          f"RSS MB: the command's own process)")
+          f"RSS MB: the command's largest process; the note gives all its processes)")
     return 0
 
 

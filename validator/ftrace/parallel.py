@@ -8,13 +8,13 @@ plain record (reader.hot_match) that state is always the same (ReaderState.synce
 So a worker reads its chunk from the first plain record on, and hands the lines before
 it back: the main process reads those itself, with the state the previous chunk left,
 and then takes the worker's results and end state. A chunk without a plain record is
-read by the main process whole. Every line is thus read once, in a state equal to the
+read by the main process whole. While a worker is late, the main process reads the
+next chunks the same way itself. Every line is thus read once, in a state equal to the
 sequential reader's; tests compare the two on every corpus file, with chunks cut at
 every line.
 
-What a worker sends back is `convert(item)` for every item (None: dropped), as plain
-tuples: the caller chooses a small form (for the replay: replay.observe), because
-pickling is what the main process pays for."""
+What a worker sends back is pack(items), plain tuples: the caller chooses a small form
+(for the replay: observations._pack), because pickling is paid on both sides."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ import fcntl
 import multiprocessing
 import pickle
 import queue
+import signal
 import threading
 from collections import deque
-from itertools import chain
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from itertools import chain
+from typing import NamedTuple
 
 from .opener import TextLines, piece_lines
 from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
@@ -85,8 +86,8 @@ def _widen(conn) -> None:
 
 def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
           shortcut: Callable | None) -> None:
-    """A worker: chunks in, (lines before the first plain record, packed items, unparsed
-    count, end state) out, until an empty message."""
+    """A worker: chunks in, read_chunk()'s replies out, until an empty message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     # A thread takes chunks off the pipe as they come, so that the main process can hand
     # out the next chunk while this one is read (and never blocks on a full pipe).
     inbox: queue.SimpleQueue = queue.SimpleQueue()
