@@ -21,8 +21,8 @@ assert len(_REBUILD) == 2
 
 
 def default_jobs() -> int:
-    """Reader processes by default: the cores this process may use, at most 2 (more do
-    not help: the replay itself runs on one core and is then the bottleneck)."""
+    """Reader processes by default: the cores this process may use, at most 2 (the only
+    count measured; --jobs asks for more)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

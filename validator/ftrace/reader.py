@@ -253,10 +253,6 @@ def _hot_line(groups: tuple, text: str, line_no: int, state: ReaderState) -> Lin
     return line
 
 
-class _GiveUp(Exception):
-    """Nothing in the first SNIFF_LINES lines was ftrace (raised after the line is yielded)."""
-
-
 def read_lines(lines: Iterable[str], *, engine: str = "fast", first_line: int = 1,
                require_ftrace: bool = True, name: str | None = None,
                state: ReaderState | None = None, final: bool = True) -> Iterator[Line]:
