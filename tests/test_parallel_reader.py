@@ -297,3 +297,18 @@ def test_gzip_and_stdin_read_alike(tmp_path, generated):
     assert read(gz, jobs=2, chunk_bytes=8192) == expected
     stdin = io.BytesIO(generated.read_bytes())
     assert read("-", jobs=2, chunk_bytes=8192, stdin=stdin) == expected
+
+
+def test_a_worker_that_dies_is_one_clear_error(generated, monkeypatch):
+    """No traceback and no hang: the command says a reader process died (exit 2)."""
+    import os
+    import signal
+
+    from validator.ftrace import parallel
+
+    def dying(inbox_conn, conn, *args):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(parallel, "_work", dying)
+    with pytest.raises(parallel.WorkerError, match="died"):
+        read(generated, jobs=2, chunk_bytes=4096)

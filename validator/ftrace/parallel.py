@@ -140,8 +140,9 @@ class ParallelReader:
     rebuild[len(t)] again, and does the same with the items of the lines it reads itself,
     so every item goes the same way. pack() may leave out text that line_text() can give
     back (the lines of the chunks read last are kept) and may fold items together where
-    the consumer cannot tell. Workers start only once the input holds more than two chunks' worth. `shortcut`
-    is read_events()'s. Raises TraceInputError like the sequential reader."""
+    the consumer cannot tell. Workers start only once the input holds more than two
+    chunks' worth. `shortcut` is read_events()'s. Raises TraceInputError like the
+    sequential reader, WorkerError if a worker fails."""
 
     QUEUED = 2          # chunks a worker holds: one it reads, one it reads next
     AHEAD = 2           # chunks the main process reads while it waits for a worker
@@ -237,7 +238,10 @@ class ParallelReader:
                                     self.shortcut)])
                                 ahead += 1
                             continue
-                    reply = pickle.loads(conn.recv_bytes())
+                    try:
+                        reply = pickle.loads(conn.recv_bytes())
+                    except (EOFError, OSError):
+                        raise WorkerError("a reader process died (out of memory?)") from None
                     queued[who] -= 1
                     if reply[0] == "error":
                         raise WorkerError(f"a reader process failed: {reply[1]}")
