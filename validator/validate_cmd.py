@@ -115,8 +115,9 @@ def _check_names(ctx, param, values):
               help="Also say which spec actions the trace took and which named checks "
                    "refused a step (Python engine).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Processes that read the trace (default: 2 where this process may use "
-                   "2 or more cores, else 1). The verdict is the same for any number.")
+              help="Processes that read the trace for the Python engine (default: 2 where "
+                   "this process may use 2 or more cores, else 1). The verdict is the same "
+                   "for any number.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
 def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, as_json, verbose):
