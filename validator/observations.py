@@ -106,35 +106,24 @@ _packed_shortcut = _shortcut_for(packed=True)
 
 
 def _pack(items: Iterable) -> list[tuple]:
-    """Items as a worker sends them (see ParallelReader): small tuples. The text of a
-    shortcut's item is left out (line_text() gives it back). A run of INFORMATIONAL
-    events becomes one Observed of protocol INFORMATIONAL_RUN whose fields count them by
-    protocol: they are only counted, and a run ends before every other item, so the
-    counts a replay reaches are the same wherever it stops."""
+    """Items as a worker sends them (see ParallelReader): small tuples; the packed
+    shortcut's come without their text (line_text() gives it back). A run of
+    INFORMATIONAL events becomes one Observed of protocol INFORMATIONAL_RUN whose fields
+    count them by protocol: they are only counted, and a run ends before every other
+    item, so the counts a replay reaches are the same wherever it stops."""
     out = []
     run: dict | None = None
     last = 0
     for item in items:
         kind = type(item)
-        if kind is tuple:           # the packed shortcut's
-            protocol = item[3]
-            if protocol in INFORMATIONAL:
-                if run is None:
-                    run = {}
-                run[protocol] = run.get(protocol, 0) + 1
-                last = item[0]
-                continue
-            packed = item
-        elif kind is LostMarker:
-            packed = tuple(item)
+        if kind is LostMarker:
+            item = tuple(item)
         else:
-            if kind is not Observed:
-                item = observe(item)
-                if item is None:
+            if kind is not tuple:       # an Event the shortcut left to the general way
+                observed = observe(item)
+                if observed is None:
                     continue
-                raw = item[1]
-            else:
-                raw = None      # the shortcut's: the whole line
+                item = tuple(observed)
             protocol = item[3]
             if protocol in INFORMATIONAL:
                 if run is None:
@@ -142,11 +131,10 @@ def _pack(items: Iterable) -> list[tuple]:
                 run[protocol] = run.get(protocol, 0) + 1
                 last = item[0]
                 continue
-            packed = (item[0], raw, item[2], protocol, item[4])
         if run is not None:
             out.append((last, None, "", INFORMATIONAL_RUN, run))
             run = None
-        out.append(packed)
+        out.append(item)
     if run is not None:
         out.append((last, None, "", INFORMATIONAL_RUN, run))
     return out
