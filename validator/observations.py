@@ -189,7 +189,8 @@ class Observations:
         with opened as lines:
             self._reader = ParallelReader(
                 lines, RELEVANT_NAMES, jobs=self.jobs, pack=_pack, rebuild=_REBUILD,
-                shortcut=self.shortcut and _packed_shortcut, name=name, chunk_bytes=self.chunk_bytes)
+                shortcut=self.shortcut and _packed_shortcut, name=name,
+                chunk_bytes=self.chunk_bytes)
             for items, unparsed in self._reader.batches():
                 self._ahead = unparsed
                 yield items
