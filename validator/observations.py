@@ -3,6 +3,7 @@ read on one core or several (ftrace/parallel.py; the same items either way)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -23,11 +24,18 @@ assert len(_REBUILD) == 2
 def default_jobs() -> int:
     """Reader processes by default: the cores this process may use, at most 2 (the only
     count measured; --jobs asks for more)."""
+    if not can_fork():
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(1, min(2, cores))
+
+
+def can_fork() -> bool:
+    """Workers are forked (they share the loaded code); elsewhere one process reads."""
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def _convert(item):
@@ -160,7 +168,7 @@ class Observations:
         path = self.path
         name = "<stdin>" if str(path) == "-" else str(path)
         lines = open_trace(path, stdin=self.stdin)
-        if self.jobs > 1:
+        if self.jobs > 1 and can_fork():
             return chain.from_iterable(self._batches(lines, name))
         return self._one_by_one(lines, name)
 
