@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from validator.ftrace import (
     POISONCHECK_PROBES, LineKind, Probe, convert, decode_kv, iter_events, read_file, read_lines,
@@ -140,3 +142,16 @@ def test_decode_kv_never_raises_and_keeps_leading_words_out():
 def test_compile_format_checks_names():
     with pytest.raises(ValueError):
         compile_format("pfn %lx order %d", ("pfn",))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(
+    st.from_regex(r"[A-Za-z_][\w.]{0,6}", fullmatch=True),
+    st.text(st.sampled_from(list("0x1fA-_.\t()[]é\udcff9")), max_size=8)), min_size=1, max_size=5))
+def test_plain_probe_arguments_decode_as_the_grammar_does(pairs):
+    """decode_probe's shortcut for plain "k=v k=v" arguments (split at spaces) gives what
+    the grammar's key=value reading gives."""
+    from validator.ftrace.decoders import _SIMPLE_ARGS, decode_kv, decode_simple_kv
+    args = " ".join(f"{k}={v}" for k, v in pairs)
+    if _SIMPLE_ARGS.fullmatch(args):
+        assert decode_simple_kv(args) == decode_kv(args)

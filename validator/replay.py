@@ -867,9 +867,9 @@ class Replay:
         return [(("convert", p, to), folio) for p in pages]
 
 
-PAGE_EVENTS = frozenset({"page_alloc", "page_free", "memory_failure", "gmem_free", "hugetlb_free",
-               "set_hwpoison", "error_folio", "aug", "remove", "reclaim", "guest_get_pfn",
-               "host_fault"})
+PAGE_EVENTS = frozenset({
+    "page_alloc", "page_free", "memory_failure", "gmem_free", "hugetlb_free", "set_hwpoison",
+    "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
 DESIGN_WHAT = {"tdx_remove_failed.mark_fd_bugged": "marks the fd bugged",
                "tdx_remove_failed.buggy_shutdown": "shuts the TDX module down",
                "tdx_remove_failed.set_hwpoison": "sets PG_hwpoison"}
