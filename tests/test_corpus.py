@@ -78,3 +78,17 @@ def test_counterexamples_render_and_are_rejected(tlc_ready, tmp_path):
     assert "NoHold-buddy-fail1--NoHostAccessToTdPage" in names
     assert all(o.ok for o in outcomes), [(o.trace, o.got) for o in outcomes]
     assert all(Path(tmp_path / "traces" / f"{o.trace}.trace").is_file() for o in outcomes)
+
+
+def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
+    """Garbage before and after a violation: both engines count the lines before it."""
+    from validator.validate_cmd import validate_one
+    lines = (TRACES / "removal-fails-then-reused.trace").read_text().splitlines(keepends=True)
+    path = tmp_path / "garbage.trace"
+    path.write_text("".join(lines[:16]) + "junk\n" + "".join(lines[16:]) + "junk\njunk\n")
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path / "out", 300)
+    python = validate_one(str(path), "NoHold")
+    tlc = validate_one(str(path), "NoHold", tlc=setup)
+    assert (python.verdict, python.line) == (tlc.verdict, tlc.line) == ("violation", 24)
+    assert python.unparsed == tlc.unparsed == 1
+    assert python.notes[-1] == tlc.notes[-1] and "line 17" in tlc.notes[-1]

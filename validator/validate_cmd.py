@@ -32,8 +32,10 @@ def validate_one(path: str, design: str, added=(), disabled=(),
     else:
         from .tlc_engine import validate_tlc
         name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
-        verdict = validate_tlc(iter_events(_counting(read_file(path), unparsed)), design, tlc,
+        read = UnparsedCount(keep_lines=True)
+        verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design, tlc,
                                tlc.out_dir / name / design, added, disabled)
+        unparsed.merge(read, before=verdict.line)    # as far as the Python engine reads
     verdict.unparsed = unparsed.count
     if unparsed.count:
         line, reason = unparsed.first[0]
