@@ -219,6 +219,19 @@ def test_crlf_at_chunk_edges_is_one_line_end(tmp_path):
     check_all_ways(path)
 
 
+def test_the_shortcut_takes_the_usual_renderings():
+    """So that the comparison below is not vacuous: the common lines do go the short way."""
+    usual = [TRICKY[i] for i in (13, 14, 17, 19, 23)]
+    for text in usual:
+        groups = hot_match(text)
+        short = _shortcut(groups[6], groups[8], text, 7)
+        assert short is not None and short == observe(hot_event(groups, text, 7)), text
+    assert short.fields == {"index": 1, "pfn": 0x1001, "ret": 2}
+    for text in (TRICKY[15], TRICKY[16], TRICKY[18], TRICKY[20], TRICKY[21]):  # the long way
+        groups = hot_match(text)
+        assert _shortcut(groups[6], groups[8], text, 7) is None, text
+
+
 @st.composite
 def probe_payload(draw) -> str:
     value = st.one_of(

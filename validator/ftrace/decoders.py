@@ -107,14 +107,10 @@ class LazyFields(_Lazy):
         return decode_kv(self._payload)
 
 
-class SimpleFields(_Lazy):
+class SimpleFields(LazyFields):
     """key=value fields of probe arguments _SIMPLE_ARGS accepts (decode_simple_kv)."""
 
-    __slots__ = ("_payload",)
-
-    def __init__(self, payload: str):
-        self._payload = payload
-        self._fields = None
+    __slots__ = ()
 
     def _decode(self) -> dict:
         return decode_simple_kv(self._payload)

@@ -254,14 +254,12 @@ def _hot_line(groups: tuple, text: str, line_no: int, state: ReaderState) -> Lin
 
 
 def read_lines(lines: Iterable[str], *, engine: str = "fast", first_line: int = 1,
-               require_ftrace: bool = True, name: str | None = None,
-               state: ReaderState | None = None, final: bool = True) -> Iterator[Line]:
+               require_ftrace: bool = True, name: str | None = None) -> Iterator[Line]:
     """Classify every line. With require_ftrace, raise NotFtraceError (after yielding what
     was read) when nothing in the input is ftrace: after SNIFF_LINES lines, or at the end.
-    `name` prefixes error messages. To read an input in parts, pass the same `state` to
-    each part and final=False to all but the last."""
+    `name` prefixes error messages."""
     parse = ENGINES[engine]
-    state = state if state is not None else ReaderState(first_line)
+    state = ReaderState(first_line)
     # The fast engine's hot path: a plain record goes straight to an Event, skipping the
     # Parsed and build layers (this is most lines; tests compare the whole output of both
     # engines on every corpus file, so the shortcut is checked against the grammar too).
@@ -284,8 +282,7 @@ def read_lines(lines: Iterable[str], *, engine: str = "fast", first_line: int = 
             if sniff and line.kind is UNPARSED and _gave_up(state, line_no):
                 raise NotFtraceError(_named(
                     name, f"no ftrace records, headers or markers in the first {SNIFF_LINES} lines"))
-    if final:
-        check_evidence(state, line_no, require_ftrace, name)
+    check_evidence(state, line_no, require_ftrace, name)
 
 
 def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount, *,
