@@ -40,6 +40,9 @@ class WorkerError(RuntimeError):
     """A worker process failed (a bug, not bad input: bad input is counted)."""
 
 
+DIED = "a reader process died (out of memory?)"
+
+
 class _Chunk(NamedTuple):
     first_line: int
     last_line: int
@@ -205,7 +208,10 @@ class ParallelReader:
                 if chunk.piece is None:
                     busy.append([HERE, chunk, None])
                     continue
-                workers[w][1].send_bytes(chunk.first_line.to_bytes(8, "little") + chunk.piece)
+                try:
+                    workers[w][1].send_bytes(chunk.first_line.to_bytes(8, "little") + chunk.piece)
+                except OSError:                 # the worker is gone (its pipe is closed)
+                    raise WorkerError(DIED) from None
                 queued[w] += 1
                 busy.append([w, chunk, None])
 
@@ -241,7 +247,7 @@ class ParallelReader:
                     try:
                         reply = pickle.loads(conn.recv_bytes())
                     except (EOFError, OSError):
-                        raise WorkerError("a reader process died (out of memory?)") from None
+                        raise WorkerError(DIED) from None
                     queued[who] -= 1
                     if reply[0] == "error":
                         raise WorkerError(f"a reader process failed: {reply[1]}")
