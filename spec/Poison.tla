@@ -395,6 +395,18 @@ AllocatorReuse(f) ==
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
+\* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
+\* or free_huge_folio() (HugeTLB).  A physical page is not a file slot: on a
+\* real kernel guest_memfd's freed pages go to other users at once and come
+\* back later, at any index (see validator/replay.py).
+HostUserFree(f) ==
+    /\ folioLoc[f] = "reused"
+    /\ folioLoc' = [folioLoc EXCEPT ![f] =
+                       IF Backing = "buddy" /\ HasPoison(f) /\ On("free_pages_prepare.hwpoison")
+                       THEN "leaked" ELSE "pool"]
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
 \* A hardware memory error on a guest_memfd page: memory_failure() sets
 \* PG_hwpoison, hwpoison_user_mappings() unmaps the host, and
 \* kvm_gmem_error_folio() zaps KVM's mappings (TdxSeptRemove* steps) but does
@@ -440,6 +452,7 @@ Next ==
           \/ KvmGmemEvictInode(f)
           \/ FreeFolio(f)
           \/ AllocatorReuse(f)
+          \/ HostUserFree(f)
     \/ \E p \in Pages :
           \/ KvmTdpMapPrivate(p)
           \/ TdxSeptRemove(p)

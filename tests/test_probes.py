@@ -34,11 +34,15 @@ PROBE_TABLE = [
     ("hugetlb_alloc", ["pfn", "order"], "hugetlb_alloc"),
 ]
 UPSTREAM_TABLE = [
+    ("filemap", "mm_filemap_add_to_page_cache", "cache_add"),
+    ("filemap", "mm_filemap_delete_from_page_cache", "cache_delete"),
     ("kmem", "mm_page_alloc", "page_alloc"),
     ("kmem", "mm_page_free", "page_free"),
     ("ras", "memory_failure_event", "memory_failure"),
     ("kvmmmu", "kvm_tdp_mmu_spte_changed", "spte_changed"),
+    ("kvmmmu", "kvm_mmu_set_spte", "set_spte"),
     ("kvm", "kvm_page_fault", "page_fault"),
+    ("kvm", "kvm_unmap_hva_range", "host_unmap_range"),
     ("kvm", "kvm_vm_set_mem_attributes", "set_attributes"),
 ]
 # The designs' own functions: no upstream kernel has them.
@@ -248,12 +252,15 @@ def test_loader_errors_name_file_and_event(tmp_path, old, new, message):
     assert message in text
 
 
+NO_FORMAT = 'formats = [{ printk = "x", names = [] }]\n'
+
+
 @pytest.mark.parametrize("extra, message", [
-    ('[kmem.p1]\nprotocol = "page_free"\nkind = "tracepoint"\nfields = {}\n',
+    ('[kmem.p1]\nprotocol = "page_free"\nkind = "tracepoint"\nfields = {}\n' + NO_FORMAT,
      "event name 'p1' is also [poisoncheck.p1]"),
-    ('[kmem.other]\nprotocol = "alloc"\nkind = "tracepoint"\nfields = {}\n',
+    ('[kmem.other]\nprotocol = "alloc"\nkind = "tracepoint"\nfields = {}\n' + NO_FORMAT,
      "protocol event 'alloc' is already mapped by [poisoncheck.p1]"),
-    ('[poisoncheck.tp]\nprotocol = "page_free"\nkind = "tracepoint"\nfields = {}\n',
+    ('[poisoncheck.tp]\nprotocol = "page_free"\nkind = "tracepoint"\nfields = {}\n' + NO_FORMAT,
      "a tracepoint cannot be in the probe group poisoncheck"),
     ('[kmem.pr]\nprotocol = "page_free"\nkind = "kprobe"\nfields = {}\nsymbol = "f"\n'
      'upstream = true\nargs = []\n', "a kprobe must be in the group [poisoncheck.*]"),

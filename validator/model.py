@@ -346,6 +346,14 @@ def AllocatorReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
     return s._replace(folioLoc=_set(s.folioLoc, f, "reused"))
 
 
+def HostUserFree(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not _ok(why, s.folioLoc[f] == "reused", f"another user holds the folio (it is {s.folioLoc[f]})"):
+        return None
+    leaked = (cfg.backing == "buddy" and has_poison(cfg, s, f)
+              and cfg.on("free_pages_prepare.hwpoison"))
+    return s._replace(folioLoc=_set(s.folioLoc, f, "leaked" if leaked else "pool"))
+
+
 def MemoryFailure(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
     if not (_ok(why, s.memErrors < cfg.max_mem_errors, "memory-error budget")
@@ -372,7 +380,7 @@ def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
 
 
 FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
-                 AllocatorReuse)
+                 AllocatorReuse, HostUserFree)
 PAGE_ACTIONS = (KvmTdpMapPrivate, TdxSeptRemoveOk, TdxSeptRemoveFailed,
                 TdxSeptRemoveAfterShutdown, KvmGmemHostFault, HostGup, HostUnpin, HostUnmap,
                 MemoryFailure)
@@ -513,6 +521,7 @@ KERNEL_FUNCTION = {
     "KvmGmemEvictInode": "kvm_gmem_evict_inode()",
     "FreeFolio": "folio_put(): free_huge_folio() / free_pages_prepare()",
     "AllocatorReuse": "alloc_pages() / alloc_hugetlb_folio()",
+    "HostUserFree": "__free_pages() / free_huge_folio() by that user",
     "MemoryFailure": "memory_failure()",
     "KvmGmemBuggyCleanup": "kvm_gmem_buggy_cleanup()",
     "TdxReleaseHkid": "tdx_mmu_release_hkid()",

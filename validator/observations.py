@@ -13,8 +13,8 @@ from .ftrace import LostMarker, open_trace
 from .ftrace.decoders import CONVERT_CACHE, POISONCHECK_PROBES, TRACEPOINTS, convert_cached
 from .ftrace.parallel import CHUNK_BYTES, ParallelReader
 from .ftrace.reader import UnparsedCount, read_events
-from .replay import (INFORMATIONAL, INFORMATIONAL_RUN, PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
-                     UPSTREAM_PROTOCOL, Observed, observe)
+from .replay import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN, PLAN_FIELDS, PROBE_PROTOCOL,
+                     RELEVANT_NAMES, UPSTREAM_PROTOCOL, Observed, observe)
 
 # How parallel workers' tuples become items again, by length
 _REBUILD = {len(Observed._fields): Observed, len(LostMarker._fields): LostMarker}
@@ -58,6 +58,7 @@ _PLAIN_PROBE = re.compile(
 _PLAN_KEYS = frozenset(PLAN_FIELDS)
 # The pairs of PLAN_FIELDS in arguments _PLAIN_PROBE accepted (values hold no space)
 _PLAN_PAIR = re.compile(r"(?:^| )(" + "|".join(PLAN_FIELDS) + r")=([^ ]*)")
+_ANY_PAIR = re.compile(r"(?:^| )([A-Za-z_][\w.]*)=([^ ]*)")
 # One string object per name and key: the workers' pickles then hold each once
 _CANONICAL = {name: name for name in (*RELEVANT_NAMES, *PLAN_FIELDS)}
 _PROBE_OF = {name: PROBE_PROTOCOL[name] for name in POISONCHECK_PROBES}
@@ -83,6 +84,10 @@ def _shortcut_for(packed: bool):
                 return None
             if protocol in INFORMATIONAL:
                 fields = None
+            elif name in _NORMALISERS:      # derived fields, values, ret: every pair needed
+                every = _NORMALISERS[name]({key: convert_cached(value)
+                                            for key, value in _ANY_PAIR.findall(m[1])})
+                fields = {canon[key]: every[key] for key in PLAN_FIELDS if key in every}
             else:                   # convert_cached(), inlined: most values were seen before
                 fields = {canon[key]: conv[value] if value in conv else convert_cached(value)
                           for key, value in _PLAN_PAIR.findall(m[1])}
@@ -146,6 +151,37 @@ def _pack(items: Iterable) -> list[tuple]:
     if run is not None:
         out.append((last, None, "", INFORMATIONAL_RUN, run))
     return out
+
+
+# guest_memfd's device in a capture: record's marker line, or the page-cache adds.
+_MARKER_DEV = re.compile(rb"poisoncheck gmem_dev=(\d{1,3}):(\d{1,7})\b")
+_CACHE_ADD_DEV = re.compile(rb"mm_filemap_add_to_page_cache: dev (\d{1,3}):(\d{1,7}) ")
+
+
+def scan_gmem_dev(path: str) -> tuple[tuple[int, int] | None, str]:
+    """Which device is guest_memfd's, read off a capture file before the replay (stdin
+    cannot be read twice): the marker line `poisoncheck record` writes, else the one
+    pseudo-filesystem device (major 0) with page-cache adds, when there is only one.
+    Returns (device or None, how it was found or why not)."""
+    devices: dict[tuple[int, int], int] = {}
+    with open_trace(path) as lines:
+        for piece in lines.pieces():
+            marker = _MARKER_DEV.search(piece)
+            if marker is not None:
+                return (int(marker[1]), int(marker[2])), "the marker line of `poisoncheck record`"
+            for major, minor in _CACHE_ADD_DEV.findall(piece):
+                key = (int(major), int(minor))
+                devices[key] = devices.get(key, 0) + 1
+    pseudo = sorted(d for d in devices if d[0] == 0)
+    if len(pseudo) == 1:
+        dev = pseudo[0]
+        return dev, (f"inferred: the only pseudo-filesystem device (major 0) with page-cache "
+                     f"adds in the capture ({devices[dev]} adds); pass --gmem-dev to be sure")
+    if pseudo:
+        shown = ", ".join(f"{a}:{b}" for a, b in pseudo)
+        return None, (f"not inferred: page-cache adds on several pseudo-filesystem devices "
+                      f"({shown}); pass --gmem-dev MAJ:MIN")
+    return None, ""      # no page-cache adds at all: nothing to say
 
 
 class Observations:

@@ -22,7 +22,8 @@ PROTOCOL_EVENTS = (
     "alloc", "guest_get_pfn", "aug", "remove", "vm_bugged", "convert", "host_fault",
     "punch_hole", "error_folio", "gmem_free", "hugetlb_free", "set_hwpoison", "buggy_cleanup",
     "tdx_shutdown", "hkid_release", "reclaim", "hugetlb_alloc",
-    "page_alloc", "page_free", "memory_failure", "spte_changed", "page_fault", "set_attributes",
+    "cache_add", "cache_delete", "page_alloc", "page_free", "memory_failure", "spte_changed",
+    "set_spte", "page_fault", "host_unmap_range", "set_attributes",
 )
 
 FIELD_TYPES = ("int", "string")
@@ -48,6 +49,7 @@ _DERIVE = re.compile(r"\s*([A-Za-z_]\w*)\s*((?:[+-]\s*[A-Za-z_]\w*\s*)*)")
 _DERIVE_TERM = re.compile(r"([+-])\s*([A-Za-z_]\w*)")
 
 _COMMON_KEYS = {"protocol", "summary", "source", "kind", "fields"}
+_TRACEPOINT_KEYS = _COMMON_KEYS | {"formats", "required"}
 _PROBE_KEYS = _COMMON_KEYS | {"symbol", "upstream", "args", "aux", "derive", "filter",
                               "unfetched", "values", "ret"}
 _TOP_KEYS = {"group": str, "buffer_size_kb": int, "trace_clock": str}
@@ -87,6 +89,9 @@ class ProbeSpec:
     unfetched: Mapping[str, str] = field(default_factory=dict)  # field -> why
     values: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
     ret: str | None = None
+    # tracepoints: TP_printk renderings, newest first: (format, field name per conversion)
+    formats: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    required: tuple[str, ...] = ()      # int fields a key=value rendering must carry
 
     @property
     def qualname(self) -> str:
@@ -159,6 +164,32 @@ class ProbeSpec:
         if with_aux:
             for name in self.aux:
                 out[name] = _as_int(raw.get(name))
+        return out
+
+
+    @property
+    def needs_normalising(self) -> bool:
+        """Whether normalise() can change a field: something is derived, mapped to a
+        string, or `ret` reads other than as 0 / -errno."""
+        return bool(self.derive or self.values or self.ret not in (None, "errno"))
+
+    def normalise(self, raw: Mapping[str, int | str]) -> dict[str, int | str]:
+        """The printed fields as the replay reads them: `raw` (every field, aux included)
+        plus the derived fields the line does not print itself, strings for `values`,
+        and `ret` as 0 for success.  Lines that already print a protocol field (older
+        captures print `pfn=` and `end=`) keep it."""
+        out = dict(raw)
+        for name, terms in self.derive.items():
+            if name not in out:
+                numbers = [(sign, _as_int(raw.get(arg))) for sign, arg in terms]
+                if all(v is not None for _, v in numbers):
+                    out[name] = sum(sign * v for sign, v in numbers)
+        for name, table in self.values.items():
+            value = out.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                out[name] = table.get(value, str(value))
+        if self.ret is not None and isinstance(out.get("ret"), int):
+            out["ret"] = normalise_ret(self.ret, out["ret"])
         return out
 
 
@@ -236,6 +267,14 @@ class Catalogue:
 
     def upstream_events(self) -> list[tuple[str, str]]:
         return [(s.system, s.name) for s in self.tracepoints()]
+
+    def probe_protocols(self) -> dict[str, str]:
+        """Probe event name -> protocol event (the trace file may not print the group)."""
+        return {s.name: s.protocol for s in self.events if s.is_probe}
+
+    def tracepoint_protocols(self) -> dict[tuple[str, str], str]:
+        """(system, name) -> protocol event, for the upstream tracepoints."""
+        return {(s.system, s.name): s.protocol for s in self.events if not s.is_probe}
 
 
 def default_path() -> Path:
@@ -325,7 +364,7 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
     kind = t.get("kind")
     if kind not in KINDS:
         fail(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    allowed = _PROBE_KEYS if kind != "tracepoint" else _COMMON_KEYS
+    allowed = _PROBE_KEYS if kind != "tracepoint" else _TRACEPOINT_KEYS
     unknown = sorted(set(t) - allowed)
     if unknown:
         extra = " (only kprobe/kretprobe events have these)" if set(unknown) & _PROBE_KEYS else ""
@@ -350,8 +389,10 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
         fields.append((fname, ftype))
     fields_t = tuple(fields)
     if kind == "tracepoint":
+        formats, required = _parse_formats(t, [f for f, _ in fields], fail)
         return ProbeSpec(system=system, name=name, protocol=protocol, kind=kind, fields=fields_t,
-                         summary=t.get("summary", ""), source=t.get("source", ""))
+                         summary=t.get("summary", ""), source=t.get("source", ""),
+                         formats=formats, required=required)
 
     # --- kprobe / kretprobe
     symbol = t.get("symbol")
@@ -472,3 +513,33 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
                      summary=t.get("summary", ""), source=t.get("source", ""), symbol=symbol,
                      upstream=upstream, args=tuple(args), aux=tuple(aux), derive=derive,
                      filter=flt, unfetched=dict(unfetched), values=values, ret=ret)
+
+
+_CONVERSION = re.compile(r"%[#0-9l]*[xdup]|%s")
+
+
+def _parse_formats(t: dict, field_names: list[str], fail):
+    """A tracepoint's `formats` and `required` (see the catalogue's header)."""
+    raw = t.get("formats")
+    if not isinstance(raw, list) or not raw:
+        fail("formats must list the TP_printk renderings: [{ printk = \"...\", names = [...] }]")
+    formats = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {"printk", "names"}:
+            fail("each format is { printk = \"...\", names = [...] }")
+        printk, names = item["printk"], item["names"]
+        if not isinstance(printk, str) or not isinstance(names, list):
+            fail("formats: printk is a string, names a list")
+        if len(_CONVERSION.findall(printk)) != len(names):
+            fail(f"formats: {printk!r} has {len(_CONVERSION.findall(printk))} conversions "
+                 f"but {len(names)} names")
+        unknown = [n for n in names if n not in field_names]
+        if unknown:
+            fail(f"formats: {', '.join(unknown)} not among fields")
+        formats.append((printk, tuple(names)))
+    if list(formats[0][1]) != field_names:
+        fail("the newest format (the first) must name every field, in order")
+    required = t.get("required", [])
+    if not isinstance(required, list) or any(r not in field_names for r in required):
+        fail("required must list fields")
+    return tuple(formats), tuple(required)

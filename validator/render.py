@@ -190,6 +190,14 @@ class Renderer:
         else:
             self.probe(OTHER, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
 
+    def r_HostUserFree(self, st: Step) -> None:
+        (f,) = st.params
+        pfn = self.folio_pfn(f)
+        if self.cfg.backing == "buddy":
+            self.emit(OTHER, "mm_page_free", f"page=00000000{pfn:08x} pfn=0x{pfn:x} order=0")
+        else:
+            self.probe(OTHER, "hugetlb_free", f"pfn=0x{pfn:x} order={self.order}")
+
     def _memory_failure(self, p: int, result: str = "Failed") -> None:
         self.probe(KWORKER, "gmem_error_folio", f"index=0x{self.index(p):x} pfn=0x{self.pfn(p):x}")
         self.emit(KWORKER, "memory_failure_event",

@@ -64,42 +64,41 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Iterable, NamedTuple
 
-from . import model
+from . import evidence, model
 from .ftrace import Event, LostMarker
+from .ftrace.reader import MARKER_NAMES
+from .planner import EAGAIN, EHWPOISON, PlanInputError, Planner, Unrelated  # noqa: F401
+from .probes import load_catalogue
 
 UNBOUNDED = 1 << 30
-EHWPOISON, EAGAIN = -133, -11
 
-UPSTREAM_PROTOCOL = {
-    ("kmem", "mm_page_alloc"): "page_alloc",
-    ("kmem", "mm_page_free"): "page_free",
-    ("ras", "memory_failure_event"): "memory_failure",
-    ("kvmmmu", "kvm_tdp_mmu_spte_changed"): "spte_changed",
-    ("kvm", "kvm_page_fault"): "page_fault",
-    ("kvm", "kvm_vm_set_mem_attributes"): "set_attributes",
-}
-PROBE_PROTOCOL = {
-    "gmem_alloc": "alloc", "gmem_get_pfn": "guest_get_pfn", "tdx_aug": "aug",
-    "tdx_remove": "remove", "vm_bugged": "vm_bugged", "gmem_convert": "convert",
-    "gmem_host_fault": "host_fault", "gmem_punch_hole": "punch_hole",
-    "gmem_error_folio": "error_folio", "gmem_free": "gmem_free", "hugetlb_free": "hugetlb_free",
-    "set_hwpoison": "set_hwpoison", "gmem_buggy_cleanup": "buggy_cleanup",
-    "tdx_shutdown": "tdx_shutdown", "hkid_release": "hkid_release", "tdx_reclaim": "reclaim",
-    # A HugeTLB folio leaves the pool: means what mm_page_alloc means for a 4K page.
-    "hugetlb_alloc": "page_alloc",
-}
-# The only event names protocol_of() does not map to None.
-RELEVANT_NAMES = frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
-# Events that carry no information the model holds (kept for coverage only).
-INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes"}
+# The mapping from trace events to protocol events: the probe catalogue's (one source).
+_CATALOGUE = load_catalogue()
+UPSTREAM_PROTOCOL = _CATALOGUE.tracepoint_protocols()
+PROBE_PROTOCOL = _CATALOGUE.probe_protocols()
+# How each probe's printed fields become the fields the planner reads (derive, values, ret).
+_NORMALISERS = {s.name: s.normalise for s in _CATALOGUE.probes() if s.needs_normalising}
+# The only event names protocol_of() does not map to None (markers: record's own lines).
+RELEVANT_NAMES = (frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
+                  | MARKER_NAMES)
+# Events that carry no information the model holds (counted, and shown as observed).
+INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes", "set_spte", "host_unmap_range"}
 # An Observed that stands for a run of INFORMATIONAL events: fields {protocol: count}
 INFORMATIONAL_RUN = "informational run"
+MARKER_PREFIX = "poisoncheck "
 
 
 def protocol_of(event: Event) -> str | None:
     if event.system == "poisoncheck" or (event.probe is not None and event.name in PROBE_PROTOCOL):
         return PROBE_PROTOCOL.get(event.name)
+    if event.name in MARKER_NAMES:
+        return "marker" if _marker_text(event).startswith(MARKER_PREFIX) else None
     return UPSTREAM_PROTOCOL.get((event.system, event.name))
+
+
+def _marker_text(event: Event) -> str:
+    text = event.fields.get("buf") if event.name == "print" else None
+    return (text if isinstance(text, str) else event.payload or "").strip()
 
 
 class Observed(NamedTuple):
@@ -114,8 +113,9 @@ class Observed(NamedTuple):
     fields: dict | None      # the fields plan() reads, where the event has them
 
 
-# Every field Replay.plan() and its helpers read.
-PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to")
+# Every field the planner reads.
+PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to", "major", "minor", "ofs",
+               "page")
 
 
 def observe(event: Event) -> Observed | None:
@@ -126,13 +126,19 @@ def observe(event: Event) -> Observed | None:
     name = sys.intern(event.name)
     if protocol in INFORMATIONAL:
         return Observed(event.line_no, None, name, protocol, None)
+    if protocol == "marker":
+        pairs = (word.partition("=") for word in _marker_text(event)[len(MARKER_PREFIX):].split())
+        return Observed(event.line_no, event.raw, name, protocol,
+                        {key: value for key, eq, value in pairs if eq})
     fields = _fields(event)
+    normalise = _NORMALISERS.get(event.name) if event.probe is not None else None
+    if normalise is not None:
+        fields = normalise(fields)
     return Observed(event.line_no, event.raw, name, protocol,
                     {key: fields[key] for key in PLAN_FIELDS if key in fields})
 
 
-class ReplayInputError(Exception):
-    """The trace cannot be replayed at all (line given); exit code 2."""
+ReplayInputError = PlanInputError     # the trace cannot be replayed at all (line given); exit 2
 
 
 @dataclass
@@ -149,7 +155,10 @@ class Verdict:
     candidates: list[dict] = field(default_factory=list)   # before the failing event
     guards: list[str] = field(default_factory=list)        # the guards that failed
     notes: list[str] = field(default_factory=list)
-    events: int = 0                       # protocol events replayed
+    events: int = 0                       # protocol events replayed (steps judged)
+    folio_events: int = 0                 # ... of them about a folio guest_memfd allocated
+    folios: int = 0                       # folios (pfns) the trace showed in guest_memfd
+    observability: dict = field(default_factory=dict)   # see evidence.observability()
     unparsed: int = 0                     # lines of the trace that did not parse
     stopped_at: int | None = None         # the line the replay stopped at (None: the end)
     coverage: dict | None = None          # with coverage asked for: see Coverage.to_json
@@ -160,14 +169,9 @@ class Verdict:
                 "protocol_event": self.protocol_event, "reason": self.reason,
                 "accepted_prefix": self.accepted_prefix, "guards": self.guards,
                 "candidates": self.candidates, "notes": self.notes, "events": self.events,
-                "unparsed_lines": self.unparsed,
+                "folio_events": self.folio_events, "folios": self.folios,
+                "observability": self.observability, "unparsed_lines": self.unparsed,
                 **({"coverage": self.coverage} if self.coverage is not None else {})}
-
-
-class _Folio(NamedTuple):
-    pfn: int
-    pages: int
-    index: int | None
 
 
 class _StepFailed(Exception):
@@ -223,7 +227,7 @@ _POISON_BIT = 1 << (len(PROPERTIES) - 1)
 _PAGE_ARG = frozenset({"map", "remove_ok", "remove_failed", "host_fault", "host_fault_refused",
                        "guest_fault_refused", "memory_failure"})
 _FOLIO_ARG = frozenset({"alloc", "in_gmem", "gmem_free", "hugetlb_free", "page_free",
-                        "page_alloc"})
+                        "page_alloc", "reuse", "claim_lapsed", "truncate", "free_observed"})
 MEMO_LIMIT = 50_000      # transitions remembered per configuration (then forgotten at once)
 NOTES_PER_KIND = 100     # notes of one kind kept in a verdict (the rest are counted)
 
@@ -392,16 +396,13 @@ class Replay:
     """Feed events in order; `result()` gives the verdict."""
 
     def __init__(self, design: str, added=(), disabled=(), judge: bool = True,
-                 raw_of: Callable[[int], str | None] | None = None):
+                 raw_of: Callable[[int], str | None] | None = None,
+                 gmem_dev: tuple[int, int] | None = None):
         self.design = design
         self.raw_of = raw_of        # line number -> text, for Observed items without raw
         self.judge = judge          # False: only plan the protocol steps (TLC engine)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
-        self.pages_per_folio: int | None = None     # fixed by the first folio
-        self.folios: list[_Folio] = []
-        self.by_pfn: dict[int, int] = {}       # pfn -> page number
-        self.by_index: dict[int, int] = {}     # guest_memfd index -> page number
-        self.forgotten = 0                     # pages numbered below: seen before lost events
+        self.planner = Planner(self._new_folio, self._note, gmem_dev)
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
@@ -418,7 +419,15 @@ class Replay:
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
         self._more: list[str] = []
 
-    # ---- the world: folios and pages as the trace reveals them ----------------
+    # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
+
+    @property
+    def folios(self) -> list:
+        return self.planner.folios
+
+    @property
+    def pages_per_folio(self) -> int | None:
+        return self.planner.pages_per_folio
 
     def _config(self, folios: int, pages: int) -> model.Config:
         backing = "buddy" if pages == 1 else "hugetlb"
@@ -436,24 +445,11 @@ class Replay:
             self._cfg = (n, self._config(n, self.pages_per_folio))
         return self._cfg[1]
 
-    def _new_folio(self, event: Event, pfn: int, order: int, index: int | None) -> int:
-        pages = 1 << order
-        if self.pages_per_folio is None:
-            self.pages_per_folio = pages
+    def _new_folio(self, pages: int) -> None:
+        """The planner found a folio: the candidate set grows by its Init part."""
+        if len(self.folios) == 1:
             self._start(pages)
-        elif pages != self.pages_per_folio:
-            raise ReplayInputError(
-                f"line {event.line_no}: a folio of order {order} after folios of "
-                f"{self.pages_per_folio} pages; the replay needs one folio size per trace")
-        f = len(self.folios)
-        self.folios.append(_Folio(pfn, pages, index))
-        first = f * pages
-        for i in range(pages):
-            self.by_pfn[pfn + i] = first + i
-            if index is not None:
-                self.by_index[index + i] = first + i
         self._add_folio(pages)
-        return f
 
     def _start(self, pages: int) -> None:
         """The first folio: the candidate set becomes Init (of no folio yet)."""
@@ -465,15 +461,6 @@ class Replay:
     def _add_folio(self, pages: int) -> None:
         for b in self.branches:
             b.parts.append(self._init_part)
-
-    def _page(self, fields, key: str = "pfn") -> int | None:
-        value = fields.get(key)
-        if not isinstance(value, int):
-            return None
-        page = (self.by_pfn if key == "pfn" else self.by_index).get(value)
-        if page is not None and page < self.forgotten:
-            return -1
-        return page
 
     # ---- feeding -------------------------------------------------------------
 
@@ -507,10 +494,14 @@ class Replay:
                 self._skip(name)
                 return True
         try:
-            planned = self.plan(name, item)
-        except _Unrelated as why:
+            planned = self.planner.plan(name, item)
+        except Unrelated as why:
             self._skip(str(why))
             return True
+        if planned:
+            self.verdict.events += 1
+            if any(folio is not None for _, folio in planned):
+                self.verdict.folio_events += 1
         for desc, folio in planned:
             if not self.judge:
                 self.steps.append((desc, item.line_no, folio, self._raw(item), name))
@@ -540,8 +531,7 @@ class Replay:
         refuse a step nor break a property, and after lost events no verdict
         shows candidate states."""
         n = len(self.folios)
-        if self.pages_per_folio is not None:
-            self.forgotten = n * self.pages_per_folio
+        self.planner.forget()
         for b in self.branches:
             for h in range(self._dropped, n):
                 b.parts[h] = None
@@ -549,7 +539,6 @@ class Replay:
 
     def _judge(self, event: Event, name: str, desc: tuple, folio: int | None) -> None:
         """Take one planned step from every candidate (see the module docstring)."""
-        self.verdict.events += 1
         ctx = self._ctx
         if ctx is None:             # no folio yet: no candidate state, nothing fits
             self._fail(event, name, "step", None, [], list)
@@ -760,6 +749,13 @@ class Replay:
         if v.verdict == "accepted" and self.lost_at is not None:
             v.verdict = "inconclusive"
             v.reason = f"events were lost after line {self.lost_at}"
+        v.folios = len(self.folios)
+        v.observability = evidence.observability(self.planner)
+        if v.verdict == "accepted" and v.folio_events == 0:
+            v.verdict = "inconclusive"
+            v.reason = evidence.why_no_evidence(self.planner)
+        for text in evidence.notes(self.planner):
+            v.notes.append(text)
         for kind in self._more:
             v.notes.append(f"{self._notes[kind] - NOTES_PER_KIND} more note(s) like "
                            f"the {kind} ones above")
@@ -768,108 +764,12 @@ class Replay:
             v.notes.append(f"skipped {count} event(s): {reason}")
         return v
 
-    # ---- the protocol events -------------------------------------------------
-
-    def plan(self, name: str, ev: Observed) -> list[tuple[tuple, int | None]]:
-        """What the event stands for: protocol steps (descriptors, see build_step),
-        each with the folio whose hidden steps may precede it."""
-        f = ev.fields       # Observed: a dict of PLAN_FIELDS
-        ret = f.get("ret", 0)
-        if name == "alloc":
-            pfn, order = self._need_int(ev, "pfn"), f.get("order", 0)
-            page = self.by_pfn.get(pfn)
-            if page is not None and page < self.forgotten:
-                raise _Unrelated("folio seen before lost events")
-            folio = self._new_folio(ev, pfn, order, f.get("index")) if page is None \
-                else page // self.pages_per_folio
-            return [(("alloc", folio), folio)]
-        if name in PAGE_EVENTS:
-            page = self._page(f)
-            if page is None and name in ("error_folio", "host_fault"):
-                page = self._page(f, "index")
-            if page is None:
-                raise _Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
-            if page == -1:
-                raise _Unrelated("folio seen before lost events")
-            return [(self._page_step(name, ev, page, ret), page // self.pages_per_folio)]
-        if name == "convert":
-            return self._convert_steps(ev)
-        if name in ("punch_hole", "vm_bugged"):
-            # punch_hole fires on entry, before its zaps: the truncation is taken
-            # when the free shows.  kvm_vm_bugged() runs inside KVM_BUG_ON, before
-            # the failing removal's probe fires.
-            return [(("stay",), None)]
-        if name == "buggy_cleanup":
-            return [(("design", "tdx_remove_failed.mark_fd_bugged"), None)]
-        if name == "tdx_shutdown":
-            return [(("design", "tdx_remove_failed.buggy_shutdown"), None)]
-        if name == "hkid_release":
-            if ret != 0:
-                self._note("hkid", f"line {ev.line_no}: HKID release failed (not modelled)")
-                return [(("stay",), None)]
-            return [(("hkid_release",), None)]
-        return []
-
-    def _need_int(self, ev: Event, key: str) -> int:
-        value = ev.fields.get(key)
-        if not isinstance(value, int):
-            raise ReplayInputError(f"line {ev.line_no}: {ev.name} has no integer {key}: "
-                                   f"{self._raw(ev).strip()}")
-        return value
-
     def _raw(self, item) -> str:
         if item.raw is None and self.raw_of is not None:
             return self.raw_of(item.line_no) or ""
         return item.raw or ""
 
-    def _page_step(self, name: str, ev: Event, p: int, ret) -> tuple:
-        f = p // self.pages_per_folio
-        if name == "aug":
-            if ret != 0:
-                self._note("aug", f"line {ev.line_no}: AUG failed (not modelled)")
-                return ("stay",)
-            return ("map", p)
-        if name in ("remove", "reclaim"):
-            return ("remove_ok", p) if ret == 0 else ("remove_failed", p)
-        if name == "host_fault":
-            return ("host_fault", p) if ret == 0 else ("host_fault_refused", p)
-        if name == "guest_get_pfn":
-            # -EHWPOISON: the fault is refused; otherwise the AUG is its own event.
-            return ("guest_fault_refused", p) if ret == EHWPOISON else ("stay",)
-        if name == "set_hwpoison":
-            return ("design", "tdx_remove_failed.set_hwpoison")
-        if name == "error_folio":
-            return ("in_gmem", f)
-        if name in ("memory_failure", "page_alloc"):
-            return (name, p if name == "memory_failure" else f)
-        if name in ("gmem_free", "hugetlb_free", "page_free"):
-            return (name, f)
-        raise AssertionError(name)
 
-    def _convert_steps(self, ev: Observed) -> list[tuple[tuple, int | None]]:
-        f = ev.fields
-        start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
-        if not isinstance(start, int) or not isinstance(end, int) or to is None:
-            raise ReplayInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
-                                   f"to=private|shared: {self._raw(ev).strip()}")
-        pages = [self.by_index[i] for i in range(start, end) if i in self.by_index]
-        if not pages or min(pages) < self.forgotten:    # -1: forgotten (the reference engine)
-            raise _Unrelated("conversion of indices guest_memfd did not allocate in the trace")
-        ppf = self.pages_per_folio
-        folio = pages[0] // ppf
-        if any(p // ppf != folio for p in pages):
-            raise ReplayInputError(f"line {ev.line_no}: a conversion across folios; the replay "
-                                   f"takes one folio per conversion event")
-        if f.get("ret", 0) == EAGAIN:
-            return [(("convert_refused", tuple(pages), to), folio)]
-        if f.get("ret", 0) != 0:
-            return [(("stay",), None)]
-        return [(("convert", p, to), folio) for p in pages]
-
-
-PAGE_EVENTS = frozenset({
-    "page_alloc", "page_free", "memory_failure", "gmem_free", "hugetlb_free", "set_hwpoison",
-    "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
 DESIGN_WHAT = {"tdx_remove_failed.mark_fd_bugged": "marks the fd bugged",
                "tdx_remove_failed.buggy_shutdown": "shuts the TDX module down",
                "tdx_remove_failed.set_hwpoison": "sets PG_hwpoison"}
@@ -912,17 +812,35 @@ def build_step(desc: tuple, shown_base: int = 0) -> Step:
         return _truncate_then_free(*args)
     if kind == "hugetlb_free":
         (f,) = args
-        return _either(_truncate_then_free(f, expect="pool"),
+        return _either(_truncate_then_free(f, expect="pool"), _action(model.HostUserFree, f),
                        _observe(lambda c, s: s.folioLoc[f] == "pool",
                                 "free_huge_folio(): the folio goes back to the pool"))
     if kind == "page_free":
         (f,) = args
-        return _either(_truncate_then_free(f),
+        return _either(_truncate_then_free(f), _action(model.HostUserFree, f),
                        _observe(lambda c, s: s.folioLoc[f] in ("pool", "leaked"),
                                 "the page was already freed"))
     if kind == "page_alloc":
-        # Another user's allocation, or guest_memfd's own (gmem_alloc follows).
-        return _either(_action(model.AllocatorReuse, *args), _stay)
+        # Another user's allocation, or guest_memfd's own: a claim the planner holds the
+        # trace to (a page-cache add must follow, else "claim_lapsed").
+        (f,) = args
+        return _either(_action(model.AllocatorReuse, f),
+                       _observe(lambda c, s: model.may_hand_out(c, s, f),
+                                "the allocator may hand the folio out (guest_memfd's own "
+                                "allocation)"))
+    if kind == "reuse":
+        return _action(model.AllocatorReuse, *args)
+    if kind == "claim_lapsed":
+        (f,) = args
+        return _observe(lambda c, s: s.folioLoc[f] != "pool",
+                        "no page-cache add followed the allocation, so another user has it")
+    if kind == "truncate":
+        (f,) = args
+        return _either(_action(model.KvmGmemPunchHole, f), _action(model.KvmGmemEvictInode, f))
+    if kind == "free_observed":
+        # The page cache is observed: no hidden truncation before the free.
+        (f,) = args
+        return _either(_action(model.FreeFolio, f), _action(model.HostUserFree, f))
     if kind == "convert":
         p, to = args
         return _convert_done([p], to)
@@ -932,24 +850,12 @@ def build_step(desc: tuple, shown_base: int = 0) -> Step:
     raise AssertionError(kind)
 
 
-class _Unrelated(Exception):
-    """The event does not concern a folio the replay tracks."""
-
-
 def _fields(ev: Event):
     """The event's fields as a dict when the reader decodes them lazily (the Mapping
     interface costs a Python call per key; the replay reads several keys per event)."""
     fields = ev.fields
     decoded = getattr(fields, "_decoded", None)     # validator.ftrace.decoders._Lazy
     return decoded() if decoded is not None else fields
-
-
-def _target(value) -> str | None:
-    if value in ("private", "shared"):
-        return value
-    if isinstance(value, int):              # KVM_MEMORY_ATTRIBUTE_PRIVATE is bit 3
-        return "private" if value & 8 else "shared"
-    return None
 
 
 def _first_reasons(why: list[str]) -> list[str]:
@@ -1134,9 +1040,12 @@ def _convert_refused(pages, to, shown_base: int = 0) -> Step:
 
 
 def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=(), disabled=(),
-           coverage: bool = False, raw_of: Callable[[int], str | None] | None = None) -> Verdict:
+           coverage: bool = False, raw_of: Callable[[int], str | None] | None = None,
+           gmem_dev: tuple[int, int] | None = None, gmem_dev_from: str | None = None) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it."""
-    engine = Replay(design, added, disabled, raw_of=raw_of)
+    engine = Replay(design, added, disabled, raw_of=raw_of, gmem_dev=gmem_dev)
+    if gmem_dev_from:
+        engine.planner.gmem_dev_from = gmem_dev_from
     relevant = RELEVANT_NAMES
     for item in items:
         # protocol_of() is None for every other name: skip those without a call

@@ -41,10 +41,7 @@ class ReferenceReplay(Replay):
 
     def _forget_known_folios(self) -> None:
         """After lost events nothing is known of the folios seen so far."""
-        for pfn in [p for p in self.by_pfn]:
-            self.by_pfn[pfn] = -1
-        for index in [i for i in self.by_index]:
-            self.by_index[index] = -1
+        self.planner.forget()
 
     def candidate_states(self) -> set[model.State]:
         return set(self.states)
@@ -71,7 +68,6 @@ class ReferenceReplay(Replay):
             self.coverage.refusals |= refused
         self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
                                       if m.group(1) in model.ALL_CHECKS)
-        self.verdict.events += 1
         shown = lambda: [model.to_tla(cfg, s) for s in list(before)[:8]]  # noqa: E731
         if not pairs:
             self._fail(event, name, "step", None, _first_reasons(why), shown)

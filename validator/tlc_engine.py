@@ -35,7 +35,8 @@ _REACHED = re.compile(r'<<"poisoncheck-reached", (\d+)>>')
 _WORDS = {"stay", "alloc", "map", "remove_ok", "remove_failed", "host_fault", "hkid_release",
           "design", "in_gmem", "memory_failure", "gmem_free", "hugetlb_free", "page_free",
           "page_alloc", "convert", "convert_refused", "private", "shared", "none",
-          "host_fault_refused", "guest_fault_refused"}
+          "host_fault_refused", "guest_fault_refused", "free_observed", "truncate", "reuse",
+          "claim_lapsed"}
 PROPERTY_INVARIANTS = {
     "TvNoHostAccess": "NoHostAccessToTdPage", "TvNoPrivateHostMapping": "NoPrivateHostMapping",
     "TvRefcount": "RefcountSound", "TvPoisonContained": "PoisonContained"}
@@ -83,11 +84,20 @@ Observed(e) ==
       [] e.k = "gmem_free" -> FreeFolio(Fo(e.a))
       [] e.k = "hugetlb_free" ->
             \/ FreeFolio(Fo(e.a)) /\ folioLoc'[Fo(e.a)] = "pool"
+            \/ HostUserFree(Fo(e.a))
             \/ folioLoc[Fo(e.a)] = "pool" /\ UNCHANGED vars
       [] e.k = "page_free" ->
             \/ FreeFolio(Fo(e.a))
+            \/ HostUserFree(Fo(e.a))
             \/ folioLoc[Fo(e.a)] \in {"pool", "leaked"} /\ UNCHANGED vars
-      [] e.k = "page_alloc" -> AllocatorReuse(Fo(e.a)) \/ UNCHANGED vars
+      \* the page cache is observed: no hidden truncation before the free
+      [] e.k = "free_observed" -> FreeFolio(Fo(e.a)) \/ HostUserFree(Fo(e.a))
+      [] e.k = "truncate" -> KvmGmemPunchHole(Fo(e.a)) \/ KvmGmemEvictInode(Fo(e.a))
+      \* another user's allocation, or guest_memfd's own (the planner holds the trace to
+      \* a page-cache add; "claim_lapsed" drops the own branch otherwise)
+      [] e.k = "page_alloc" -> AllocatorReuse(Fo(e.a)) \/ (MayHandOut(Fo(e.a)) /\ UNCHANGED vars)
+      [] e.k = "reuse" -> AllocatorReuse(Fo(e.a))
+      [] e.k = "claim_lapsed" -> folioLoc[Fo(e.a)] # "pool" /\ UNCHANGED vars
       [] e.k = "convert" ->
             \/ attr[Pg(e.a)] = e.to /\ convReq = NoReq /\ UNCHANGED vars
             \/ /\ convReq = [page |-> Pg(e.a), to |-> e.to]
@@ -203,9 +213,12 @@ def _violations(output: str) -> list[tuple[str, int]]:
 
 
 def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
-                 added=(), disabled=()) -> Verdict:
+                 added=(), disabled=(), gmem_dev: tuple[int, int] | None = None,
+                 gmem_dev_from: str | None = None) -> Verdict:
     """Judge a trace with TLC; returns a Verdict like the Python engine's."""
-    engine = Replay(design, added, disabled, judge=False)
+    engine = Replay(design, added, disabled, judge=False, gmem_dev=gmem_dev)
+    if gmem_dev_from:
+        engine.planner.gmem_dev_from = gmem_dev_from
     lost_lines: list[int] = []
     last_line = 0
     for item in items:
@@ -214,6 +227,8 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         elif isinstance(item, Event):
             last_line = item.line_no
         engine.feed(item)
+    if engine.verdict.folio_events == 0:
+        return engine.result()      # inconclusive: nothing about a folio to judge
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     shutil.copy(setup.spec_dir / "Poison.tla", workdir / "Poison.tla")
@@ -233,7 +248,6 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         prop, cursor = broken[0]
         property_step = cursor - 1                                  # the step just taken
     verdict = engine.result()
-    verdict.events = total
     lost_before = lambda line: any(at < line for at in lost_lines)  # noqa: E731
     if property_step is not None and (failing_step is None or property_step < failing_step):
         line = engine.steps[property_step - 1][1]
@@ -244,7 +258,7 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
     elif lost_lines:
         verdict.verdict = "inconclusive"
     else:
-        verdict.verdict = "accepted"
+        verdict.verdict, verdict.reason = "accepted", None
     return verdict
 
 

@@ -13,29 +13,47 @@ from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
 from .model import ALL_CHECKS, DESIGNS
-from .observations import Observations, default_jobs
+from .evidence import summary_lines
+from .observations import Observations, default_jobs, scan_gmem_dev
+from .planner import parse_dev
 from .replay import ReplayInputError, Verdict, replay
 from .tlc_runner import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 
 
+def gmem_device(path: str, given: tuple[int, int] | None) -> tuple[tuple[int, int] | None, str]:
+    """guest_memfd's device for a trace: --gmem-dev, else read off the file (a marker
+    line, or inferred; see observations.scan_gmem_dev).  stdin is not read twice: there
+    only a marker line seen before the page-cache events names it."""
+    if given is not None:
+        return given, "--gmem-dev"
+    if path == "-":
+        return None, ""
+    return scan_gmem_dev(path)
+
+
 def validate_one(path: str, design: str, added=(), disabled=(),
-                 tlc=None, coverage: bool = False, jobs: int = 1) -> Verdict:
+                 tlc=None, coverage: bool = False, jobs: int = 1,
+                 gmem_dev: tuple[int, int] | None = None) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
     jobs > 1: the Python engine's input is read by that many processes (same verdict)."""
     unparsed = UnparsedCount()
+    dev, how = gmem_device(path, gmem_dev)
     if tlc is None:
         items = Observations(path, jobs)
-        verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of)
+        verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
+                         gmem_dev=dev, gmem_dev_from=how)
         unparsed = items.unparsed_before(verdict.stopped_at)
     else:
         from .tlc_engine import validate_tlc
         name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
         read = UnparsedCount(keep_lines=True)
         verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design, tlc,
-                               tlc.out_dir / name / design, added, disabled)
+                               tlc.out_dir / name / design, added, disabled, dev, how)
         unparsed.merge(read, before=verdict.line)    # as far as the Python engine reads
+    if dev is None and how and path != "-":
+        verdict.notes.append(f"guest_memfd's device: {how}")
     verdict.unparsed = unparsed.count
     if unparsed.count:
         line, reason = unparsed.first[0]
@@ -81,6 +99,9 @@ def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
             out.extend(f"    {k} = {json.dumps(val)}" for k, val in state.items())
     elif v.reason:
         out.append(f"  {v.reason}")
+    out.append(f"  evidence: {v.events} protocol event(s) replayed, {v.folio_events} about "
+               f"{v.folios} guest_memfd folio(s); what the capture could observe:")
+    out.extend(summary_lines(v.observability))
     out.extend(f"  note: {n}" for n in v.notes)
     if v.coverage is not None:
         c = v.coverage
@@ -91,6 +112,15 @@ def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
         out.append(f"    checks that refused a step: {', '.join(c['checks_refused']) or '-'}")
         out.append(f"    checks never exercised: {', '.join(c['checks_never']) or '-'}")
     return out
+
+
+def _gmem_dev(ctx, param, value):
+    if value is None:
+        return None
+    dev = parse_dev(value)
+    if dev is None:
+        raise click.BadParameter(f"{value!r} is not MAJ:MIN (e.g. 0:27)")
+    return dev
 
 
 def _check_names(ctx, param, values):
@@ -120,9 +150,14 @@ def _check_names(ctx, param, values):
               help="Processes that read the trace for the Python engine (default: 2 where "
                    "this process may use 2 or more cores, else 1). The verdict is the same "
                    "for any number.")
+@click.option("--gmem-dev", callback=_gmem_dev, metavar="MAJ:MIN",
+              help="guest_memfd's device (st_dev of a guest_memfd, e.g. 0:27): which "
+                   "page-cache events are guest_memfd's. Default: the marker line "
+                   "`poisoncheck record` writes, else inferred from the capture (a note says).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
-def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, as_json, verbose):
+def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, gmem_dev, as_json,
+             verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
@@ -142,7 +177,9 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, a
     \b
     Exit codes: 0 accepted, 1 violation, 3 inconclusive, 2 input error;
     with several traces the worst wins (2 > 1 > 3 > 0).  With --design all:
-    0 when some design accepts every trace, 1 otherwise.
+    0 when some design accepts every trace, 3 when none does but no trace
+    violates any, 1 otherwise.  A trace with no event about a guest_memfd
+    folio is inconclusive: every verdict says what it rests on.
     """
     designs = DESIGNS if design == "all" else (design,)
     if "-" in traces and len(designs) > 1:
@@ -158,7 +195,7 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, a
         for d in designs:
             try:
                 results.append((path, validate_one(path, d, added, disabled, tlc, coverage,
-                                                   jobs)))
+                                                   jobs, gmem_dev)))
             except TraceInputError as err:          # names the file itself
                 raise InputError(str(err)) from None
             except (ReplayInputError, RunnerError, WorkerError) as err:
@@ -176,7 +213,8 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, a
     if design == "all":
         ok = any(all(v.verdict == "accepted" for _, v in results if v.design == d)
                  for d in designs)
-        sys.exit(0 if ok else 1)
+        undecided = all(v.verdict != "violation" for _, v in results)
+        sys.exit(0 if ok else 3 if undecided else 1)
     codes = {EXIT[v.verdict] for _, v in results}
     for code in (1, 3, 0):
         if code in codes:

@@ -233,34 +233,15 @@ def _tp(system: str, name: str, formats: list[tuple[str, tuple]], required: tupl
     return Tracepoint(system, name, tuple(compile_format(f, n) for f, n in formats), required)
 
 
-# Sources: kernel-facts.md §4 (TP_printk strings, verbatim).
-TRACEPOINTS: dict[str, Tracepoint] = {tp.name: tp for tp in (
-    _tp("kmem", "mm_page_alloc", [
-        ("page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s",
-         ("page", "pfn", "order", "migratetype", "gfp_flags")),
-        ("page=%p pfn=%lu order=%d migratetype=%d gfp_flags=%s",  # older kernels: decimal pfn
-         ("page", "pfn", "order", "migratetype", "gfp_flags")),
-    ], ("pfn", "order")),
-    _tp("kmem", "mm_page_free", [
-        ("page=%p pfn=0x%lx order=%d", ("page", "pfn", "order")),
-        ("page=%p pfn=%lu order=%d", ("page", "pfn", "order")),
-    ], ("pfn", "order")),
-    _tp("ras", "memory_failure_event", [
-        ("pfn %#lx: recovery action for %s: %s", ("pfn", "type", "result")),
-    ], ("pfn",)),
-    _tp("kvmmmu", "kvm_tdp_mmu_spte_changed", [
-        ("as id %d gfn %llx level %d old_spte %llx new_spte %llx",
-         ("as_id", "gfn", "level", "old_spte", "new_spte")),
-    ], ("gfn", "level", "old_spte", "new_spte")),
-    _tp("kvm", "kvm_page_fault", [
-        ("vcpu %u rip 0x%lx address 0x%016llx error_code 0x%llx",
-         ("vcpu", "rip", "address", "error_code")),
-        ("address %lx error_code %x", ("address", "error_code")),  # before the 2022 change
-    ], ("address", "error_code")),
-    _tp("kvm", "kvm_vm_set_mem_attributes", [
-        ("%#016llx -- %#016llx [0x%lx]", ("start", "end", "attr")),
-    ], ("start", "end", "attr")),
-)}
+def _catalogue():
+    from ..probes import load_catalogue     # the catalogue names the events (one source)
+    return load_catalogue()
+
+
+# The upstream tracepoints of the probe catalogue (validator/data/probes.toml), by name.
+TRACEPOINTS: dict[str, Tracepoint] = {
+    spec.name: _tp(spec.system, spec.name, list(spec.formats), spec.required)
+    for spec in _catalogue().tracepoints()}
 
 
 def decode_tracepoint(tp: Tracepoint, payload: str) -> Mapping[str, int | str] | None:
@@ -277,11 +258,6 @@ def decode_tracepoint(tp: Tracepoint, payload: str) -> Mapping[str, int | str] |
     return None
 
 
-# The kprobe/kretprobe events `validator record` creates (group "poisoncheck").
-POISONCHECK_PROBES = frozenset({
-    "gmem_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged", "gmem_convert",
-    "gmem_host_fault", "gmem_punch_hole", "gmem_error_folio", "gmem_free", "hugetlb_free",
-    "set_hwpoison", "gmem_buggy_cleanup", "tdx_shutdown", "hkid_release", "tdx_reclaim",
-    "hugetlb_alloc",
-})
-POISONCHECK_GROUP = "poisoncheck"
+# The kprobe/kretprobe events `poisoncheck record` creates (the catalogue's probe group).
+POISONCHECK_GROUP = _catalogue().group
+POISONCHECK_PROBES = frozenset(spec.name for spec in _catalogue().probes())

@@ -1,0 +1,436 @@
+"""What each protocol event means for the model: the replay's planner.
+
+The planner turns an Observed protocol event into protocol steps (descriptors,
+see replay.build_step) on the model's folios, and keeps the identities the
+trace reveals apart:
+
+* a **folio** of the model is a physical page (or huge page), keyed by pfn;
+* a **file slot** (a guest_memfd index) is bound to whichever folio the page
+  cache holds there now.  On a real kernel a punched index is refilled with
+  another pfn, and a freed pfn goes to other users at once and may come back
+  later at another index (../shared/design/real-kernel.md, "Orders seen");
+* a **struct page pointer** (probes that cannot print a pfn) is linked to its
+  pfn by the page-cache add of the same index, and once two such links agree
+  on the vmemmap base, any pointer is (PageLinks).
+
+Allocation and free are judged, never explained away: a page allocation of a
+tracked pfn is either another user's (AllocatorReuse) or guest_memfd's own,
+and guest_memfd's own is a claim the next event on that pfn must confirm with
+a page-cache add ("claim_lapsed" drops the claim otherwise).  Once the capture
+shows guest_memfd's page cache (filemap events on its device), a free is not
+preceded by a hidden truncation: a pfn freed while still cached is a violation.
+
+Both engines use this planner; the TLC engine writes its steps into TLA+.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from dataclasses import dataclass, field
+from typing import Callable
+
+PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
+STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
+MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
+EHWPOISON, EAGAIN = -133, -11
+
+# Events that name a page of a folio; the rest are about the VM or a range.
+PAGE_EVENTS = frozenset({
+    "page_alloc", "page_free", "hugetlb_alloc", "memory_failure", "gmem_free", "hugetlb_free",
+    "set_hwpoison", "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
+# Page-allocator events that name a block of 2^order pages: they may cover several folios.
+BLOCK_EVENTS = frozenset({"page_alloc", "page_free", "hugetlb_alloc"})
+# Descriptors that free a folio after a free-path event of guest_memfd's own.
+_GMEM_FREES = frozenset({"gmem_free", "hugetlb_free"})
+
+
+class Unrelated(Exception):
+    """The event does not concern a folio the replay tracks (counted, with the reason)."""
+
+
+class PlanInputError(Exception):
+    """An event the replay cannot read (a needed field missing); exit code 2."""
+
+
+@dataclass
+class Folio:
+    pfn: int
+    pages: int
+    index: int | None       # the guest_memfd index it is bound to now (None: not cached)
+
+
+@dataclass
+class PageLinks:
+    """struct page pointers -> pfns.  Pointers seen beside a pfn are exact; any other
+    pointer is computed from the vmemmap base once two links agree on it."""
+    exact: dict[int, int] = field(default_factory=dict)
+    base: int | None = None
+    conflict: bool = False
+
+    def add(self, page: int, pfn: int) -> None:
+        self.exact[page] = pfn
+        base = page - pfn * STRUCT_PAGE_SIZE
+        if self.base is None and len(self.exact) >= 2:
+            bases = {p - f * STRUCT_PAGE_SIZE for p, f in self.exact.items()}
+            if len(bases) == 1:
+                self.base = base
+            else:
+                self.conflict = True
+        elif self.base is not None and base != self.base:
+            self.base, self.conflict = None, True
+
+    def pfn_of(self, page: int) -> int | None:
+        pfn = self.exact.get(page)
+        if pfn is None and self.base is not None and not self.conflict:
+            offset = page - self.base
+            if offset >= 0 and offset % STRUCT_PAGE_SIZE == 0:
+                pfn = offset // STRUCT_PAGE_SIZE
+        return pfn
+
+
+def parse_dev(text: str) -> tuple[int, int] | None:
+    """"0:27" -> (0, 27); anything else -> None."""
+    major, sep, minor = text.partition(":")
+    if sep and major.isdigit() and minor.isdigit() and len(text) <= 16:
+        return int(major), int(minor)
+    return None
+
+
+class Planner:
+    """Feed Observed items to plan(); `on_new_folio(pages)` is called for each folio the
+    trace reveals, `note(kind, text)` for remarks the verdict should carry."""
+
+    def __init__(self, on_new_folio: Callable[[int], None], note: Callable[[str, str], None],
+                 gmem_dev: tuple[int, int] | None = None):
+        self.on_new_folio, self.note = on_new_folio, note
+        self.gmem_dev = gmem_dev
+        self.gmem_dev_from = "--gmem-dev" if gmem_dev is not None else None
+        self.pages_per_folio: int | None = None
+        self.folios: list[Folio] = []
+        self.by_pfn: dict[int, int] = {}        # pfn -> page number
+        self.by_index: dict[int, int] = {}      # guest_memfd index -> page number
+        self.starts: list[int] = []             # first pfns of the folios, sorted
+        self.forgotten = 0                      # pages numbered below: seen before lost events
+        self.links = PageLinks()
+        self.pending_links: dict[int, int] = {}  # index -> struct page pointer (gmem_alloc)
+        self.claims: dict[int, int] = {}         # folio -> line of an unconfirmed own allocation
+        self.last: dict[int, str] = {}           # folio -> the last descriptor kind planned
+        self.probe_alloc: tuple[int, int | None] | None = None  # (pfn, index) of gmem_alloc
+        self.cache_observed = False              # filemap events on guest_memfd's device seen
+        self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
+        self.other_devs: dict[tuple[int, int], int] = {}   # filemap devices not guest_memfd's
+
+    # ---- the world --------------------------------------------------------------------
+
+    def folio_of_page(self, page: int) -> int:
+        return page // self.pages_per_folio
+
+    def forget(self) -> None:
+        """After lost events nothing is known of the folios seen so far."""
+        if self.pages_per_folio is not None:
+            self.forgotten = len(self.folios) * self.pages_per_folio
+        self.claims.clear()
+
+    def _new_folio(self, line: int, pfn: int, order: int) -> int:
+        pages = 1 << order
+        if self.pages_per_folio is None:
+            self.pages_per_folio = pages
+        elif pages != self.pages_per_folio:
+            raise PlanInputError(
+                f"line {line}: a folio of order {order} after folios of "
+                f"{self.pages_per_folio} pages; the replay needs one folio size per trace")
+        f = len(self.folios)
+        self.folios.append(Folio(pfn, pages, None))
+        for i in range(pages):
+            self.by_pfn[pfn + i] = f * pages + i
+        insort(self.starts, pfn)
+        self.on_new_folio(pages)
+        return f
+
+    def _bind(self, folio: int, index: int | None) -> None:
+        """The page cache holds `folio` at `index` now (a refill may move a pfn)."""
+        self._unbind(folio)
+        if index is None:
+            return
+        f = self.folios[folio]
+        f.index = index
+        first = folio * f.pages
+        for i in range(f.pages):
+            self.by_index[index + i] = first + i
+
+    def _unbind(self, folio: int) -> None:
+        f = self.folios[folio]
+        if f.index is None:
+            return
+        first = folio * f.pages
+        for i in range(f.pages):
+            if self.by_index.get(f.index + i) == first + i:
+                del self.by_index[f.index + i]
+        f.index = None
+
+    def _page(self, value, table: dict[int, int]) -> int | None:
+        """The page number of a pfn or index; -1: a folio forgotten after lost events."""
+        if not isinstance(value, int):
+            return None
+        page = table.get(value)
+        if page is not None and page < self.forgotten:
+            return -1
+        return page
+
+    def _folios_in(self, pfn: int, order: int) -> list[tuple[int, bool]]:
+        """The folios a block of 2^order pages at pfn covers: (folio, exactly that folio)."""
+        if order == 0:
+            page = self.by_pfn.get(pfn)
+            if page is None or page < self.forgotten:
+                return []
+            folio = self.folio_of_page(page)
+            return [(folio, self.folios[folio].pfn == pfn and self.pages_per_folio == 1)]
+        end = pfn + (1 << order)
+        out = []
+        i = max(0, bisect_right(self.starts, pfn) - 1)
+        while i < len(self.starts) and self.starts[i] < end:
+            page = self.by_pfn[self.starts[i]]
+            folio = self.folio_of_page(page)
+            if page >= self.forgotten and self.starts[i] + self.pages_per_folio > pfn:
+                out.append((folio, self.starts[i] == pfn and 1 << order == self.pages_per_folio))
+            i += 1
+        return out
+
+    # ---- planning ---------------------------------------------------------------------
+
+    def plan(self, name: str, ev) -> list[tuple[tuple, int | None]]:
+        """The protocol steps the event stands for, each with its folio (None: the VM's).
+        Raises Unrelated for an event about nothing the replay tracks."""
+        self.seen[name] = self.seen.get(name, 0) + 1
+        f = ev.fields or {}
+        if name == "marker":
+            self._marker(ev)
+            return []
+        if name in ("cache_add", "cache_delete"):
+            return self._cache(name, ev)
+        if name == "alloc":
+            return self._probe_alloc(ev)
+        if name in BLOCK_EVENTS:
+            return self._block(name, ev)
+        if name in PAGE_EVENTS:
+            page = self._page(self._pfn(f), self.by_pfn)
+            if page is None and name in ("error_folio", "host_fault"):
+                page = self._page(f.get("index"), self.by_index)
+            if page is None:
+                raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
+            if page == -1:
+                raise Unrelated("folio seen before lost events")
+            folio = self.folio_of_page(page)
+            return self._on(folio, [(self._page_step(name, ev, page), folio)])
+        if name == "convert":
+            return self._convert_steps(ev)
+        if name in ("punch_hole", "vm_bugged"):
+            # punch_hole fires on entry, before its zaps: the truncation is taken when the
+            # delete or the free shows.  kvm_vm_bugged() runs inside KVM_BUG_ON, before the
+            # failing removal's probe fires.
+            return [(("stay",), None)]
+        if name == "buggy_cleanup":
+            return [(("design", "tdx_remove_failed.mark_fd_bugged"), None)]
+        if name == "tdx_shutdown":
+            return [(("design", "tdx_remove_failed.buggy_shutdown"), None)]
+        if name == "hkid_release":
+            if f.get("ret", 0) != 0:
+                self.note("hkid", f"line {ev.line_no}: HKID release failed (not modelled)")
+                return [(("stay",), None)]
+            return [(("hkid_release",), None)]
+        return []
+
+    def _on(self, folio: int, steps: list, confirms: bool = False) -> list:
+        """Steps on a folio, after the check of an open own-allocation claim: only a
+        page-cache add confirms it; anything else first drops the candidates that
+        took the allocation for guest_memfd's."""
+        line = self.claims.pop(folio, None)
+        if line is not None and not confirms:
+            steps = [(("claim_lapsed", folio), folio)] + steps
+        for desc, _ in steps:
+            self.last[folio] = desc[0]
+        return steps
+
+    def _pfn(self, fields) -> int | None:
+        """The event's pfn, or the pfn its struct page pointer links to."""
+        pfn = fields.get("pfn")
+        if isinstance(pfn, int):
+            return pfn
+        page = fields.get("page")
+        return self.links.pfn_of(page) if isinstance(page, int) else None
+
+    def _order(self, ev, fields) -> int:
+        order = fields.get("order", 0)
+        if order is None:
+            return 0
+        if not isinstance(order, int) or not 0 <= order <= MAX_ORDER:
+            raise PlanInputError(f"line {ev.line_no}: {ev.name}: order {order!r} is not an "
+                                 f"order the kernel allocates (0..{MAX_ORDER})")
+        return order
+
+    def _alloc(self, ev, pfn: int, order: int, index: int | None) -> list:
+        page = self.by_pfn.get(pfn)
+        if page is not None and page < self.forgotten:
+            raise Unrelated("folio seen before lost events")
+        folio = (self._new_folio(ev.line_no, pfn, order) if page is None
+                 else self.folio_of_page(page))
+        if page is not None and 1 << order != self.pages_per_folio:
+            raise PlanInputError(f"line {ev.line_no}: pfn {pfn:#x} comes back as a folio of "
+                                 f"order {order}; the replay needs one folio size per trace")
+        self._bind(folio, index)
+        return self._on(folio, [(("alloc", folio), folio)], confirms=True)
+
+    def _probe_alloc(self, ev) -> list:
+        """poisoncheck:gmem_alloc (filemap_add_folio() entry).  Without a pfn (upstream
+        kernels: only a folio pointer), it links the pointer to the pfn of the page-cache
+        add of its index that follows."""
+        f = ev.fields or {}
+        index = f.get("index")
+        index = index if isinstance(index, int) else None
+        pfn = self._pfn(f)
+        if pfn is None:
+            page = f.get("page")
+            if isinstance(page, int) and index is not None:
+                self.pending_links[index] = page
+                raise Unrelated("gmem_alloc without a pfn: linked to the page-cache add of its "
+                                "index (filemap:mm_filemap_add_to_page_cache)")
+            raise PlanInputError(f"line {ev.line_no}: {ev.name} has neither a pfn nor a folio "
+                                 f"pointer (page=) and index to link one")
+        self.probe_alloc = (pfn, index)
+        return self._alloc(ev, pfn, self._order(ev, f), index)
+
+    def _cache(self, name: str, ev) -> list:
+        f = ev.fields or {}
+        dev = (f.get("major"), f.get("minor"))
+        if self.gmem_dev is None:
+            self.other_devs[dev] = self.other_devs.get(dev, 0) + 1
+            raise Unrelated("filemap event: guest_memfd's device is not known "
+                            "(validate --gmem-dev MAJ:MIN, or record's marker line)")
+        if dev != self.gmem_dev:
+            self.other_devs[dev] = self.other_devs.get(dev, 0) + 1
+            raise Unrelated("filemap event of another file system")
+        self.cache_observed = True
+        pfn, ofs = f.get("pfn"), f.get("ofs")
+        if not isinstance(pfn, int) or not isinstance(ofs, int) or ofs < 0:
+            raise PlanInputError(f"line {ev.line_no}: {ev.name} needs pfn and ofs")
+        index = ofs >> PAGE_SHIFT
+        order = self._order(ev, f)
+        if name == "cache_add":
+            pointer = self.pending_links.pop(index, None)
+            if pointer is not None:
+                self.links.add(pointer, pfn)
+            if self.probe_alloc == (pfn, index):     # the gmem_alloc probe showed it already
+                self.probe_alloc = None
+                raise Unrelated("page-cache add already shown by gmem_alloc")
+            return self._alloc(ev, pfn, order, index)
+        page = self._page(pfn, self.by_pfn)
+        if page is None:
+            raise Unrelated("page-cache delete of a pfn the trace never showed added")
+        if page == -1:
+            raise Unrelated("folio seen before lost events")
+        folio = self.folio_of_page(page)
+        self._unbind(folio)
+        return self._on(folio, [(("truncate", folio), folio)])
+
+    def _block(self, name: str, ev) -> list:
+        """A page-allocator event on 2^order pages: every folio it covers."""
+        f = ev.fields or {}
+        pfn = self._pfn(f)
+        if not isinstance(pfn, int):
+            raise Unrelated(f"{name} with no pfn")
+        if pfn == 0 and name == "page_alloc":
+            raise Unrelated("a failed allocation (pfn 0)")
+        if f.get("order") is None and self.pages_per_folio is not None:
+            order = self.pages_per_folio.bit_length() - 1   # unfetched: the pool's one size
+        else:
+            order = self._order(ev, f)
+        covered = self._folios_in(pfn, order)
+        if not covered:
+            if self._page(pfn, self.by_pfn) == -1:
+                raise Unrelated("folio seen before lost events")
+            raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
+        steps = []
+        for folio, exact in covered:
+            if name in ("page_alloc", "hugetlb_alloc"):
+                # Only a block that is exactly the folio can be guest_memfd's own.
+                desc = ("page_alloc", folio) if exact else ("reuse", folio)
+                planned = self._on(folio, [(desc, folio)])
+                if exact:
+                    self.claims[folio] = ev.line_no
+            else:
+                strict = self.cache_observed and self.last.get(folio) not in _GMEM_FREES
+                planned = self._on(folio, [(("free_observed" if strict else "page_free", folio),
+                                            folio)])
+            steps.extend(planned)
+        return steps
+
+    def _page_step(self, name: str, ev, p: int) -> tuple:
+        f = self.folio_of_page(p)
+        ret = (ev.fields or {}).get("ret", 0)
+        if name == "aug":
+            if ret != 0:
+                self.note("aug", f"line {ev.line_no}: AUG failed (not modelled)")
+                return ("stay",)
+            return ("map", p)
+        if name in ("remove", "reclaim"):
+            return ("remove_ok", p) if ret == 0 else ("remove_failed", p)
+        if name == "host_fault":
+            return ("host_fault", p) if ret == 0 else ("host_fault_refused", p)
+        if name == "guest_get_pfn":
+            # -EHWPOISON: the fault is refused; otherwise the AUG is its own event.
+            return ("guest_fault_refused", p) if ret == EHWPOISON else ("stay",)
+        if name == "set_hwpoison":
+            return ("design", "tdx_remove_failed.set_hwpoison")
+        if name == "error_folio":
+            return ("in_gmem", f)
+        if name == "memory_failure":
+            return ("memory_failure", p)
+        if name in ("gmem_free", "hugetlb_free"):
+            return (name, f)
+        raise AssertionError(name)
+
+    def _convert_steps(self, ev) -> list:
+        f = ev.fields or {}
+        start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
+        if not isinstance(start, int) or not isinstance(end, int) or to is None:
+            raise PlanInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
+                                 f"to=private|shared")
+        # Cost follows the pages the trace knows, not the range's width.
+        if end - start <= len(self.by_index):
+            indices = range(start, end)
+        else:
+            indices = sorted(i for i in self.by_index if start <= i < end)
+        pages = [self.by_index[i] for i in indices if i in self.by_index]
+        if not pages or min(pages) < self.forgotten:
+            raise Unrelated("conversion of indices guest_memfd did not allocate in the trace")
+        ppf = self.pages_per_folio
+        folio = pages[0] // ppf
+        if any(p // ppf != folio for p in pages):
+            raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
+                                 f"takes one folio per conversion event")
+        if f.get("ret", 0) == EAGAIN:
+            return self._on(folio, [(("convert_refused", tuple(pages), to), folio)])
+        if f.get("ret", 0) != 0:
+            return [(("stay",), None)]
+        return self._on(folio, [(("convert", p, to), folio) for p in pages])
+
+    def _marker(self, ev) -> None:
+        """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""
+        value = (ev.fields or {}).get("gmem_dev")
+        dev = parse_dev(value) if isinstance(value, str) else None
+        if dev is None:
+            return
+        if self.gmem_dev is None:
+            self.gmem_dev, self.gmem_dev_from = dev, f"the marker line {ev.line_no}"
+        elif dev != self.gmem_dev:
+            self.note("gmem_dev", f"line {ev.line_no}: the marker names guest_memfd's device "
+                                  f"{dev[0]}:{dev[1]}; {self.gmem_dev_from} said "
+                                  f"{self.gmem_dev[0]}:{self.gmem_dev[1]}, which is kept")
+
+
+def _target(value) -> str | None:
+    if value in ("private", "shared"):
+        return value
+    if isinstance(value, int):              # KVM_MEMORY_ATTRIBUTE_PRIVATE is bit 3
+        return "private" if value & 8 else "shared"
+    return None
