@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JAR    := build/tla2tools.jar
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: check test bench review clean setup java
+.PHONY: check test bench review clean setup java real-trace
 
 # Model-check the matrix, then validate traces/ and replay every counterexample.
 check: setup
@@ -24,6 +24,11 @@ bench: setup
 review: setup
 	test -f build/check/results.json || $(BIN)/poisoncheck check --jobs $(JOBS)
 	$(BIN)/poisoncheck report -o build/review
+
+# A real guest_memfd life cycle on this machine's kernel (root, /dev/kvm, tracefs): captured in
+# a private tracefs instance under `poisoncheck record`'s set-up, written to build/real/, validated.
+real-trace: $(STAMP)
+	$(BIN)/python exercise/real_trace.py --out build/real
 
 setup: $(STAMP) $(JAR) java
 

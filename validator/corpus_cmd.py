@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from .cli_errors import InputError
 from .corpus import CorpusError, check_traces, render_counterexamples
+from .real_corpus import check_real
 from .ftrace import TraceInputError
 from .replay import ReplayInputError
 from .tlc_setup import repo_root
@@ -27,7 +28,8 @@ def corpus(traces_dir, check_dir, out_dir):
     """Validate every trace of the corpus against its expected verdicts.
 
     Replays each trace of traces/manifest.toml against every design it lists,
-    then renders each safety counterexample of the last `poisoncheck check`
+    and the real captures of traces/real/ with the traces derived from them
+    (one impossible line spliced in: every design must reject it), then renders each safety counterexample of the last `poisoncheck check`
     as an ftrace log and replays it against its run's configuration: each must
     be rejected.
 
@@ -40,6 +42,8 @@ def corpus(traces_dir, check_dir, out_dir):
     out_dir = out_dir or root / "build" / "traces"
     try:
         outcomes = check_traces(traces_dir)
+        if (traces_dir / "real" / "manifest.toml").is_file():
+            outcomes += check_real(traces_dir / "real", out_dir / "spliced")
         rendered = render_counterexamples(check_dir, out_dir) if check_dir.is_dir() else []
     except (CorpusError, TraceInputError, ReplayInputError, ValueError) as err:
         raise InputError(str(err)) from None
