@@ -92,3 +92,51 @@ def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
     assert (python.verdict, python.line) == (tlc.verdict, tlc.line) == ("violation", 24)
     assert python.unparsed == tlc.unparsed == 1
     assert python.notes[-1] == tlc.notes[-1] and "line 17" in tlc.notes[-1]
+
+
+# ---- traces/real: the real kernel's captures, and splices of impossible lines -------------
+
+def test_real_captures_are_accepted_and_every_splice_is_rejected_at_its_line(tmp_path):
+    from validator.real_corpus import check_real, load
+    traces, splices = load(TRACES / "real")
+    outcomes = check_real(TRACES / "real", tmp_path)
+    assert len(outcomes) == (len(traces) + len(splices)) * len(model.DESIGNS)
+    assert [(o.trace, o.design, o.got) for o in outcomes if not o.ok] == []
+    real = [o for o in outcomes if o.trace.startswith("real/")]
+    assert real and all(o.got == "accepted" for o in real)
+    spliced = [o for o in outcomes if o.trace.startswith("spliced/")]
+    assert len({o.trace for o in spliced}) >= 3
+    assert all(o.got.startswith("violation:step@") for o in spliced)
+
+
+def test_real_captures_hold_what_the_manifest_says(tmp_path):
+    """Read from the capture itself: guest_memfd's device, page-cache events, pfn reuse."""
+    from validator.real_corpus import cache_events, read_text
+    for entry in tomllib.loads((TRACES / "real" / "manifest.toml").read_text())["trace"]:
+        text = read_text(TRACES / "real" / entry["file"])
+        assert "tracing_mark_write: poisoncheck gmem_dev=0:16" in text
+        assert cache_events(text, (0, 16)) == entry["min_events"]
+
+
+def test_both_engines_agree_on_real_captures_and_splices(tlc_ready, tmp_path):
+    from validator.observations import scan_gmem_dev
+    from validator.real_corpus import check_real
+    python = {(o.trace, o.design): o.got for o in check_real(TRACES / "real", tmp_path / "sp")}
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
+
+    def path_of(name):
+        kind, file = name.split("/", 1)
+        return TRACES / "real" / file if kind == "real" else tmp_path / "sp" / f"{file}.trace"
+
+    def tlc_verdict(case):
+        name, design = case
+        path = path_of(name)
+        dev, how = scan_gmem_dev(str(path))
+        items = iter_events(read_file(path))
+        work = tmp_path / "tlc" / path.name / design
+        return verdict_text(validate_tlc(items, design, setup, work, gmem_dev=dev,
+                                         gmem_dev_from=how))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = dict(zip(python, pool.map(tlc_verdict, python)))
+    assert got == python

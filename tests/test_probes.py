@@ -283,3 +283,33 @@ def test_loader_file_errors(tmp_path):
         load_catalogue(write(tmp_path, GOOD_PROBE.replace('group = "poisoncheck"', "")))
     with pytest.raises(CatalogueError, match="unknown top-level key 'buffer'"):
         load_catalogue(write(tmp_path, "buffer = 3\n" + GOOD_PROBE))
+
+
+# ---- the catalogue is the one place that maps trace events to protocol events ------------
+
+# Modules that write ftrace text (they must name events to print them), not read it.
+TRACE_WRITERS = {"render.py", "benchgen.py", "bench.py", "scenarios.py"}
+
+
+def test_the_replay_and_the_reader_take_the_mapping_from_the_catalogue(cat):
+    from validator import replay
+    from validator.ftrace import decoders
+    assert replay.PROBE_PROTOCOL == {s.name: s.protocol for s in cat.probes()}
+    assert replay.UPSTREAM_PROTOCOL == {(s.system, s.name): s.protocol for s in cat.tracepoints()}
+    assert decoders.POISONCHECK_PROBES == {s.name for s in cat.probes()}
+    assert {n: [f.names for f in tp.formats] for n, tp in decoders.TRACEPOINTS.items()} == {
+        s.name: [names for _, names in s.formats] for s in cat.tracepoints()}
+
+
+def test_no_other_module_names_a_catalogue_event(cat):
+    from conftest import ROOT
+    # (some probes are named after their protocol event: those names are the protocol's)
+    names = {s.name for s in cat} - {s.protocol for s in cat}
+    offenders = []
+    for path in sorted((ROOT / "validator").rglob("*.py")):
+        if path.name in TRACE_WRITERS:
+            continue
+        text = path.read_text()
+        offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                      if re.search(rf"""["']{name}["']""", text)]
+    assert offenders == []

@@ -39,6 +39,8 @@ NOISE_TASKS = [("kworker/u17:1", 212), ("bash", 5402), ("<idle>", 0), ("sshd", 1
                ("rcu_preempt", 16), ("ksoftirqd/3", 31), ("stress-ng", 5001), ("jbd2/vda1-8", 301)]
 NOISE_SHARE = 0.30          # unrelated lines (sched, irq, softirq, timer) in the output
 HOST_MM_SHARE = 0.04        # mm_page_alloc/free of pfns that are not guest_memfd's
+GMEM_DEV = "0:16"            # guest_memfd's device, named by the marker line as record does
+HVA_BASE = 0x7f4ceafb6000    # the memslot's host address (the VMM's mmap of guest_memfd)
 
 # Weights of the mirror's actions while the VM runs (the walk's mix).
 RUN_WEIGHTS = {
@@ -110,6 +112,35 @@ class BenchRenderer(render.Renderer):
         self.emit(render.VCPU, "kvm_tdp_mmu_spte_changed",
                   f"as id 0 gfn {self.index(p):x} level 1 old_spte 5a0 "
                   f"new_spte 6000000{self.pfn(p):x}977")
+
+    # The upstream events a real capture has beside the probes (real-kernel.md): the
+    # page cache of guest_memfd's device and the MMU notifier's host unmaps.
+    def cache_event(self, name: str, f_index: int, pfn: int) -> None:
+        self.emit(render.VMM, name, f"dev {GMEM_DEV} ino 5a2b pfn=0x{pfn:x} "
+                  f"ofs={f_index << 12} order={self.order}", "....." if "add" in name else "d..2.")
+
+    def host_unmap(self, index: int, pages: int) -> None:
+        hva = HVA_BASE + (index << 12)
+        self.emit(render.VMM, "kvm_unmap_hva_range",
+                  f"mmu notifier unmap range: 0x{hva:014x} -- 0x{hva + (pages << 12):014x}")
+
+    def r_KvmGmemAllocFolio(self, st) -> None:
+        super().r_KvmGmemAllocFolio(st)
+        self.cache_event("mm_filemap_add_to_page_cache", self.folio_index(0), self.folio_pfn(0))
+
+    def r_KvmGmemPunchHole(self, st) -> None:
+        super().r_KvmGmemPunchHole(st)
+        self.host_unmap(self.folio_index(0), self.cfg.pages_per_folio)
+        self.cache_event("mm_filemap_delete_from_page_cache", self.folio_index(0),
+                         self.folio_pfn(0))
+
+    def r_KvmGmemEvictInode(self, st) -> None:
+        self.cache_event("mm_filemap_delete_from_page_cache", self.folio_index(0),
+                         self.folio_pfn(0))
+
+    def r_HostUnmap(self, st) -> None:
+        (p,) = st.params
+        self.host_unmap(self.index(p), 1)
 
     # unrelated lines
     def noise(self) -> None:
@@ -324,13 +355,15 @@ def generate(path: Path, lines: int, seed: int = 1, design: str = "HWPoison",
              failures: int = 3, folios: int | None = None) -> dict:
     """Write a trace of exactly `lines` lines; returns what it holds."""
     header = render.HEADER.format(n=lines - render.HEADER.count("\n"))
-    head_lines = header.count("\n")
+    head_lines = header.count("\n") + 1      # and the marker line
     if folios is None:
         folios = max(2, min(4096, lines // 200))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         out.write(header)
+        out.write(f"     poisoncheck-4100    [000] ...1.   584.000000: tracing_mark_write: "
+                  f"poisoncheck gmem_dev={GMEM_DEV} kprobes=1\n")
         walk = Walk(design, folios, seed, out, failures=failures)
         r, rng = walk.r, walk.rng
         budget = lines - head_lines
