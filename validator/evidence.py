@@ -34,9 +34,10 @@ OBSERVERS = (
 CONTEXT = ("page_fault", "spte_changed", "set_spte", "host_unmap_range", "set_attributes")
 
 
-def observability(planner) -> dict:
-    """{variable: {"observed": bool, "events": {protocol: count}, "missing": why}}."""
-    seen = planner.seen
+def observability(planner, counted: dict | None = None) -> dict:
+    """{variable: {"observed": bool, "events": {protocol: count}, "missing": why}};
+    `counted`: the events the replay only counted (CONTEXT), by protocol."""
+    seen = {**planner.seen, **{k: v for k, v in (counted or {}).items() if k in CONTEXT}}
     out = {}
     for variable, events, how in OBSERVERS:
         counts = {e: seen[e] for e in events if seen.get(e)}

@@ -201,27 +201,30 @@ class Planner:
     def plan(self, name: str, ev) -> list[tuple[tuple, int | None]]:
         """The protocol steps the event stands for, each with its folio (None: the VM's).
         Raises Unrelated for an event about nothing the replay tracks."""
-        self.seen[name] = self.seen.get(name, 0) + 1
+        seen = self.seen
+        seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
-        if name == "marker":
-            self._marker(ev)
-            return []
-        if name in ("cache_add", "cache_delete"):
-            return self._cache(name, ev)
-        if name == "alloc":
-            return self._probe_alloc(ev)
-        if name in BLOCK_EVENTS:
-            return self._block(name, ev)
-        if name in PAGE_EVENTS:
-            page = self._page(self._pfn(f), self.by_pfn)
+        if name in PAGE_EVENTS and name not in BLOCK_EVENTS:     # the most common events
+            pfn = f.get("pfn")
+            page = self.by_pfn.get(pfn) if type(pfn) is int else self._page(self._pfn(f),
+                                                                             self.by_pfn)
             if page is None and name in ("error_folio", "host_fault"):
                 page = self._page(f.get("index"), self.by_index)
             if page is None:
                 raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
-            if page == -1:
+            if page < self.forgotten:
                 raise Unrelated("folio seen before lost events")
-            folio = self.folio_of_page(page)
+            folio = page // self.pages_per_folio
             return self._on(folio, [(self._page_step(name, ev, page), folio)])
+        if name in BLOCK_EVENTS:
+            return self._block(name, ev)
+        if name in ("cache_add", "cache_delete"):
+            return self._cache(name, ev)
+        if name == "alloc":
+            return self._probe_alloc(ev)
+        if name == "marker":
+            self._marker(ev)
+            return []
         if name == "convert":
             return self._convert_steps(ev)
         if name in ("punch_hole", "vm_bugged"):
@@ -244,11 +247,9 @@ class Planner:
         """Steps on a folio, after the check of an open own-allocation claim: only a
         page-cache add confirms it; anything else first drops the candidates that
         took the allocation for guest_memfd's."""
-        line = self.claims.pop(folio, None)
-        if line is not None and not confirms:
+        if self.claims and self.claims.pop(folio, None) is not None and not confirms:
             steps = [(("claim_lapsed", folio), folio)] + steps
-        for desc, _ in steps:
-            self.last[folio] = desc[0]
+        self.last[folio] = steps[-1][0][0]
         return steps
 
     def _pfn(self, fields) -> int | None:

@@ -499,9 +499,10 @@ class Replay:
             self._skip(str(why))
             return True
         if planned:
-            self.verdict.events += 1
-            if any(folio is not None for _, folio in planned):
-                self.verdict.folio_events += 1
+            verdict = self.verdict
+            verdict.events += 1
+            if planned[-1][1] is not None:     # a folio's steps all name it
+                verdict.folio_events += 1
         for desc, folio in planned:
             if not self.judge:
                 self.steps.append((desc, item.line_no, folio, self._raw(item), name))
@@ -750,7 +751,7 @@ class Replay:
             v.verdict = "inconclusive"
             v.reason = f"events were lost after line {self.lost_at}"
         v.folios = len(self.folios)
-        v.observability = evidence.observability(self.planner)
+        v.observability = evidence.observability(self.planner, self.skipped)
         if v.verdict == "accepted" and v.folio_events == 0:
             v.verdict = "inconclusive"
             v.reason = evidence.why_no_evidence(self.planner)
