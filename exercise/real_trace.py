@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TRACEFS = Path("/sys/kernel/tracing")
+# Overridable so that tests can show the machine-less paths (they never use the real ones).
+KVM = os.environ.get("POISONCHECK_KVM_DEV", "/dev/kvm")
+TRACEFS = Path(os.environ.get("POISONCHECK_TRACEFS", "/sys/kernel/tracing"))
 INSTANCE = "poisoncheck-real"
 POISONCHECK = [sys.executable, "-m", "validator"]
 
@@ -42,8 +44,8 @@ def fail(message: str) -> None:
 
 
 def check_machine() -> None:
-    if not os.path.exists("/dev/kvm"):
-        fail("/dev/kvm is missing: a real capture needs a machine with KVM")
+    if not os.path.exists(KVM):
+        fail(f"{KVM} is missing: a real capture needs a machine with KVM")
     if not (TRACEFS / "tracing_on").is_file():
         fail(f"no tracefs at {TRACEFS} (mount -t tracefs nodev {TRACEFS})")
     if os.geteuid() != 0:

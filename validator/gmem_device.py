@@ -161,20 +161,26 @@ def kvm_ioctl(fd: int, request: int, arg: int | ctypes.Structure = 0) -> int:
         raise KvmIoctlError(request, err) from None
 
 
+def kvm_path() -> str:
+    """/dev/kvm; POISONCHECK_KVM_DEV names another path (tests: a machine without KVM)."""
+    return os.environ.get("POISONCHECK_KVM_DEV", "/dev/kvm")
+
+
 def open_kvm() -> int:
     """/dev/kvm as an fd, or GmemUnavailable saying why not."""
+    path = kvm_path()
     try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as err:
-        raise GmemUnavailable(f"/dev/kvm: {err.strerror}") from None
+        raise GmemUnavailable(f"{path}: {err.strerror}") from None
     try:
         version = kvm_ioctl(fd, KVM_GET_API_VERSION)
     except KvmIoctlError as err:
         os.close(fd)
-        raise GmemUnavailable(f"/dev/kvm: {err}") from None
+        raise GmemUnavailable(f"{path}: {err}") from None
     if version != KVM_API_VERSION:
         os.close(fd)
-        raise GmemUnavailable(f"/dev/kvm: API version {version}, expected {KVM_API_VERSION}")
+        raise GmemUnavailable(f"{path}: API version {version}, expected {KVM_API_VERSION}")
     return fd
 
 
