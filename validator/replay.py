@@ -15,9 +15,12 @@ request (the guest's MapGPA or the VMM's decision), and the truncation that
 precedes a free (punch hole or inode eviction; the punch_hole probe fires on
 entry, before the zaps it causes, so truncation is taken when the free shows).
 
-Folios appear when first allocated (gmem_alloc); events on pfns guest_memfd
-never allocated in the trace are not guest_memfd's and are skipped.  Fault
-budgets are unbounded: the trace decides how many faults happen.  The
+What an event means (which folio, which steps) is the planner's
+(validator/planner.py, shared with the TLC engine): folios appear when they
+enter guest_memfd's page cache; events on pfns guest_memfd never held in the
+trace are not guest_memfd's and are skipped (counted); a trace with no event
+about a folio is inconclusive (validator/evidence.py).  Fault budgets are
+unbounded: the trace decides how many faults happen.  The
 conversion request variable, which exists for liveness property 7, is
 projected away: request and conversion are one composed step.
 
