@@ -41,12 +41,16 @@ def make_tracefs(root: Path, functions=UPSTREAM_SYMBOLS, with_probe_dirs=True) -
                                                            ("poisoncheck", "old_probe")]
     if with_probe_dirs:
         events += [("poisoncheck", s.name) for s in CAT.probes()]
+    add_event_dirs(root, events)
+    return root
+
+
+def add_event_dirs(root: Path, events) -> None:
     for system, name in events:
         d = root / "events" / system / name
         d.mkdir(parents=True)
         (d / "enable").write_text("0\n")
         (d / "filter").write_text("none\n")
-    return root
 
 
 def snapshot(root: Path) -> dict:
@@ -336,11 +340,7 @@ def add_instance(root: Path, name: str) -> Path:
     for f in ("tracing_on", "buffer_size_kb", "trace_clock", "trace", "trace_marker",
               "set_event_pid"):
         (inst / f).write_text("")
-    for system, name_ in CAT.upstream_events():
-        d = inst / "events" / system / name_
-        d.mkdir(parents=True)
-        (d / "enable").write_text("0\n")
-        (d / "filter").write_text("none\n")
+    add_event_dirs(inst, CAT.upstream_events())
     return inst
 
 

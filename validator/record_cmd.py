@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 
-from .cli_errors import InputError
-from .planner import parse_dev
+from .cli_errors import InputError, device_option
 from .probes import CatalogueError, load_catalogue
 from .recording import (DEFAULT_TRACEFS, Plan, RecordError, apply_steps, check_instance_name,
                         check_symbols, collect_hint, has_kprobes, lost_without_kprobes,
@@ -24,15 +23,6 @@ def _instance(ctx, param, value):
         return check_instance_name(value)
     except RecordError as err:
         raise click.BadParameter(str(err)) from None
-
-
-def _dev(ctx, param, value):
-    if value is None:
-        return None
-    dev = parse_dev(value)
-    if dev is None:
-        raise click.BadParameter(f"{value!r} is not MAJ:MIN (e.g. 0:16)")
-    return dev
 
 
 def discover_gmem_dev(echo) -> tuple[int, int] | None:
@@ -66,7 +56,7 @@ def discover_gmem_dev(echo) -> tuple[int, int] | None:
 @click.option("--tracepoints-only", is_flag=True,
               help="Set up the upstream tracepoints alone (the default where the kernel has no "
                    "kprobe events).")
-@click.option("--gmem-dev", callback=_dev, metavar="MAJ:MIN", default=None,
+@click.option("--gmem-dev", callback=device_option, metavar="MAJ:MIN", default=None,
               help="guest_memfd's device for the page-cache filter and the marker line "
                    "[default with --apply: found by creating a guest_memfd, needs /dev/kvm].")
 @click.option("--pid", type=click.IntRange(min=1), default=None,

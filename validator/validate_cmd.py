@@ -8,14 +8,13 @@ from pathlib import Path
 
 import click
 
-from .cli_errors import InputError
+from .cli_errors import InputError, device_option
 from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
 from .model import ALL_CHECKS, DESIGNS
 from .evidence import summary_lines
 from .observations import Observations, default_jobs, scan_gmem_dev
-from .planner import parse_dev
 from .replay import ReplayInputError, Verdict, replay
 from .tlc_runner import RunnerError
 
@@ -114,15 +113,6 @@ def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
     return out
 
 
-def _gmem_dev(ctx, param, value):
-    if value is None:
-        return None
-    dev = parse_dev(value)
-    if dev is None:
-        raise click.BadParameter(f"{value!r} is not MAJ:MIN (e.g. 0:27)")
-    return dev
-
-
 def _check_names(ctx, param, values):
     unknown = set(values) - ALL_CHECKS
     if unknown:
@@ -150,7 +140,7 @@ def _check_names(ctx, param, values):
               help="Processes that read the trace for the Python engine (default: 2 where "
                    "this process may use 2 or more cores, else 1). The verdict is the same "
                    "for any number.")
-@click.option("--gmem-dev", callback=_gmem_dev, metavar="MAJ:MIN",
+@click.option("--gmem-dev", callback=device_option, metavar="MAJ:MIN",
               help="guest_memfd's device (st_dev of a guest_memfd, e.g. 0:27): which "
                    "page-cache events are guest_memfd's. Default: the marker line "
                    "`poisoncheck record` writes, else inferred from the capture (a note says).")
