@@ -27,7 +27,8 @@ CONSTANTS
     MaxRemoveFailures,  \* how many S-EPT removals may fail (bugs in KVM or the TDX module)
     MaxMemErrors,       \* how many hardware memory errors may hit guest_memfd pages
     Disabled,           \* checks switched off (mutants)
-    Added               \* proposed checks switched on (see ProposedChecks)
+    Added,              \* proposed checks switched on (see ProposedChecks)
+    Features            \* optional kernel paths present (see AllFeatures)
 
 Designs == {"NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls"}
 
@@ -52,15 +53,24 @@ DesignChecks ==
                           "gmem_free.hwpoison" },             \* guest_memfd leaks poisoned HugeTLB folios on free
     BuggyCleanup    |-> { "tdx_remove_failed.mark_fd_bugged", \* kvm_gmem_buggy_cleanup(): fd->bugged = true, work queued
                           "convert.bugged_fd",                \* conversion ioctl refuses a bugged fd (like vm_dead)
-                          "punch_hole.bugged_fd" },           \* fallocate(PUNCH_HOLE) refuses a bugged fd
+                          "punch_hole.bugged_fd",             \* fallocate(PUNCH_HOLE) refuses a bugged fd
+                          "gmem_free.bugged_fd" },            \* the fd's folios go to memory_failure(), not back
+                                                              \* (Rick: "instead of returning the pages")
     NoMoreSeamcalls |-> { "tdx_remove_failed.buggy_shutdown", \* tdx_buggy_shutdown(): no SEAMCALL succeeds again
                           "tdx_buggy_shutdown.wbinvd" } ]     \* ... after WBINVD on every CPU
 
 \* Checks someone in the thread proposed that no design above performs.
 ProposedChecks ==
   { "convert.hwpoison",           \* conversion refuses a poisoned range
-    "gmem_free.bugged_fd",        \* guest_memfd leaks every folio of a bugged fd on free
-    "host_fault.bugged_fd" }      \* host faults on a bugged fd get SIGBUS
+    "host_fault.bugged_fd",       \* host faults on a bugged fd get SIGBUS
+    "merge.fold_hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
+    "dissolve.hwpoison" }         \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
+
+\* Kernel paths a configuration may have or lack.
+AllFeatures ==
+  { "in_place_conversion",        \* the guest_memfd conversion series: private <-> shared in place, mmap
+    "dissolve" }                  \* free HugeTLB folios dissolved to the buddy allocator (pool shrink,
+                                  \* memory offline, alloc_contig_range())
 
 Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
 
@@ -70,6 +80,7 @@ ASSUME BackingAssumption == Backing \in {"buddy", "hugetlb"}
 ASSUME FolioSizeAssumption == PagesPerFolio \in Nat \ {0} /\ (Backing = "buddy" => PagesPerFolio = 1)
 ASSUME BudgetAssumption == MaxRemoveFailures \in Nat /\ MaxMemErrors \in Nat
 ASSUME CheckAssumption == Disabled \subseteq Checks /\ Added \subseteq Checks
+ASSUME FeatureAssumption == Features \subseteq AllFeatures
 
 \* Is the check performed in this configuration?
 On(check) == check \in (UpstreamChecks \cup DesignChecks[Design] \cup Added) \ Disabled
@@ -80,8 +91,9 @@ PagesOf(f) == {f} \X (1..PagesPerFolio)
 
 \* Where a folio is.  "detached": truncated out of the page cache while
 \* somebody still holds a reference; "reused": handed to another host user;
-\* "leaked": freed but deliberately kept out of every allocator.
-Locations == {"pool", "gmem", "detached", "reused", "leaked"}
+\* "leaked": freed but deliberately kept out of every allocator; "buddy": a
+\* dissolved HugeTLB folio's pages on the buddy allocator's free lists.
+Locations == {"pool", "gmem", "detached", "reused", "leaked", "buddy"}
 
 NoReq == [page |-> <<>>, to |-> "none"]
 
@@ -93,7 +105,9 @@ VARIABLES
     mirror,         \* [Pages -> BOOLEAN]: KVM's mirror SPTE, the only view guest_memfd has
     hostMap,        \* [Pages -> BOOLEAN]: a host page-table mapping of the guest_memfd page (mmap)
     hostPin,        \* [Pages -> BOOLEAN]: a host reference beyond the mapping (GUP pin)
-    hwpoison,       \* [Pages -> BOOLEAN]: PG_hwpoison
+    hwpoison,       \* [Pages -> BOOLEAN]: each struct page's PG_hwpoison bit as stored; the checks
+                    \* of a whole HugeTLB folio read its head's (page 1) only
+    bad,            \* [Pages -> BOOLEAN]: the page was poisoned (memory error, TDX): what properties judge
     vm,             \* "running" | "bugged" (KVM_BUG_ON: no vCPU runs again) | "destroyed" (HKID released)
     tdx,            \* "on" | "off" (buggy shutdown after WBINVD) | "off_dirty" (shutdown without WBINVD)
     otherTds,       \* "alive" | "dead": the other TDs on the host (blast radius)
@@ -102,7 +116,7 @@ VARIABLES
     removeFailures, \* removals that failed so far
     memErrors       \* memory errors so far
 
-vars == << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+vars == << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
            vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 TypeOK ==
@@ -114,6 +128,7 @@ TypeOK ==
     /\ hostMap \in [Pages -> BOOLEAN]
     /\ hostPin \in [Pages -> BOOLEAN]
     /\ hwpoison \in [Pages -> BOOLEAN]
+    /\ bad \in [Pages -> BOOLEAN]
     /\ vm \in {"running", "bugged", "destroyed"}
     /\ tdx \in {"on", "off", "off_dirty"}
     /\ otherTds \in {"alive", "dead"}
@@ -126,10 +141,32 @@ TypeOK ==
 (***************************************************************************)
 (* Helpers                                                                 *)
 (***************************************************************************)
-HasPoison(f) == \E p \in PagesOf(f) : hwpoison[p]
-
 \* HugeTLB: the folio is whole (not split for shared use) iff all its pages are private.
 Whole(f) == \A p \in PagesOf(f) : attr[p] = "private"
+
+(***************************************************************************)
+(* PG_hwpoison as the kernel stores it (kernel-facts.md 9.1).  A split     *)
+(* HugeTLB folio's pages are folios of their own; a whole one is checked   *)
+(* through its head.  guest_memfd merges a split folio before it leaves    *)
+(* (punch hole merges before truncating, release merges in the last put). *)
+(***************************************************************************)
+Head(f) == <<f, 1>>
+Split(f) == Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ ~Whole(f)
+\* folio_test_hwpoison() of the folio page p belongs to.
+FlagOf(p) == IF Split(FolioOf(p)) THEN hwpoison[p] ELSE hwpoison[Head(FolioOf(p))]
+HasFlag(f) == \E p \in PagesOf(f) : hwpoison[p]
+IsBad(f) == \E p \in PagesOf(f) : bad[p]
+\* Poisoning page p: on a whole HugeTLB folio memory_failure() and TDX set the folio's flag
+\* (folio_set_hugetlb_hwpoison(); p goes on the folio's raw-error list), else p's own.
+SetFlag(p) == IF Backing = "hugetlb" /\ ~Split(FolioOf(p))
+              THEN [hwpoison EXCEPT ![Head(FolioOf(p))] = TRUE]
+              ELSE [hwpoison EXCEPT ![p] = TRUE]
+\* guestmem_hugetlb_split_folio(): each tail's flags become a copy of the head's.
+SplitFlags(f) == [q \in Pages |-> IF FolioOf(q) = f THEN hwpoison[Head(f)] ELSE hwpoison[q]]
+\* guestmem_hugetlb_merge_folio(): prep_compound_page() leaves the folio page 0's flags, a
+\* tail's PG_hwpoison is not folded in; the proposed check folds it.
+MergeFlags(f) == IF On("merge.fold_hwpoison") THEN [hwpoison EXCEPT ![Head(f)] = HasFlag(f)]
+                 ELSE hwpoison
 
 \* Only guest_memfd's page-cache references remain on the page (on the small
 \* folio it is once a HugeTLB folio is split) or on the whole folio.
@@ -139,13 +176,14 @@ FolioRefsSafe(f) == \A p \in PagesOf(f) : PageRefsSafe(p)
 \* An allocator hands out a free folio.  The buddy allocator checks nothing
 \* here in production: check_new_pages() runs only with debug options.
 MayHandOut(f) ==
-    /\ folioLoc[f] = "pool"
-    /\ (Backing = "hugetlb" /\ HasPoison(f)) => ~On("hugetlb_dequeue.hwpoison")
+    \/ folioLoc[f] = "buddy"
+    \/ /\ folioLoc[f] = "pool"
+       /\ (Backing = "hugetlb" /\ hwpoison[Head(f)]) => ~On("hugetlb_dequeue.hwpoison")
 
 \* The free path decides whether a freed folio is kept out of circulation.
 LeakedOnFree(f) ==
-    \/ Backing = "buddy" /\ HasPoison(f) /\ On("free_pages_prepare.hwpoison")
-    \/ Backing = "hugetlb" /\ HasPoison(f) /\ On("gmem_free.hwpoison")
+    \/ Backing = "buddy" /\ hwpoison[Head(f)] /\ On("free_pages_prepare.hwpoison")
+    \/ Backing = "hugetlb" /\ hwpoison[Head(f)] /\ On("gmem_free.hwpoison")
     \/ fd # "ok" /\ On("gmem_free.bugged_fd")
 
 FdRefuses(check) == fd # "ok" /\ On(check)
@@ -163,6 +201,7 @@ Init ==
     /\ hostMap = [p \in Pages |-> FALSE]
     /\ hostPin = [p \in Pages |-> FALSE]
     /\ hwpoison = [p \in Pages |-> FALSE]
+    /\ bad = [p \in Pages |-> FALSE]
     /\ vm = "running"
     /\ tdx = "on"
     /\ otherTds = "alive"
@@ -182,9 +221,12 @@ Init ==
 \* shareability (per-inode metadata) across punch hole and refill.
 KvmGmemAllocFolio(f) ==
     /\ vm # "destroyed"
+    /\ folioLoc[f] = "pool"
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "gmem"]
-    /\ UNCHANGED << attr, tdxRefs, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+    \* a range with shared indices gets a split folio
+    /\ hwpoison' = IF Backing = "hugetlb" /\ ~Whole(f) THEN SplitFlags(f) ELSE hwpoison
+    /\ UNCHANGED << attr, tdxRefs, sept, mirror, hostMap, hostPin, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* A guest EPT violation on a private GPA: kvm_mmu_faultin_pfn_gmem() ->
@@ -198,11 +240,11 @@ KvmTdpMapPrivate(p) ==
     /\ attr[p] = "private"
     /\ ~mirror[p]
     /\ sept[p] = "unmapped"
-    /\ HasPoison(f) => ~On("gmem_get_pfn.hwpoison")
+    /\ FlagOf(p) => ~On("gmem_get_pfn.hwpoison")
     /\ mirror' = [mirror EXCEPT ![p] = TRUE]
     /\ sept' = [sept EXCEPT ![p] = "mapped"]
     /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ + 1] ELSE tdxRefs
-    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, vm, tdx, otherTds,
+    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
                     fd, convReq, removeFailures, memErrors >>
 
 \* KVM zaps a private SPTE (punch hole, conversion, memory error, teardown):
@@ -216,7 +258,7 @@ TdxSeptRemoveOk(p) ==
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ sept' = [sept EXCEPT ![p] = "unmapped"]
     /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
-    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, vm, tdx, otherTds,
+    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
                     fd, convReq, removeFailures, memErrors >>
 
 \* The same zap, but a SEAMCALL fails: KVM_BUG_ON().  The mirror SPTE was
@@ -234,8 +276,8 @@ TdxSeptRemoveFailed(p) ==
     /\ tdxRefs' = IF Design = "FolioRef" /\ ~On("tdx_remove_failed.hold_ref")
                   THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
     \* HWPoison: TDX sets PG_hwpoison (HugeTLB: folio_set_hugetlb_hwpoison()).
-    /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison")
-                   THEN [hwpoison EXCEPT ![p] = TRUE] ELSE hwpoison
+    /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison") THEN SetFlag(p) ELSE hwpoison
+    /\ bad' = IF On("tdx_remove_failed.set_hwpoison") THEN [bad EXCEPT ![p] = TRUE] ELSE bad
     \* BuggyCleanup: the fd is marked bugged; memory_failure() sleeps, so the
     \* cleanup is deferred to process context (KvmGmemBuggyCleanup).
     /\ fd' = IF On("tdx_remove_failed.mark_fd_bugged") /\ fd = "ok" THEN "bugged" ELSE fd
@@ -253,7 +295,7 @@ TdxSeptRemoveAfterShutdown(p) ==
     /\ mirror[p]
     /\ tdx # "on"
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, vm,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, bad, vm,
                     tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* A conversion is asked for: by the guest (TDG.VP.VMCALL<MapGPA>) or by the
@@ -264,8 +306,9 @@ VmmConvertRequest(p, to) ==
     /\ convReq = NoReq
     /\ folioLoc[FolioOf(p)] = "gmem"
     /\ attr[p] # to
+    /\ "in_place_conversion" \in Features
     /\ convReq' = [page |-> p, to |-> to]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
                     vm, tdx, otherTds, fd, removeFailures, memErrors >>
 
 \* The guest_memfd conversion ioctl, private -> shared: kvm_gmem_ioctl() ->
@@ -283,12 +326,15 @@ KvmGmemConvertShared ==
     /\ folioLoc[f] = "gmem" =>
          /\ ~mirror[p]
          /\ ~FdRefuses("convert.bugged_fd")
-         /\ hwpoison[p] => ~On("convert.hwpoison")
+         /\ FlagOf(p) => ~On("convert.hwpoison")
          /\ On("convert_shared.safe_refcount") => PageRefsSafe(p)
          /\ (Backing = "hugetlb" /\ Whole(f) /\ On("restructure.safe_refcount")) => FolioRefsSafe(f)
     /\ attr' = IF folioLoc[f] = "gmem" THEN [attr EXCEPT ![p] = "shared"] ELSE attr
+    \* the first shared page splits a whole HugeTLB folio
+    /\ hwpoison' = IF Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ Whole(f)
+                   THEN SplitFlags(f) ELSE hwpoison
     /\ convReq' = NoReq
-    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostMap, hostPin, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostMap, hostPin, bad,
                     vm, tdx, otherTds, fd, removeFailures, memErrors >>
 
 \* Shared -> private: unmap_mapping_pages() of the range, then
@@ -304,27 +350,30 @@ KvmGmemConvertPrivate ==
     /\ convReq.to = "private"
     /\ IF folioLoc[f] = "gmem"
        THEN /\ ~FdRefuses("convert.bugged_fd")
-            /\ hwpoison[p] => ~On("convert.hwpoison")
+            /\ FlagOf(p) => ~On("convert.hwpoison")
             /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
             /\ attr' = IF safe THEN [attr EXCEPT ![p] = "private"] ELSE attr
             /\ convReq' = IF safe THEN NoReq ELSE convReq
+            \* the last private page merges the HugeTLB folio back
+            /\ hwpoison' = IF safe /\ merges THEN MergeFlags(f) ELSE hwpoison
        ELSE /\ convReq' = NoReq
-            /\ UNCHANGED << attr, hostMap >>
-    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostPin, hwpoison,
+            /\ UNCHANGED << attr, hostMap, hwpoison >>
+    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostPin, bad,
                     vm, tdx, otherTds, fd, removeFailures, memErrors >>
 
 \* A host fault on an mmap'd guest_memfd page: kvm_gmem_fault_user_mapping()
 \* then the generic __do_fault().  Not a VM path: no VM-state check.
 KvmGmemHostFault(p) ==
     LET f == FolioOf(p) IN
+    /\ "in_place_conversion" \in Features     \* upstream TDX: no shared mmap of guest_memfd
     /\ folioLoc[f] = "gmem"
     /\ ~hostMap[p]
     /\ attr[p] = "private" => ~On("gmem_fault.shared")
     /\ hwpoison[p] => ~On("do_fault.hwpoison")
-    /\ HasPoison(f) => ~On("gmem_fault.hwpoison")
+    /\ FlagOf(p) => ~On("gmem_fault.hwpoison")
     /\ ~FdRefuses("host_fault.bugged_fd")
     /\ hostMap' = [hostMap EXCEPT ![p] = TRUE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
                     vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* get_user_pages() on the host mapping (O_DIRECT, vhost): a reference that
@@ -333,21 +382,21 @@ HostGup(p) ==
     /\ hostMap[p]
     /\ ~hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = TRUE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
                     vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* unpin_user_page(): the host drops its extra reference.
 HostUnpin(p) ==
     /\ hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
                     vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* munmap() of the host mapping.
 HostUnmap(p) ==
     /\ hostMap[p]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
                     vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* Truncate the folio out of the page cache: truncate_inode_pages_range()
@@ -356,6 +405,7 @@ HostUnmap(p) ==
 Truncate(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "detached"]
     /\ hostMap' = [p \in Pages |-> IF FolioOf(p) = f THEN FALSE ELSE hostMap[p]]
+    /\ hwpoison' = IF Split(f) THEN MergeFlags(f) ELSE hwpoison   \* merged before it leaves
 
 \* fallocate(PUNCH_HOLE): kvm_gmem_punch_hole() -> kvm_gmem_invalidate_begin()
 \* (the zap: TdxSeptRemove* steps before this one) -> truncate.
@@ -365,7 +415,7 @@ KvmGmemPunchHole(f) ==
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ ~FdRefuses("punch_hole.bugged_fd")
     /\ Truncate(f)
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, hwpoison, vm, tdx,
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* The VMM exits after the VM is gone: kvm_gmem_release() zaps,
@@ -375,7 +425,7 @@ KvmGmemEvictInode(f) ==
     /\ folioLoc[f] = "gmem"
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ Truncate(f)
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, hwpoison, vm, tdx,
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* The last folio_put() of a detached folio: __folio_put() ->
@@ -385,14 +435,14 @@ FreeFolio(f) ==
     /\ folioLoc[f] = "detached"
     /\ FolioRefsSafe(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = IF LeakedOnFree(f) THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* Another host user gets a free folio: alloc_pages() / the HugeTLB pool.
 AllocatorReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
@@ -402,9 +452,25 @@ AllocatorReuse(f) ==
 HostUserFree(f) ==
     /\ folioLoc[f] = "reused"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
-                       IF Backing = "buddy" /\ HasPoison(f) /\ On("free_pages_prepare.hwpoison")
+                       IF Backing = "buddy" /\ hwpoison[Head(f)] /\ On("free_pages_prepare.hwpoison")
                        THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, vm, tdx,
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors >>
+
+\* Pool shrink (nr_hugepages), memory offline and alloc_contig_range() dissolve
+\* free HugeTLB folios (remove_pool_hugetlb_folio(), dissolve_free_hugetlb_folio(),
+\* no poison check): __update_and_free_hugetlb_folio() moves the folio's flag to
+\* the raw pages of its raw-error list and frees the folio at high order, and
+\* free_pages_prepare() checks PG_hwpoison only at order 0.  Jiaqi Yan's series
+\* ("dissolve.hwpoison") frees only the healthy pages of a folio marked poisoned:
+\* here the folio is kept out.  (Demotion skips folios marked poisoned.)
+HugetlbDissolve(f) ==
+    /\ "dissolve" \in Features
+    /\ Backing = "hugetlb"
+    /\ folioLoc[f] = "pool"
+    /\ folioLoc' = [folioLoc EXCEPT ![f] =
+                       IF hwpoison[Head(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
 \* A hardware memory error on a guest_memfd page: memory_failure() sets
@@ -414,9 +480,10 @@ HostUserFree(f) ==
 MemoryFailure(p) ==
     /\ memErrors < MaxMemErrors
     /\ folioLoc[FolioOf(p)] = "gmem"
-    /\ ~hwpoison[p]
+    /\ ~bad[p]
     /\ memErrors' = memErrors + 1
-    /\ hwpoison' = [hwpoison EXCEPT ![p] = TRUE]
+    /\ hwpoison' = SetFlag(p)
+    /\ bad' = [bad EXCEPT ![p] = TRUE]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
                     otherTds, fd, convReq, removeFailures >>
@@ -427,7 +494,10 @@ KvmGmemBuggyCleanup ==
     LET inFd(p) == folioLoc[FolioOf(p)] = "gmem" IN
     /\ fd = "bugged"
     /\ fd' = "cleaned"
-    /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ inFd(p)]
+    /\ bad' = [p \in Pages |-> bad[p] \/ inFd(p)]
+    \* memory_failure() of each page: a whole HugeTLB folio's flag is its head's
+    /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ (inFd(p) /\ (Backing # "hugetlb"
+                        \/ Split(FolioOf(p)) \/ p = Head(FolioOf(p))))]
     /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
                     otherTds, convReq, removeFailures, memErrors >>
@@ -438,7 +508,7 @@ KvmGmemBuggyCleanup ==
 TdxReleaseHkid ==
     /\ vm # "destroyed"
     /\ vm' = "destroyed"
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison,
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
                     tdx, otherTds, fd, convReq, removeFailures, memErrors >>
 
 -----------------------------------------------------------------------------
@@ -453,6 +523,7 @@ Next ==
           \/ FreeFolio(f)
           \/ AllocatorReuse(f)
           \/ HostUserFree(f)
+          \/ HugetlbDissolve(f)
     \/ \E p \in Pages :
           \/ KvmTdpMapPrivate(p)
           \/ TdxSeptRemove(p)
@@ -515,12 +586,12 @@ NoPrivateHostMappingInv ==
 \*    folio with a poisoned page is never handed out again.  (Sitting on the
 \*    HugeTLB free list is allowed: dequeue skips it; see the README.)
 PoisonContainedStep ==
-    /\ \A p \in Pages : hwpoison[p] =>
+    /\ \A p \in Pages : bad[p] =>
           /\ mirror'[p] => mirror[p]
           /\ hostMap'[p] => hostMap[p]
           /\ hostPin'[p] => hostPin[p]
-    /\ \A f \in Folios : HasPoison(f) =>
-          (folioLoc[f] \in {"pool", "detached", "leaked"} => folioLoc'[f] \notin {"gmem", "reused"})
+    /\ \A f \in Folios : IsBad(f) =>
+          (folioLoc[f] \in {"pool", "detached", "leaked", "buddy"} => folioLoc'[f] \notin {"gmem", "reused"})
 PoisonContainedProp == [][PoisonContainedStep]_vars
 
 \* 4. References never go negative or beyond one per page; a free or reused
@@ -528,11 +599,11 @@ PoisonContainedProp == [][PoisonContainedStep]_vars
 RefcountSoundInv ==
     \A f \in Folios :
         /\ \A p \in PagesOf(f) : tdxRefs[p] \in 0..1
-        /\ folioLoc[f] \in {"pool", "reused"} => FolioRefsSafe(f)
+        /\ folioLoc[f] \in {"pool", "reused", "buddy"} => FolioRefsSafe(f)
 
 \* 6. With no injected faults, every folio eventually returns to an allocator
 \*    after the VM is destroyed.
-AllReturned == \A f \in Folios : folioLoc[f] \in {"pool", "reused"}
+AllReturned == \A f \in Folios : folioLoc[f] \in {"pool", "reused", "buddy"}
 NoLeakWithoutFaultsProp == vm = "destroyed" ~> AllReturned
 
 \* 7. A requested conversion eventually succeeds, or the VM is dead.
@@ -543,5 +614,5 @@ ConversionCompletesProp == convReq # NoReq ~> (convReq = NoReq \/ vm # "running"
 (***************************************************************************)
 \* Pages leaked although never poisoned (a HugeTLB folio for one bad page).
 CollateralLeak == Cardinality({p \in Pages : folioLoc[FolioOf(p)] \in {"leaked", "detached"}
-                                              /\ vm = "destroyed" /\ ~hwpoison[p]})
+                                              /\ vm = "destroyed" /\ ~bad[p]})
 =============================================================================

@@ -35,6 +35,7 @@ def tlc_graph(tmp_path: Path, cfg: model.Config):
             f"    MaxRemoveFailures = {cfg.max_remove_failures}",
             f"    MaxMemErrors = {cfg.max_mem_errors}",
             f"    Disabled = {quoted(cfg.disabled)}", f"    Added = {quoted(cfg.added)}",
+            f"    Features = {quoted(cfg.features)}",
             "SPECIFICATION Spec"]) + "\n")
     done = subprocess.run(
         [find_java(), f"-Djava.io.tmpdir={tmp_path}", "-cp", str(default_jar()), "tlc2.TLC",
@@ -77,7 +78,28 @@ def test_same_graph_as_tlc_for_mutants(tlc_ready, tmp_path, design, backing, pag
 
 def test_same_graph_with_two_folios_and_added_checks(tlc_ready, tmp_path):
     cfg = model.Config("BuggyCleanup", "buddy", folios=2, max_remove_failures=1,
-                       added=frozenset({"gmem_free.bugged_fd", "convert.hwpoison"}))
+                       added=frozenset({"convert.hwpoison"}))
+    assert_same_graph(tmp_path, cfg)
+
+
+# PG_hwpoison as stored (split copies, merge keeps the head's, the fold), the dissolve path
+# with and without Jiaqi Yan's check, and upstream (no in-place conversion).
+FEATURE_CASES = [
+    ("HWPoison", "hugetlb", 1, (), (), ("in_place_conversion", "dissolve")),
+    ("HWPoison", "hugetlb", 1, (), ("merge.fold_hwpoison", "dissolve.hwpoison"),
+     ("in_place_conversion", "dissolve")),
+    ("NoHold", "hugetlb", 1, ("gmem_free.hwpoison",), (), ("dissolve",)),
+    ("NoHold", "buddy", 2, (), (), ()),          # upstream: no in-place conversion
+]
+
+
+@pytest.mark.parametrize("design, backing, folios, disabled, added, features", FEATURE_CASES)
+def test_same_graph_with_features(tlc_ready, tmp_path, design, backing, folios, disabled, added,
+                                  features):
+    pages = 2 if backing == "hugetlb" else 1
+    cfg = model.Config(design, backing, folios=folios, pages_per_folio=pages, max_remove_failures=1,
+                       max_mem_errors=1, disabled=frozenset(disabled), added=frozenset(added),
+                       features=frozenset(features))
     assert_same_graph(tmp_path, cfg)
 
 
@@ -120,6 +142,6 @@ def test_python_properties_agree_with_the_matrix_on_buddy_runs():
                            pages_per_folio=run.pages_per_folio,
                            max_remove_failures=run.remove_failures,
                            max_mem_errors=run.mem_errors, disabled=frozenset(run.disabled),
-                           added=frozenset(run.added))
+                           added=frozenset(run.added), features=frozenset(run.features))
         got = python_safety_verdicts(cfg)
         assert got == {k: run.expect[k] for k in got}, run.name

@@ -187,12 +187,13 @@ class BenchRenderer(render.Renderer):
 
 
 def _view(g: dict, x: tuple, req) -> model.State:
-    return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7],
+    return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8],
                        g["vm"], g["tdx"], g["otherTds"], g["fd"], req, 0, 0)
 
 
 def _part(t: model.State) -> tuple:
-    return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison)
+    return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison,
+            t.bad)
 
 
 class Walk:
@@ -267,7 +268,7 @@ class Walk:
         if s.folioLoc[0] == "gmem" and not s.hostMap[0] and model.KvmGmemHostFault(cfg, s, 0) is None:
             host = REFUSED_HOST_FAULT * (5 if s.hwpoison[0] else 0.05)
         if (s.folioLoc[0] == "gmem" and s.vm == "running" and s.attr[0] == "private"
-                and not s.mirror[0] and model.has_poison(cfg, s, 0)
+                and not s.mirror[0] and model.is_bad(cfg, s, 0)
                 and cfg.on("gmem_get_pfn.hwpoison")):
             guest = REFUSED_GUEST_FAULT * 5
         return host, guest

@@ -77,7 +77,8 @@ def _config(constants: dict) -> model.Config:
                         max_remove_failures=constants["MaxRemoveFailures"],
                         max_mem_errors=constants["MaxMemErrors"],
                         disabled=frozenset(constants["Disabled"]),
-                        added=frozenset(constants["Added"]))
+                        added=frozenset(constants["Added"]),
+                        features=frozenset(constants.get("Features", model.DEFAULT_FEATURES)))
 
 
 def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:

@@ -22,7 +22,7 @@ def folio_label(cfg: model.Config, s: model.State, f: int) -> str:
     flags = []
     if any(s.sept[p] == "mapped" and not s.mirror[p] and s.tdx != "off" for p in pages):
         flags.append("TD-owned")
-    if model.has_poison(cfg, s, f):
+    if model.is_bad(cfg, s, f):
         flags.append("poisoned")
     if any(s.tdxRefs[p] for p in pages):
         flags.append("TDX ref")

@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .model import ALL_FEATURES, DEFAULT_FEATURES
 from .properties import BY_KEY, HOLDS, NOT_APPLICABLE, PROPERTIES, VERDICTS
 
 DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
@@ -32,6 +33,7 @@ class Run:
     mem_errors: int
     disabled: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
+    features: tuple[str, ...] = tuple(sorted(DEFAULT_FEATURES))
     kind: str = "design"
     note: str = ""
     expect: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -53,7 +55,8 @@ class Run:
                 "FoliosForLiveness": self.liveness_folios,
                 "PagesPerFolio": self.pages_per_folio,
                 "MaxRemoveFailures": self.remove_failures, "MaxMemErrors": self.mem_errors,
-                "Disabled": list(self.disabled), "Added": list(self.added)}
+                "Disabled": list(self.disabled), "Added": list(self.added),
+                "Features": list(self.features)}
 
 
 def _int(raw: dict, key: str, where: str, low: int, high: int) -> int:
@@ -72,11 +75,18 @@ def _names(raw: dict, key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _features(raw: dict, where: str) -> tuple[str, ...]:
+    value = raw.get("features", sorted(DEFAULT_FEATURES))
+    if not isinstance(value, list) or not set(value) <= ALL_FEATURES:
+        raise MatrixError(f"{where}: features must be a list of {', '.join(sorted(ALL_FEATURES))}")
+    return tuple(sorted(value))
+
+
 def _run(raw: dict, defaults: dict, where: str) -> Run:
     merged = {**defaults, **raw}
     known = {"name", "design", "backing", "folios", "liveness_folios", "pages_per_folio",
              "remove_failures",
-             "mem_errors", "disabled", "added", "kind", "note", "expect"}
+             "mem_errors", "disabled", "added", "features", "kind", "note", "expect"}
     unknown = set(merged) - known
     if unknown:
         raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -109,7 +119,7 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
         remove_failures=_int(merged, "remove_failures", where, 0, 2),
         mem_errors=_int(merged, "mem_errors", where, 0, 2),
         disabled=_names(merged, "disabled", where), added=_names(merged, "added", where),
-        kind=kind, note=str(merged.get("note", "")),
+        features=_features(merged, where), kind=kind, note=str(merged.get("note", "")),
         expect=_expect(merged["expect"], where))
     if run.backing == "buddy" and run.pages_per_folio != 1:
         raise MatrixError(f"{where}: buddy folios have one page (upstream guest_memfd is order-0)")

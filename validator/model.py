@@ -27,11 +27,14 @@ DESIGN_CHECKS = {
     "HWPoison": frozenset({"tdx_remove_failed.set_hwpoison", "gmem_fault.hwpoison",
                            "gmem_free.hwpoison"}),
     "BuggyCleanup": frozenset({"tdx_remove_failed.mark_fd_bugged", "convert.bugged_fd",
-                               "punch_hole.bugged_fd"}),
+                               "punch_hole.bugged_fd", "gmem_free.bugged_fd"}),
     "NoMoreSeamcalls": frozenset({"tdx_remove_failed.buggy_shutdown",
                                   "tdx_buggy_shutdown.wbinvd"}),
 }
-PROPOSED_CHECKS = frozenset({"convert.hwpoison", "gmem_free.bugged_fd", "host_fault.bugged_fd"})
+PROPOSED_CHECKS = frozenset({"convert.hwpoison", "host_fault.bugged_fd", "merge.fold_hwpoison",
+                             "dissolve.hwpoison"})
+ALL_FEATURES = frozenset({"in_place_conversion", "dissolve"})
+DEFAULT_FEATURES = frozenset({"in_place_conversion"})
 ALL_CHECKS = UPSTREAM_CHECKS | PROPOSED_CHECKS | frozenset().union(*DESIGN_CHECKS.values())
 
 
@@ -46,6 +49,7 @@ class Config:
     max_mem_errors: int = 0
     disabled: frozenset = frozenset()
     added: frozenset = frozenset()
+    features: frozenset = DEFAULT_FEATURES
 
     def __post_init__(self):
         if self.design not in DESIGNS:
@@ -55,6 +59,8 @@ class Config:
         unknown = (set(self.disabled) | set(self.added)) - ALL_CHECKS
         if unknown:
             raise ValueError(f"unknown check(s) {', '.join(sorted(unknown))}")
+        if not set(self.features) <= ALL_FEATURES:
+            raise ValueError(f"unknown feature(s) {sorted(set(self.features) - ALL_FEATURES)}")
         object.__setattr__(self, "active", frozenset(
             (UPSTREAM_CHECKS | DESIGN_CHECKS[self.design] | set(self.added)) - set(self.disabled)))
 
@@ -73,14 +79,15 @@ class Config:
 
 
 class State(NamedTuple):
-    folioLoc: tuple     # per folio: pool | gmem | detached | reused | leaked
+    folioLoc: tuple     # per folio: pool | gmem | detached | reused | leaked | buddy
     tdxRefs: tuple      # per page: int
     attr: tuple         # per page: private | shared
     sept: tuple         # per page: unmapped | mapped
     mirror: tuple       # per page: bool
     hostMap: tuple      # per page: bool
     hostPin: tuple      # per page: bool
-    hwpoison: tuple     # per page: bool
+    hwpoison: tuple     # per page: PG_hwpoison as stored (a whole HugeTLB folio: its head's)
+    bad: tuple          # per page: poisoned (memory error, TDX): what the properties judge
     vm: str             # running | bugged | destroyed
     tdx: str            # on | off | off_dirty
     otherTds: str       # alive | dead
@@ -93,7 +100,7 @@ class State(NamedTuple):
 def init(cfg: Config) -> State:
     n = cfg.pages
     return State(("pool",) * cfg.folios, (0,) * n, ("private",) * n, ("unmapped",) * n,
-                 (False,) * n, (False,) * n, (False,) * n, (False,) * n,
+                 (False,) * n, (False,) * n, (False,) * n, (False,) * n, (False,) * n,
                  "running", "on", "alive", "ok", None, 0, 0)
 
 
@@ -103,12 +110,43 @@ def _set(values: tuple, index: int, value) -> tuple:
 
 # ---- helpers (same names as the spec's operators, in Python case) ----------
 
-def has_poison(cfg: Config, s: State, f: int) -> bool:
-    return any(s.hwpoison[p] for p in cfg.pages_of(f))
-
-
 def whole(cfg: Config, s: State, f: int) -> bool:
     return all(s.attr[p] == "private" for p in cfg.pages_of(f))
+
+
+# PG_hwpoison as the kernel stores it (the spec's section of the same name).
+def head(cfg: Config, f: int) -> int:
+    return f * cfg.pages_per_folio
+
+
+def split(cfg: Config, s: State, f: int) -> bool:
+    return cfg.backing == "hugetlb" and s.folioLoc[f] == "gmem" and not whole(cfg, s, f)
+
+
+def flag_of(cfg: Config, s: State, p: int) -> bool:
+    f = cfg.folio_of(p)
+    return s.hwpoison[p] if split(cfg, s, f) else s.hwpoison[head(cfg, f)]
+
+
+def is_bad(cfg: Config, s: State, f: int) -> bool:
+    return any(s.bad[p] for p in cfg.pages_of(f))
+
+
+def set_flag(cfg: Config, s: State, p: int) -> tuple:
+    f = cfg.folio_of(p)
+    target = head(cfg, f) if cfg.backing == "hugetlb" and not split(cfg, s, f) else p
+    return _set(s.hwpoison, target, True)
+
+
+def split_flags(cfg: Config, s: State, f: int) -> tuple:
+    h = s.hwpoison[head(cfg, f)]
+    return tuple(h if cfg.folio_of(q) == f else s.hwpoison[q] for q in range(cfg.pages))
+
+
+def merge_flags(cfg: Config, s: State, f: int) -> tuple:
+    if cfg.on("merge.fold_hwpoison"):
+        return _set(s.hwpoison, head(cfg, f), any(s.hwpoison[p] for p in cfg.pages_of(f)))
+    return s.hwpoison
 
 
 def page_refs_safe(s: State, p: int) -> bool:
@@ -120,14 +158,16 @@ def folio_refs_safe(cfg: Config, s: State, f: int) -> bool:
 
 
 def may_hand_out(cfg: Config, s: State, f: int) -> bool:
+    if s.folioLoc[f] == "buddy":
+        return True
     if s.folioLoc[f] != "pool":
         return False
-    return not (cfg.backing == "hugetlb" and has_poison(cfg, s, f)
+    return not (cfg.backing == "hugetlb" and s.hwpoison[head(cfg, f)]
                 and cfg.on("hugetlb_dequeue.hwpoison"))
 
 
 def leaked_on_free(cfg: Config, s: State, f: int) -> bool:
-    poisoned = has_poison(cfg, s, f)
+    poisoned = s.hwpoison[head(cfg, f)]
     return ((cfg.backing == "buddy" and poisoned and cfg.on("free_pages_prepare.hwpoison"))
             or (cfg.backing == "hugetlb" and poisoned and cfg.on("gmem_free.hwpoison"))
             or (s.fd != "ok" and cfg.on("gmem_free.bugged_fd")))
@@ -145,7 +185,9 @@ def _truncate(cfg: Config, s: State, f: int) -> State:
     host_map = list(s.hostMap)
     for p in cfg.pages_of(f):
         host_map[p] = False
-    return s._replace(folioLoc=_set(s.folioLoc, f, "detached"), hostMap=tuple(host_map))
+    flags = merge_flags(cfg, s, f) if split(cfg, s, f) else s.hwpoison
+    return s._replace(folioLoc=_set(s.folioLoc, f, "detached"), hostMap=tuple(host_map),
+                      hwpoison=flags)
 
 
 # ---- actions -----------------------------------------------------------------
@@ -164,7 +206,9 @@ def KvmGmemAllocFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
             and _ok(why, may_hand_out(cfg, s, f),
                     "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
         return None
-    return s._replace(folioLoc=_set(s.folioLoc, f, "gmem"))
+    flags = (split_flags(cfg, s, f) if cfg.backing == "hugetlb" and not whole(cfg, s, f)
+             else s.hwpoison)
+    return s._replace(folioLoc=_set(s.folioLoc, f, "gmem"), hwpoison=flags)
 
 
 def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
@@ -175,7 +219,7 @@ def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
             and _ok(why, s.attr[p] == "private", "the page is private")
             and _ok(why, not s.mirror[p], "no mirror SPTE yet")
             and _ok(why, s.sept[p] == "unmapped", "no S-EPT entry yet")
-            and _ok(why, not (has_poison(cfg, s, f) and cfg.on("gmem_get_pfn.hwpoison")),
+            and _ok(why, not (flag_of(cfg, s, p) and cfg.on("gmem_get_pfn.hwpoison")),
                     "gmem_get_pfn.hwpoison: the folio is poisoned (-EHWPOISON)")):
         return None
     refs = _set(s.tdxRefs, p, s.tdxRefs[p] + 1) if cfg.design == "FolioRef" else s.tdxRefs
@@ -200,14 +244,16 @@ def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None
     refs = s.tdxRefs
     if cfg.design == "FolioRef" and not cfg.on("tdx_remove_failed.hold_ref"):
         refs = _set(refs, p, refs[p] - 1)
-    poison = _set(s.hwpoison, p, True) if cfg.on("tdx_remove_failed.set_hwpoison") else s.hwpoison
+    poisons = cfg.on("tdx_remove_failed.set_hwpoison")
+    poison = set_flag(cfg, s, p) if poisons else s.hwpoison
+    bad = _set(s.bad, p, True) if poisons else s.bad
     fd = "bugged" if cfg.on("tdx_remove_failed.mark_fd_bugged") and s.fd == "ok" else s.fd
     tdx, others = s.tdx, s.otherTds
     if cfg.on("tdx_remove_failed.buggy_shutdown"):
         tdx = "off" if cfg.on("tdx_buggy_shutdown.wbinvd") else "off_dirty"
         others = "dead"
     return s._replace(removeFailures=s.removeFailures + 1, mirror=_set(s.mirror, p, False),
-                      vm=_bug_vm(s.vm), tdxRefs=refs, hwpoison=poison, fd=fd, tdx=tdx,
+                      vm=_bug_vm(s.vm), tdxRefs=refs, hwpoison=poison, bad=bad, fd=fd, tdx=tdx,
                       otherTds=others)
 
 
@@ -220,7 +266,8 @@ def TdxSeptRemoveAfterShutdown(cfg: Config, s: State, p: int, why=None) -> State
 
 def VmmConvertRequest(cfg: Config, s: State, p: int, to: str, why=None) -> State | None:
     f = cfg.folio_of(p)
-    if not (_ok(why, s.convReq is None, "no other conversion pending")
+    if not (_ok(why, "in_place_conversion" in cfg.features, "no in-place conversion")
+            and _ok(why, s.convReq is None, "no other conversion pending")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, s.attr[p] != to, f"the page is not already {to}")):
         return None
@@ -238,7 +285,7 @@ def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
     if not (_ok(why, not s.mirror[p], "the private mapping was zapped first")
             and _ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
                     "convert.bugged_fd: the fd is bugged")
-            and _ok(why, not (s.hwpoison[p] and cfg.on("convert.hwpoison")),
+            and _ok(why, not (flag_of(cfg, s, p) and cfg.on("convert.hwpoison")),
                     "convert.hwpoison: the page is poisoned")
             and _ok(why, not cfg.on("convert_shared.safe_refcount") or page_refs_safe(s, p),
                     "convert_shared.safe_refcount: extra references on the page")
@@ -247,7 +294,9 @@ def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
                     or folio_refs_safe(cfg, s, f),
                     "restructure.safe_refcount: extra references block the HugeTLB split")):
         return None
-    return s._replace(attr=_set(s.attr, p, "shared"), convReq=None)
+    flags = (split_flags(cfg, s, f) if cfg.backing == "hugetlb" and whole(cfg, s, f)
+             else s.hwpoison)          # the first shared page splits a whole folio
+    return s._replace(attr=_set(s.attr, p, "shared"), convReq=None, hwpoison=flags)
 
 
 def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
@@ -260,7 +309,7 @@ def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
         return s._replace(convReq=None)
     if not (_ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
                 "convert.bugged_fd: the fd is bugged")
-            and _ok(why, not (s.hwpoison[p] and cfg.on("convert.hwpoison")),
+            and _ok(why, not (flag_of(cfg, s, p) and cfg.on("convert.hwpoison")),
                     "convert.hwpoison: the page is poisoned")):
         return None
     merges = cfg.backing == "hugetlb" and all(
@@ -271,18 +320,21 @@ def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
     unmapped = s._replace(hostMap=_set(s.hostMap, p, False))
     if not safe:
         return unmapped          # -EAGAIN, after unmap_mapping_pages()
-    return unmapped._replace(attr=_set(s.attr, p, "private"), convReq=None)
+    flags = merge_flags(cfg, s, f) if merges else s.hwpoison    # the last one merges it back
+    return unmapped._replace(attr=_set(s.attr, p, "private"), convReq=None, hwpoison=flags)
 
 
 def KvmGmemHostFault(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
-    if not (_ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+    if not (_ok(why, "in_place_conversion" in cfg.features,
+                "no shared mmap of a TDX guest_memfd upstream (SIGBUS)")
+            and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not s.hostMap[p], "not mapped by the host yet")
             and _ok(why, not (s.attr[p] == "private" and cfg.on("gmem_fault.shared")),
                     "gmem_fault.shared: the page is private (SIGBUS)")
             and _ok(why, not (s.hwpoison[p] and cfg.on("do_fault.hwpoison")),
                     "do_fault.hwpoison: the page is poisoned (VM_FAULT_HWPOISON)")
-            and _ok(why, not (has_poison(cfg, s, f) and cfg.on("gmem_fault.hwpoison")),
+            and _ok(why, not (flag_of(cfg, s, p) and cfg.on("gmem_fault.hwpoison")),
                     "gmem_fault.hwpoison: the folio is poisoned")
             and _ok(why, not fd_refuses(cfg, s, "host_fault.bugged_fd"),
                     "host_fault.bugged_fd: the fd is bugged")):
@@ -339,7 +391,8 @@ def FreeFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
 
 
 def AllocatorReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
-    if not (_ok(why, s.folioLoc[f] == "pool", f"folio in the pool (it is {s.folioLoc[f]})")
+    if not (_ok(why, s.folioLoc[f] in ("pool", "buddy"),
+                f"folio free in an allocator (it is {s.folioLoc[f]})")
             and _ok(why, may_hand_out(cfg, s, f),
                     "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
         return None
@@ -349,7 +402,7 @@ def AllocatorReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
 def HostUserFree(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not _ok(why, s.folioLoc[f] == "reused", f"another user holds the folio (it is {s.folioLoc[f]})"):
         return None
-    leaked = (cfg.backing == "buddy" and has_poison(cfg, s, f)
+    leaked = (cfg.backing == "buddy" and s.hwpoison[head(cfg, f)]
               and cfg.on("free_pages_prepare.hwpoison"))
     return s._replace(folioLoc=_set(s.folioLoc, f, "leaked" if leaked else "pool"))
 
@@ -358,18 +411,31 @@ def MemoryFailure(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
     if not (_ok(why, s.memErrors < cfg.max_mem_errors, "memory-error budget")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
-            and _ok(why, not s.hwpoison[p], "the page is not poisoned yet")):
+            and _ok(why, not s.bad[p], "the page is not poisoned yet")):
         return None
-    return s._replace(memErrors=s.memErrors + 1, hwpoison=_set(s.hwpoison, p, True),
-                      hostMap=_set(s.hostMap, p, False))
+    return s._replace(memErrors=s.memErrors + 1, hwpoison=set_flag(cfg, s, p),
+                      bad=_set(s.bad, p, True), hostMap=_set(s.hostMap, p, False))
+
+
+def HugetlbDissolve(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, "dissolve" in cfg.features, "no dissolve path")
+            and _ok(why, cfg.backing == "hugetlb", "a HugeTLB folio")
+            and _ok(why, s.folioLoc[f] == "pool", f"folio in the pool (it is {s.folioLoc[f]})")):
+        return None
+    kept = s.hwpoison[head(cfg, f)] and cfg.on("dissolve.hwpoison")
+    return s._replace(folioLoc=_set(s.folioLoc, f, "leaked" if kept else "buddy"))
 
 
 def KvmGmemBuggyCleanup(cfg: Config, s: State, why=None) -> State | None:
     if not _ok(why, s.fd == "bugged", f"the fd is bugged, cleanup pending (fd is {s.fd})"):
         return None
     in_fd = [s.folioLoc[cfg.folio_of(p)] == "gmem" for p in range(cfg.pages)]
+    # memory_failure() of each page: a whole HugeTLB folio's flag is its head's
+    flagged = [in_fd[p] and (cfg.backing != "hugetlb" or split(cfg, s, cfg.folio_of(p))
+                             or p == head(cfg, cfg.folio_of(p))) for p in range(cfg.pages)]
     return s._replace(fd="cleaned",
-                      hwpoison=tuple(s.hwpoison[p] or in_fd[p] for p in range(cfg.pages)),
+                      hwpoison=tuple(s.hwpoison[p] or flagged[p] for p in range(cfg.pages)),
+                      bad=tuple(s.bad[p] or in_fd[p] for p in range(cfg.pages)),
                       hostMap=tuple(s.hostMap[p] and not in_fd[p] for p in range(cfg.pages)))
 
 
@@ -380,7 +446,7 @@ def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
 
 
 FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
-                 AllocatorReuse, HostUserFree)
+                 AllocatorReuse, HostUserFree, HugetlbDissolve)
 PAGE_ACTIONS = (KvmTdpMapPrivate, TdxSeptRemoveOk, TdxSeptRemoveFailed,
                 TdxSeptRemoveAfterShutdown, KvmGmemHostFault, HostGup, HostUnpin, HostUnmap,
                 MemoryFailure)
@@ -454,7 +520,7 @@ def to_tla(cfg: Config, s: State) -> dict:
         "folioLoc": {folio_name(f): v for f, v in enumerate(s.folioLoc)},
         "tdxRefs": per_page(s.tdxRefs), "attr": per_page(s.attr), "sept": per_page(s.sept),
         "mirror": per_page(s.mirror), "hostMap": per_page(s.hostMap),
-        "hostPin": per_page(s.hostPin), "hwpoison": per_page(s.hwpoison),
+        "hostPin": per_page(s.hostPin), "hwpoison": per_page(s.hwpoison), "bad": per_page(s.bad),
         "vm": s.vm, "tdx": s.tdx, "otherTds": s.otherTds, "fd": s.fd, "convReq": req,
         "removeFailures": s.removeFailures, "memErrors": s.memErrors,
     }
@@ -482,16 +548,16 @@ def no_private_host_mapping(cfg: Config, s: State) -> bool:
 def refcount_sound(cfg: Config, s: State) -> bool:
     return all(0 <= r <= 1 for r in s.tdxRefs) and all(
         folio_refs_safe(cfg, s, f) for f in range(cfg.folios)
-        if s.folioLoc[f] in ("pool", "reused"))
+        if s.folioLoc[f] in ("pool", "reused", "buddy"))
 
 
 def poison_contained_step(cfg: Config, s: State, t: State) -> bool:
     for p in range(cfg.pages):
-        if s.hwpoison[p] and ((t.mirror[p] and not s.mirror[p]) or (t.hostMap[p] and not s.hostMap[p])
+        if s.bad[p] and ((t.mirror[p] and not s.mirror[p]) or (t.hostMap[p] and not s.hostMap[p])
                               or (t.hostPin[p] and not s.hostPin[p])):
             return False
     for f in range(cfg.folios):
-        if (has_poison(cfg, s, f) and s.folioLoc[f] in ("pool", "detached", "leaked")
+        if (is_bad(cfg, s, f) and s.folioLoc[f] in ("pool", "detached", "leaked", "buddy")
                 and t.folioLoc[f] in ("gmem", "reused")):
             return False
     return True
@@ -522,6 +588,7 @@ KERNEL_FUNCTION = {
     "FreeFolio": "folio_put(): free_huge_folio() / free_pages_prepare()",
     "AllocatorReuse": "alloc_pages() / alloc_hugetlb_folio()",
     "HostUserFree": "__free_pages() / free_huge_folio() by that user",
+    "HugetlbDissolve": "__update_and_free_hugetlb_folio(): pool shrink, offline",
     "MemoryFailure": "memory_failure()",
     "KvmGmemBuggyCleanup": "kvm_gmem_buggy_cleanup()",
     "TdxReleaseHkid": "tdx_mmu_release_hkid()",

@@ -142,7 +142,7 @@ class Renderer:
         (p,) = st.params
         who = VCPU if st.before.vm == "running" else VMM
         self.probe(who, "vm_bugged", "", "d..1.")
-        if not st.before.hwpoison[p] and st.after.hwpoison[p]:
+        if not st.before.bad[p] and st.after.bad[p]:
             self.probe(who, "set_hwpoison", f"pfn=0x{self.pfn(p):x}", "d..1.")
         if st.before.fd == "ok" and st.after.fd == "bugged":
             self.probe(who, "gmem_buggy_cleanup", "", "d..1.")

@@ -28,7 +28,7 @@ The candidate set is kept factored, so that the cost of an event does not
 depend on how many folios the trace has shown.  A model.State splits into a
 VM-wide part G = (vm, tdx, otherTds, fd, convReq) and one part per folio
 X_f = (folioLoc[f] and the f's pages of tdxRefs, attr, sept, mirror,
-hostMap, hostPin, hwpoison).  The set is a union of *branches*, each a
+hostMap, hostPin, hwpoison, bad).  The set is a union of *branches*, each a
 product {G} x S_1 x ... x S_n of one VM-wide part and one non-empty set of
 parts per folio (`_Branch`).  This is exact, not an approximation:
 
@@ -252,8 +252,8 @@ def _localize(desc: tuple, base: int) -> tuple:
 def _view(g: tuple, x: tuple | None) -> model.State:
     """The one-folio state of VM-wide part g and folio part x (None: no folio)."""
     if x is None:
-        return model.State((), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0)
-    return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7],
+        return model.State((), (), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0)
+    return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8],
                        g[0], g[1], g[2], g[3], g[4], 0, 0)
 
 
@@ -262,7 +262,8 @@ def _vm_part(t: model.State) -> tuple:
 
 
 def _folio_part(t: model.State) -> tuple:
-    return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison)
+    return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison,
+            t.bad)
 
 
 def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
@@ -704,7 +705,7 @@ class Replay:
 
     def _whole(self, g: tuple, parts: list) -> model.State:
         """The model.State of VM-wide part g and one part per folio."""
-        per_page = (tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 8))
+        per_page = (tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 9))
         return model.State(tuple(x[0] for x in parts), *per_page, g[0], g[1], g[2], g[3], g[4],
                            None, None)
 
@@ -811,7 +812,7 @@ def build_step(desc: tuple, shown_base: int = 0) -> Step:
     if kind == "memory_failure":
         (p,) = args
         return _either(_action(model.MemoryFailure, p), _action(model.KvmGmemBuggyCleanup),
-                       _observe(lambda c, s: s.hwpoison[p], "a repeated report of a poisoned page"))
+                       _observe(lambda c, s: s.bad[p], "a repeated report of a poisoned page"))
     if kind == "gmem_free":
         return _truncate_then_free(*args)
     if kind == "hugetlb_free":

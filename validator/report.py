@@ -147,7 +147,8 @@ def _counterexample(path: Path, kind: str) -> Counterexample:
                            pages_per_folio=c["PagesPerFolio"],
                            max_remove_failures=c["MaxRemoveFailures"],
                            max_mem_errors=c["MaxMemErrors"], disabled=frozenset(c["Disabled"]),
-                           added=frozenset(c["Added"]))
+                           added=frozenset(c["Added"]),
+                           features=frozenset(c.get("Features", model.DEFAULT_FEATURES)))
         ftrace = render.render(cfg, render.steps_from_states(
             cfg, [(s["action"], s["state"]) for s in trace]))
     return Counterexample(data["run"], c["Design"], kind, data["property"],

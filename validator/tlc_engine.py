@@ -192,6 +192,7 @@ def write_cfg(path: Path, engine: Replay) -> None:
         f"    MaxMemErrors = {kinds.count('memory_failure')}",
         f"    Disabled = {quoted(engine.disabled)}",
         f"    Added = {quoted(engine.added)}",
+        f"    Features = {quoted(cfg.features if cfg else model.DEFAULT_FEATURES)}",
         "SPECIFICATION TvSpec",
     ] + [f"INVARIANT {name}" for name in PROPERTY_INVARIANTS]
     path.write_text("\n".join(lines) + "\n")

@@ -110,6 +110,7 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> No
         f"    MaxMemErrors = {run.mem_errors}",
         f"    Disabled = {quoted(run.disabled)}",
         f"    Added = {quoted(run.added)}",
+        f"    Features = {quoted(run.features)}",
         f"SPECIFICATION {'FairSpec' if liveness else 'Spec'}",
     ]
     # Symmetry is sound for safety only, and TLC needs two or more folios for it.
