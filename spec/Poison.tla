@@ -150,22 +150,22 @@ Whole(f) == \A p \in PagesOf(f) : attr[p] = "private"
 (* through its head.  guest_memfd merges a split folio before it leaves    *)
 (* (punch hole merges before truncating, release merges in the last put). *)
 (***************************************************************************)
-Head(f) == <<f, 1>>
+HeadPage(f) == <<f, 1>>
 Split(f) == Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ ~Whole(f)
 \* folio_test_hwpoison() of the folio page p belongs to.
-FlagOf(p) == IF Split(FolioOf(p)) THEN hwpoison[p] ELSE hwpoison[Head(FolioOf(p))]
+FlagOf(p) == IF Split(FolioOf(p)) THEN hwpoison[p] ELSE hwpoison[HeadPage(FolioOf(p))]
 HasFlag(f) == \E p \in PagesOf(f) : hwpoison[p]
 IsBad(f) == \E p \in PagesOf(f) : bad[p]
 \* Poisoning page p: on a whole HugeTLB folio memory_failure() and TDX set the folio's flag
 \* (folio_set_hugetlb_hwpoison(); p goes on the folio's raw-error list), else p's own.
 SetFlag(p) == IF Backing = "hugetlb" /\ ~Split(FolioOf(p))
-              THEN [hwpoison EXCEPT ![Head(FolioOf(p))] = TRUE]
+              THEN [hwpoison EXCEPT ![HeadPage(FolioOf(p))] = TRUE]
               ELSE [hwpoison EXCEPT ![p] = TRUE]
 \* guestmem_hugetlb_split_folio(): each tail's flags become a copy of the head's.
-SplitFlags(f) == [q \in Pages |-> IF FolioOf(q) = f THEN hwpoison[Head(f)] ELSE hwpoison[q]]
+SplitFlags(f) == [q \in Pages |-> IF FolioOf(q) = f THEN hwpoison[HeadPage(f)] ELSE hwpoison[q]]
 \* guestmem_hugetlb_merge_folio(): prep_compound_page() leaves the folio page 0's flags, a
 \* tail's PG_hwpoison is not folded in; the proposed check folds it.
-MergeFlags(f) == IF On("merge.fold_hwpoison") THEN [hwpoison EXCEPT ![Head(f)] = HasFlag(f)]
+MergeFlags(f) == IF On("merge.fold_hwpoison") THEN [hwpoison EXCEPT ![HeadPage(f)] = HasFlag(f)]
                  ELSE hwpoison
 
 \* Only guest_memfd's page-cache references remain on the page (on the small
@@ -178,12 +178,12 @@ FolioRefsSafe(f) == \A p \in PagesOf(f) : PageRefsSafe(p)
 MayHandOut(f) ==
     \/ folioLoc[f] = "buddy"
     \/ /\ folioLoc[f] = "pool"
-       /\ (Backing = "hugetlb" /\ hwpoison[Head(f)]) => ~On("hugetlb_dequeue.hwpoison")
+       /\ (Backing = "hugetlb" /\ hwpoison[HeadPage(f)]) => ~On("hugetlb_dequeue.hwpoison")
 
 \* The free path decides whether a freed folio is kept out of circulation.
 LeakedOnFree(f) ==
-    \/ Backing = "buddy" /\ hwpoison[Head(f)] /\ On("free_pages_prepare.hwpoison")
-    \/ Backing = "hugetlb" /\ hwpoison[Head(f)] /\ On("gmem_free.hwpoison")
+    \/ Backing = "buddy" /\ hwpoison[HeadPage(f)] /\ On("free_pages_prepare.hwpoison")
+    \/ Backing = "hugetlb" /\ hwpoison[HeadPage(f)] /\ On("gmem_free.hwpoison")
     \/ fd # "ok" /\ On("gmem_free.bugged_fd")
 
 FdRefuses(check) == fd # "ok" /\ On(check)
@@ -452,7 +452,7 @@ AllocatorReuse(f) ==
 HostUserFree(f) ==
     /\ folioLoc[f] = "reused"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
-                       IF Backing = "buddy" /\ hwpoison[Head(f)] /\ On("free_pages_prepare.hwpoison")
+                       IF Backing = "buddy" /\ hwpoison[HeadPage(f)] /\ On("free_pages_prepare.hwpoison")
                        THEN "leaked" ELSE "pool"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
@@ -469,7 +469,7 @@ HugetlbDissolve(f) ==
     /\ Backing = "hugetlb"
     /\ folioLoc[f] = "pool"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
-                       IF hwpoison[Head(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
+                       IF hwpoison[HeadPage(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
                     otherTds, fd, convReq, removeFailures, memErrors >>
 
@@ -497,7 +497,7 @@ KvmGmemBuggyCleanup ==
     /\ bad' = [p \in Pages |-> bad[p] \/ inFd(p)]
     \* memory_failure() of each page: a whole HugeTLB folio's flag is its head's
     /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ (inFd(p) /\ (Backing # "hugetlb"
-                        \/ Split(FolioOf(p)) \/ p = Head(FolioOf(p))))]
+                        \/ Split(FolioOf(p)) \/ p = HeadPage(FolioOf(p))))]
     /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
                     otherTds, convReq, removeFailures, memErrors >>

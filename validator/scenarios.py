@@ -118,12 +118,21 @@ SCENARIOS = [
              [("KvmGmemAllocFolio", 0), ("VmmConvertRequest", 0, "shared"),
               ("KvmGmemConvertShared",), ("KvmGmemHostFault", 0), ("MemoryFailure", 0)],
              edit=_append_host_fault(0)),
-    Scenario("buggy-cleanup-window", "BuggyCleanup: the VM is torn down and guest_memfd "
-             "evicted before the deferred cleanup runs; the folio is freed and reused",
+    Scenario("buggy-cleanup-window", "BuggyCleanup without its free-path check: the VM is "
+             "torn down and guest_memfd evicted before the deferred cleanup runs; the folio "
+             "is freed and reused",
              "BuggyCleanup", "buddy", [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0),
                                        ("TdxSeptRemoveFailed", 0), ("TdxReleaseHkid",),
                                        ("KvmGmemEvictInode", 0), ("FreeFolio", 0),
-                                       ("AllocatorReuse", 0)]),
+                                       ("AllocatorReuse", 0)],
+             disabled=frozenset({"gmem_free.bugged_fd"})),
+    Scenario("hwpoison-lost-at-merge", "HWPoison on HugeTLB: page 1 is shared (the folio is "
+             "split), page 2's removal fails and TDX poisons it, punch hole merges the folio "
+             "(its head is clean), and the pool hands it to another user",
+             "HWPoison", "hugetlb", [("KvmGmemAllocFolio", 0), ("VmmConvertRequest", 0, "shared"),
+                                     ("KvmTdpMapPrivate", 1), ("KvmGmemConvertShared",),
+                                     ("TdxSeptRemoveFailed", 1), ("KvmGmemPunchHole", 0),
+                                     ("FreeFolio", 0), ("AllocatorReuse", 0)], pages=2),
     Scenario("lost-events", "the removal-failure trace with lost events before the punch hole",
              "NoHold", "buddy", FAIL_TRUNCATE_REUSE,
              edit=_lose_events_before("gmem_punch_hole")),
