@@ -22,7 +22,7 @@ EXTENDS Naturals, FiniteSets
 CONSTANTS
     Folios,             \* folios the allocator can hand out (model values)
     PagesPerFolio,      \* 1 = an order-0 buddy folio; 2 = a HugeTLB folio (stands for 512 pages)
-    Backing,            \* "buddy" or "hugetlb": where guest_memfd gets its folios
+    Backing,            \* "buddy", "hugetlb" or "thp": where guest_memfd gets its folios
     Design,             \* what TDX / guest_memfd do after a failed removal
     MaxRemoveFailures,  \* how many S-EPT removals may fail (bugs in KVM or the TDX module)
     MaxMemErrors,       \* how many hardware memory errors may hit guest_memfd pages
@@ -63,7 +63,7 @@ DesignChecks ==
 ProposedChecks ==
   { "convert.hwpoison",           \* conversion refuses a poisoned range
     "host_fault.bugged_fd",       \* host faults on a bugged fd get SIGBUS
-    "merge.fold_hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
+    "merge.hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
     "dissolve.hwpoison" }         \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
 
 \* Kernel paths a configuration may have or lack.
@@ -75,7 +75,11 @@ AllFeatures ==
 Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
 
 ASSUME DesignAssumption == Design \in Designs
-ASSUME BackingAssumption == Backing \in {"buddy", "hugetlb"}
+\* "thp": a huge buddy folio (Michael Roth's THP-backed guest_memfd, under RFC v1 of the
+\* TDX huge-page series): never split in place, poisoned per raw page (memory_failure()
+\* sets the page's PG_hwpoison; folio_test_hwpoison() reads the head), freed at high
+\* order, where free_pages_prepare() checks nothing (kernel-facts.md 9.3).
+ASSUME BackingAssumption == Backing \in {"buddy", "hugetlb", "thp"}
 \* Upstream guest_memfd allocates order-0 folios only; huge folios come from HugeTLB.
 ASSUME FolioSizeAssumption == PagesPerFolio \in Nat \ {0} /\ (Backing = "buddy" => PagesPerFolio = 1)
 ASSUME BudgetAssumption == MaxRemoveFailures \in Nat /\ MaxMemErrors \in Nat
@@ -165,7 +169,7 @@ SetFlag(p) == IF Backing = "hugetlb" /\ ~Split(FolioOf(p))
 SplitFlags(f) == [q \in Pages |-> IF FolioOf(q) = f THEN hwpoison[HeadPage(f)] ELSE hwpoison[q]]
 \* guestmem_hugetlb_merge_folio(): prep_compound_page() leaves the folio page 0's flags, a
 \* tail's PG_hwpoison is not folded in; the proposed check folds it.
-MergeFlags(f) == IF On("merge.fold_hwpoison") THEN [hwpoison EXCEPT ![HeadPage(f)] = HasFlag(f)]
+MergeFlags(f) == IF On("merge.hwpoison") THEN [hwpoison EXCEPT ![HeadPage(f)] = HasFlag(f)]
                  ELSE hwpoison
 
 \* Only guest_memfd's page-cache references remain on the page (on the small

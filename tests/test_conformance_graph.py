@@ -86,17 +86,18 @@ def test_same_graph_with_two_folios_and_added_checks(tlc_ready, tmp_path):
 # with and without Jiaqi Yan's check, and upstream (no in-place conversion).
 FEATURE_CASES = [
     ("HWPoison", "hugetlb", 1, (), (), ("in_place_conversion", "dissolve")),
-    ("HWPoison", "hugetlb", 1, (), ("merge.fold_hwpoison", "dissolve.hwpoison"),
+    ("HWPoison", "hugetlb", 1, (), ("merge.hwpoison", "dissolve.hwpoison"),
      ("in_place_conversion", "dissolve")),
     ("NoHold", "hugetlb", 1, ("gmem_free.hwpoison",), (), ("dissolve",)),
     ("NoHold", "buddy", 2, (), (), ()),          # upstream: no in-place conversion
+    ("HWPoison", "thp", 1, (), (), ("in_place_conversion",)),
 ]
 
 
 @pytest.mark.parametrize("design, backing, folios, disabled, added, features", FEATURE_CASES)
 def test_same_graph_with_features(tlc_ready, tmp_path, design, backing, folios, disabled, added,
                                   features):
-    pages = 2 if backing == "hugetlb" else 1
+    pages = 1 if backing == "buddy" else 2
     cfg = model.Config(design, backing, folios=folios, pages_per_folio=pages, max_remove_failures=1,
                        max_mem_errors=1, disabled=frozenset(disabled), added=frozenset(added),
                        features=frozenset(features))

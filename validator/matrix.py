@@ -11,7 +11,7 @@ from .model import ALL_FEATURES, DEFAULT_FEATURES
 from .properties import BY_KEY, HOLDS, NOT_APPLICABLE, PROPERTIES, VERDICTS
 
 DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
-BACKINGS = ("buddy", "hugetlb")
+BACKINGS = ("buddy", "hugetlb", "thp")
 KINDS = ("design", "mutant", "variant")
 _CHECK_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -100,11 +100,11 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
     if merged["design"] not in DESIGNS:
         raise MatrixError(f"{where}: design {merged['design']!r} is not one of {', '.join(DESIGNS)}")
     if merged["backing"] not in BACKINGS:
-        raise MatrixError(f"{where}: backing {merged['backing']!r} is not buddy or hugetlb")
+        raise MatrixError(f"{where}: backing {merged['backing']!r} is not buddy, hugetlb or thp")
     kind = merged.get("kind", "design")
     if kind not in KINDS:
         raise MatrixError(f"{where}: kind {kind!r} is not design, mutant or variant")
-    pages = merged.get("pages_per_folio", {"buddy": 1, "hugetlb": 2})
+    pages = merged.get("pages_per_folio", {"buddy": 1, "hugetlb": 2, "thp": 2})
     if isinstance(pages, dict):
         pages = pages.get(merged["backing"], 1)
     merged["pages_per_folio"] = pages

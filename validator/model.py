@@ -31,7 +31,7 @@ DESIGN_CHECKS = {
     "NoMoreSeamcalls": frozenset({"tdx_remove_failed.buggy_shutdown",
                                   "tdx_buggy_shutdown.wbinvd"}),
 }
-PROPOSED_CHECKS = frozenset({"convert.hwpoison", "host_fault.bugged_fd", "merge.fold_hwpoison",
+PROPOSED_CHECKS = frozenset({"convert.hwpoison", "host_fault.bugged_fd", "merge.hwpoison",
                              "dissolve.hwpoison"})
 ALL_FEATURES = frozenset({"in_place_conversion", "dissolve"})
 DEFAULT_FEATURES = frozenset({"in_place_conversion"})
@@ -54,7 +54,7 @@ class Config:
     def __post_init__(self):
         if self.design not in DESIGNS:
             raise ValueError(f"unknown design {self.design!r}")
-        if self.backing not in ("buddy", "hugetlb"):
+        if self.backing not in ("buddy", "hugetlb", "thp"):
             raise ValueError(f"unknown backing {self.backing!r}")
         unknown = (set(self.disabled) | set(self.added)) - ALL_CHECKS
         if unknown:
@@ -144,7 +144,7 @@ def split_flags(cfg: Config, s: State, f: int) -> tuple:
 
 
 def merge_flags(cfg: Config, s: State, f: int) -> tuple:
-    if cfg.on("merge.fold_hwpoison"):
+    if cfg.on("merge.hwpoison"):
         return _set(s.hwpoison, head(cfg, f), any(s.hwpoison[p] for p in cfg.pages_of(f)))
     return s.hwpoison
 
