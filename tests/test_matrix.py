@@ -13,7 +13,15 @@ MATRIX = ROOT / "spec" / "matrix.toml"
 def test_real_matrix_loads_and_covers_every_design_and_backing():
     runs = load_matrix(MATRIX)
     pairs = {(r.design, r.backing) for r in runs if r.kind == "design"}
-    assert pairs == {(d, b) for d in DESIGNS for b in ("buddy", "hugetlb")}
+    assert pairs >= {(d, b) for d in DESIGNS for b in ("buddy", "hugetlb")}
+    assert {b for _, b in pairs} == {"buddy", "hugetlb", "thp"}
+    # the new dimensions are findable by name (issue 12)
+    names = [r.name for r in runs]
+    assert any("thp" in n for n in names) and any("dissolve" in n for n in names)
+    for run in runs:
+        assert ("dissolve" in run.features) == ("dissolve" in run.name), run.name
+        assert (run.backing == "thp") == ("thp" in run.name), run.name
+        assert (run.features == ()) == run.name.startswith("Upstream"), run.name
     for run in runs:
         assert set(run.expect) == {p.key for p in PROPERTIES}
 
