@@ -86,10 +86,17 @@ def _load_results(check_dir: Path) -> dict:
         raise ReportError(f"{path}: cannot read: {err}") from None
 
 
+UPSTREAM = "Upstream"     # runs named Upstream-*: the kernel as merged (NoHold, no conversion)
+
+
+def _row_of(run: dict) -> str:
+    return UPSTREAM if run["name"].startswith(UPSTREAM) else run["constants"]["Design"]
+
+
 def _design_rows(runs: list[dict]) -> list[DesignRow]:
     rows = []
-    for design in model.DESIGNS:
-        mine = [r for r in runs if r["constants"]["Design"] == design and r["kind"] == "design"]
+    for design in (UPSTREAM,) + model.DESIGNS:
+        mine = [r for r in runs if _row_of(r) == design and r["kind"] == "design"]
         if not mine:
             continue
         cells = {}
