@@ -70,7 +70,7 @@ from typing import Callable, Iterable, NamedTuple
 from . import evidence, model
 from .ftrace import Event, LostMarker
 from .ftrace.reader import MARKER_NAMES
-from .planner import EAGAIN, EHWPOISON, PlanInputError, Planner, Unrelated  # noqa: F401
+from .planner import PlanInputError, Planner, Unrelated
 from .probes import load_catalogue
 
 UNBOUNDED = 1 << 30
