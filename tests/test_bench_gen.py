@@ -133,3 +133,17 @@ def test_the_bench_validates_the_generated_trace(tmp_path, monkeypatch, capsys):
         assert rows[name]["note"] == "accepted" and rows[name]["lines"] == 3000
         assert rows[name]["events"] > 500 and rows[name]["rss_mb"] > 0
     assert out["info"]["design"] == model.DESIGNS[2] == "HWPoison"
+
+
+def test_the_trace_carries_what_a_real_capture_has_beside_the_probes(trace):
+    path, _ = trace
+    names = collections.Counter(summarise(read_file(path)).by_event)
+    assert names["tracing_mark_write"] == 1                    # record's marker line
+    assert names["mm_filemap_add_to_page_cache"] == names["gmem_alloc"] > 100
+    assert 0 < names["mm_filemap_delete_from_page_cache"] <= names["gmem_alloc"]
+    assert names["kvm_unmap_hva_range"] > 0
+    engine = Replay("HWPoison")
+    for item in iter_events(read_file(path)):
+        engine.feed(item)
+    # the page cache is observed: frees are judged without a hidden truncation
+    assert engine.planner.gmem_dev == (0, 16) and engine.planner.cache_observed

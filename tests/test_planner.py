@@ -184,3 +184,18 @@ def test_a_conversion_range_costs_the_pages_the_trace_knows():
                  "start=0x0 end=0xffffffffffffffff to=\"shared\" ret=0", marker=False)
     v = judge(text, "NoHold")
     assert v.verdict == "accepted", v.to_json()
+
+
+def test_an_over_long_line_does_not_stop_the_device_scan(tmp_path):
+    path = tmp_path / "long.trace"
+    path.write_text(HEAD + "x" * 3_000_000 + "\n" + trace(*LIFE).split("\n", 2)[2])
+    from validator.observations import scan_gmem_dev
+    assert scan_gmem_dev(str(path))[0] == (0, 16)
+    result = CliRunner().invoke(cli, ["validate", str(path), "-d", "NoHold"])
+    assert result.exit_code == 0, result.output
+    assert "1 line(s) did not parse" in result.output
+
+
+def test_record_refuses_a_bad_device():
+    result = CliRunner().invoke(cli, ["record", "--gmem-dev", "16", "--tracefs", "/nonexistent"])
+    assert result.exit_code == 2 and "MAJ:MIN" in result.output

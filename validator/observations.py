@@ -166,6 +166,8 @@ def scan_gmem_dev(path: str) -> tuple[tuple[int, int] | None, str]:
     devices: dict[tuple[int, int], int] = {}
     with open_trace(path) as lines:
         for piece in lines.pieces():
+            if not isinstance(piece, bytes):    # an over-long line, cut (Truncated text)
+                continue
             marker = _MARKER_DEV.search(piece)
             if marker is not None:
                 return (int(marker[1]), int(marker[2])), "the marker line of `poisoncheck record`"

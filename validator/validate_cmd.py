@@ -34,11 +34,12 @@ def gmem_device(path: str, given: tuple[int, int] | None) -> tuple[tuple[int, in
 
 def validate_one(path: str, design: str, added=(), disabled=(),
                  tlc=None, coverage: bool = False, jobs: int = 1,
-                 gmem_dev: tuple[int, int] | None = None) -> Verdict:
+                 gmem_dev: tuple[tuple[int, int] | None, str] | None = None) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
-    jobs > 1: the Python engine's input is read by that many processes (same verdict)."""
+    jobs > 1: the Python engine's input is read by that many processes (same verdict).
+    gmem_dev: (device, how it was found) as gmem_device() gives it (None: find it here)."""
     unparsed = UnparsedCount()
-    dev, how = gmem_device(path, gmem_dev)
+    dev, how = gmem_dev if gmem_dev is not None else gmem_device(path, None)
     if tlc is None:
         items = Observations(path, jobs)
         verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
@@ -141,7 +142,7 @@ def _check_names(ctx, param, values):
                    "this process may use 2 or more cores, else 1). The verdict is the same "
                    "for any number.")
 @click.option("--gmem-dev", callback=device_option, metavar="MAJ:MIN",
-              help="guest_memfd's device (st_dev of a guest_memfd, e.g. 0:27): which "
+              help="guest_memfd's device (st_dev of a guest_memfd, e.g. 0:16): which "
                    "page-cache events are guest_memfd's. Default: the marker line "
                    "`poisoncheck record` writes, else inferred from the capture (a note says).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
@@ -184,8 +185,10 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, g
             raise InputError(f"{path}: no such file")
         for d in designs:
             try:
+                if d == designs[0]:              # read the file once for its device
+                    device = gmem_device(path, gmem_dev)
                 results.append((path, validate_one(path, d, added, disabled, tlc, coverage,
-                                                   jobs, gmem_dev)))
+                                                   jobs, device)))
             except TraceInputError as err:          # names the file itself
                 raise InputError(str(err)) from None
             except (ReplayInputError, RunnerError, WorkerError) as err:
