@@ -403,6 +403,8 @@ def test_remove_with_kprobes_removes_our_probes_only(tmp_path):
         assert (root / spec.enable_path()).read_text() == "0\n"
     assert "-:kprobes/myprobe" not in text
     assert (root / "tracing_on").read_text() == "0\n"
+    # the page-cache device filter of the set-up is cleared too
+    assert (root / "events/filemap/mm_filemap_add_to_page_cache/filter").read_text() == "0\n"
 
 
 def test_the_printed_instance_script_does_what_apply_does(tmp_path):

@@ -148,10 +148,10 @@ def remove_steps(plan: Plan) -> list[Step | str]:
     for i, spec in enumerate(plan.events()):
         steps.append(Step(base + spec.enable_path(), "0", optional=True,
                           comment="2. disable the events" if i == 0 else ""))
-    if not plan.instance:
-        for spec, _ in ((s, s.filter) for s in plan.events()
-                        if s.filter or (s.system == FILEMAP and plan.gmem_dev)):
-            steps.append(Step(base + spec.filter_path(), "0", optional=True))
+    if not plan.instance:       # (an instance's filters go with it)
+        for spec in plan.events():
+            if spec.filter or spec.system == FILEMAP:   # the device filter, whatever it was
+                steps.append(Step(base + spec.filter_path(), "0", optional=True))
         if plan.pid is not None:
             steps.append(Step(base + "set_event_pid", "", optional=True))
     if plan.kprobes:
