@@ -17,7 +17,7 @@
 (* switched on (Added).  This module knows nothing about TLC: bounds,      *)
 (* model values and symmetry live in MCPoison.tla and the generated cfgs.  *)
 (***************************************************************************)
-EXTENDS Naturals, FiniteSets
+EXTENDS Integers, FiniteSets
 
 CONSTANTS
     Folios,             \* folios the allocator can hand out (model values)
@@ -47,7 +47,13 @@ UpstreamChecks ==
 DesignChecks ==
   [ NoHold          |-> {},
     FolioRef        |-> { "tdx_remove_failed.hold_ref",       \* tdx_sept_remove_leaf_spte(): no tdx_unpin() on error
-                          "convert_shared.safe_refcount" },   \* Yan's POC: kvm_gmem_private_has_safe_refcount() before private -> shared
+                          "convert_shared.safe_refcount",     \* Yan's POC: kvm_gmem_private_has_safe_refcount() before private -> shared
+                          \* RFC patch 08's puts of the references AUG took (kernel-facts.md 9.4);
+                          \* a mutant that disables one misses a put, or puts twice:
+                          "tdx_remove_ok.unpin",              \* tdx_unpin() after a successful removal
+                          "tdx_aug_busy.unpin",               \* tdx_mem_page_aug(): tdx_unpin() on TDX_OPERAND_BUSY
+                          "tdx_aug_busy.no_second_unpin",     \* ... and its caller does not put the page again
+                          "tdx_premap_zap.unpin" },           \* zap of a page premapped before TD finalize: tdx_unpin()
     HWPoison        |-> { "tdx_remove_failed.set_hwpoison",   \* TDX sets PG_hwpoison on the page it could not remove
                           "gmem_fault.hwpoison",              \* guest_memfd refuses host faults on poisoned folios
                           "gmem_free.hwpoison" },             \* guest_memfd leaks poisoned HugeTLB folios on free
@@ -64,13 +70,18 @@ ProposedChecks ==
   { "convert.hwpoison",           \* conversion refuses a poisoned range
     "host_fault.bugged_fd",       \* host faults on a bugged fd get SIGBUS
     "merge.hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
-    "dissolve.hwpoison" }         \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
+    "dissolve.hwpoison",          \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
+    "tdx_buggy_shutdown.flag_first" } \* set "no more SEAMCALLs" before the WBINVD IPIs, not after
 
 \* Kernel paths a configuration may have or lack.
 AllFeatures ==
   { "in_place_conversion",        \* the guest_memfd conversion series: private <-> shared in place, mmap
-    "dissolve" }                  \* free HugeTLB folios dissolved to the buddy allocator (pool shrink,
+    "dissolve",                   \* free HugeTLB folios dissolved to the buddy allocator (pool shrink,
                                   \* memory offline, alloc_contig_range())
+    "cross_td",                   \* another TD's guest_memfd may get a freed folio and AUG it
+    "pw_erratum" }                \* X86_BUG_TDX_PW_MCE (SPR/EMR): a host partial write to a TD
+                                  \* page's lines poisons them; tdx_quirk_reset_paddr() resets a
+                                  \* page after a successful removal
 
 Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
 
@@ -99,11 +110,22 @@ PagesOf(f) == {f} \X (1..PagesPerFolio)
 \* dissolved HugeTLB folio's pages on the buddy allocator's free lists.
 Locations == {"pool", "gmem", "detached", "reused", "leaked", "buddy"}
 
+\* "flushing": tdx_buggy_shutdown() has started (IPIs, WBINVD per CPU) but not yet set its
+\* flag; "flushing_dirty": meanwhile a CPU that had already written back its caches ran a
+\* SEAMCALL for another TD, so that TD's private lines are dirty in a cache again.
+TdxStates == {"on", "flushing", "flushing_dirty", "off", "off_dirty"}
+
+\* TDX's references per page, as the model tracks them: a step that would leave this
+\* range is not taken (RefcountSound is already broken one step earlier).
+RefRange == -1..2
+Erratum == "pw_erratum" \in Features
+
 NoReq == [page |-> <<>>, to |-> "none"]
 
 VARIABLES
     folioLoc,       \* [Folios -> Locations]
-    tdxRefs,        \* [Pages -> Nat]: folio references TDX holds for the page (FolioRef: one while mapped)
+    tdxRefs,        \* [Pages -> RefRange]: folio references TDX took for the page (FolioRef: one
+                    \* while it maps it); they count in the folio's refcount with host pins
     attr,           \* [Pages -> {"private","shared"}]: guest_memfd shareability of the index
     sept,           \* [Pages -> {"unmapped","mapped"}]: the TDX module's S-EPT leaf; PAMT owner is the TD while mapped
     mirror,         \* [Pages -> BOOLEAN]: KVM's mirror SPTE, the only view guest_memfd has
@@ -113,19 +135,24 @@ VARIABLES
                     \* of a whole HugeTLB folio read its head's (page 1) only
     bad,            \* [Pages -> BOOLEAN]: the page was poisoned (memory error, TDX): what properties judge
     vm,             \* "running" | "bugged" (KVM_BUG_ON: no vCPU runs again) | "destroyed" (HKID released)
-    tdx,            \* "on" | "off" (buggy shutdown after WBINVD) | "off_dirty" (shutdown without WBINVD)
-    otherTds,       \* "alive" | "dead": the other TDs on the host (blast radius)
+    tdx,            \* TdxStates: "off" (buggy shutdown after WBINVD), "off_dirty" (dirty lines remain)
+    otherTds,       \* "alive" | "dead" | "dead_unsafe": the other TDs on the host (blast radius);
+                    \* "dead_unsafe": killed by a buggy shutdown that leaves their pages unsafe for
+                    \* the host that gets them back (dirty private lines, or never reset with the
+                    \* erratum: no reclaim succeeds after the shutdown)
     fd,             \* BuggyCleanup: "ok" | "bugged" (cleanup queued) | "cleaned" (cleanup ran)
     convReq,        \* the conversion the guest asked for, not yet done: NoReq or [page, to]
     removeFailures, \* removals that failed so far
-    memErrors       \* memory errors so far
+    memErrors,      \* memory errors so far
+    unreset         \* [Pages -> BOOLEAN]: "pw_erratum" only: the page held TD-private lines and
+                    \* was not reset (only a successful removal resets it)
 
 vars == << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-           vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+           vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 TypeOK ==
     /\ folioLoc \in [Folios -> Locations]
-    /\ tdxRefs \in [Pages -> 0..1]
+    /\ tdxRefs \in [Pages -> RefRange]
     /\ attr \in [Pages -> {"private", "shared"}]
     /\ sept \in [Pages -> {"unmapped", "mapped"}]
     /\ mirror \in [Pages -> BOOLEAN]
@@ -134,12 +161,13 @@ TypeOK ==
     /\ hwpoison \in [Pages -> BOOLEAN]
     /\ bad \in [Pages -> BOOLEAN]
     /\ vm \in {"running", "bugged", "destroyed"}
-    /\ tdx \in {"on", "off", "off_dirty"}
-    /\ otherTds \in {"alive", "dead"}
+    /\ tdx \in TdxStates
+    /\ otherTds \in {"alive", "dead", "dead_unsafe"}
     /\ fd \in {"ok", "bugged", "cleaned"}
     /\ convReq \in {NoReq} \cup [page : Pages, to : {"private", "shared"}]
     /\ removeFailures \in 0..MaxRemoveFailures
     /\ memErrors \in 0..MaxMemErrors
+    /\ unreset \in [Pages -> BOOLEAN]
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -177,6 +205,25 @@ MergeFlags(f) == IF On("merge.hwpoison") THEN [hwpoison EXCEPT ![HeadPage(f)] = 
 PageRefsSafe(p) == tdxRefs[p] = 0 /\ ~hostPin[p]
 FolioRefsSafe(f) == \A p \in PagesOf(f) : PageRefsSafe(p)
 
+\* The folio's refcount beyond guest_memfd's page-cache references: TDX's references and
+\* host pins, summed over its pages (folio_ref_add() and folio_put_refs() act on the folio).
+RECURSIVE SumRefs(_)
+SumRefs(S) == IF S = {} THEN 0
+              ELSE LET p == CHOOSE q \in S : TRUE
+                   IN tdxRefs[p] + (IF hostPin[p] THEN 1 ELSE 0) + SumRefs(S \ {p})
+FolioCount(f) == SumRefs(PagesOf(f))
+
+\* FolioRef: TDX holds a reference for each page it maps (S-EPT, or premapped in the mirror).
+TdxHolds(p) == Design = "FolioRef" /\ (sept[p] = "mapped" \/ mirror[p])
+\* tdxRefs after adding d, or no step if that leaves RefRange.
+AddRefs(p, d) == /\ tdxRefs[p] + d \in RefRange
+                 /\ tdxRefs' = [tdxRefs EXCEPT ![p] = @ + d]
+Unpin(check) == IF On(check) THEN 1 ELSE 0
+
+\* While tdx_buggy_shutdown() runs, the failing zap still holds mmu_lock and the file's
+\* invalidate lock: guest_memfd and KVM paths of this VM wait for it.
+Quiet == tdx \notin {"flushing", "flushing_dirty"}
+
 \* An allocator hands out a free folio.  The buddy allocator checks nothing
 \* here in production: check_new_pages() runs only with debug options.
 MayHandOut(f) ==
@@ -213,6 +260,7 @@ Init ==
     /\ convReq = NoReq
     /\ removeFailures = 0
     /\ memErrors = 0
+    /\ unreset = [p \in Pages |-> FALSE]
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -225,43 +273,83 @@ Init ==
 \* shareability (per-inode metadata) across punch hole and refill.
 KvmGmemAllocFolio(f) ==
     /\ vm # "destroyed"
+    /\ Quiet
     /\ folioLoc[f] = "pool"
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "gmem"]
     \* a range with shared indices gets a split folio
     /\ hwpoison' = IF Backing = "hugetlb" /\ ~Whole(f) THEN SplitFlags(f) ELSE hwpoison
     /\ UNCHANGED << attr, tdxRefs, sept, mirror, hostMap, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* A guest EPT violation on a private GPA: kvm_mmu_faultin_pfn_gmem() ->
 \* kvm_gmem_get_pfn() -> tdx_sept_set_private_spte() -> tdx_mem_page_aug().
-\* FolioRef also takes a folio reference (folio_ref_add(), RFC patch 08).
-KvmTdpMapPrivate(p) ==
-    LET f == FolioOf(p) IN
+\* FolioRef also takes a folio reference (folio_ref_add(), RFC patch 08).  Before the TD
+\* is finalized the same fault premaps and TDH.MEM.PAGE.ADD follows: this step is
+\* both together (KvmTdpPremap is a premap not yet added).
+CanMapPrivate(p) ==
     /\ vm = "running"
     /\ tdx = "on"
-    /\ folioLoc[f] = "gmem"
+    /\ folioLoc[FolioOf(p)] = "gmem"
     /\ attr[p] = "private"
     /\ ~mirror[p]
     /\ sept[p] = "unmapped"
     /\ FlagOf(p) => ~On("gmem_get_pfn.hwpoison")
+
+KvmTdpMapPrivate(p) ==
+    /\ CanMapPrivate(p)
     /\ mirror' = [mirror EXCEPT ![p] = TRUE]
     /\ sept' = [sept EXCEPT ![p] = "mapped"]
-    /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ + 1] ELSE tdxRefs
+    /\ IF Design = "FolioRef" THEN AddRefs(p, 1) ELSE UNCHANGED tdxRefs
+    \* the page now holds lines in the TD's private key
+    /\ unreset' = IF Erratum THEN [unreset EXCEPT ![p] = TRUE] ELSE unreset
     /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
                     fd, convReq, removeFailures, memErrors >>
+
+\* FolioRef: TDH.MEM.PAGE.AUG returns TDX_OPERAND_BUSY; tdx_mem_page_aug() puts the
+\* reference it took and KVM retries the fault later.
+TdxAugBusy(p) ==
+    /\ Design = "FolioRef"
+    /\ CanMapPrivate(p)
+    /\ AddRefs(p, 1 - Unpin("tdx_aug_busy.unpin") - (1 - Unpin("tdx_aug_busy.no_second_unpin")))
+    /\ UNCHANGED << folioLoc, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+
+\* FolioRef: a fault before the TD is finalized (KVM_TDX_INIT_MEM_REGION) premaps the
+\* page in the mirror and takes the reference; TDH.MEM.PAGE.ADD has not run yet.  Only
+\* FolioRef's reference tells a premap from a mapping, so other designs skip it.
+KvmTdpPremap(p) ==
+    /\ Design = "FolioRef"
+    /\ CanMapPrivate(p)
+    /\ mirror' = [mirror EXCEPT ![p] = TRUE]
+    /\ AddRefs(p, 1)
+    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, hwpoison, bad, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+
+\* The zap of a premapped page: no SEAMCALL, so it cannot fail; tdx_unpin().
+TdxZapPremapped(p) ==
+    /\ mirror[p]
+    /\ sept[p] = "unmapped"
+    /\ Quiet
+    /\ mirror' = [mirror EXCEPT ![p] = FALSE]
+    /\ AddRefs(p, -Unpin("tdx_premap_zap.unpin"))
+    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, hwpoison, bad, vm, tdx,
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* KVM zaps a private SPTE (punch hole, conversion, memory error, teardown):
 \* tdp_mmu_set_spte() -> remove_external_spte() -> tdx_sept_remove_leaf_spte():
 \* BLOCK, TRACK, PAGE.REMOVE (PHYMEM.PAGE.RECLAIM once the HKID is released)
-\* all succeed.  FolioRef drops its reference (tdx_unpin()).
+\* all succeed.  FolioRef drops its reference (tdx_unpin()).  With the erratum the page
+\* is reset (tdx_quirk_reset_paddr(): MOVDIR64B), only here.
 TdxSeptRemoveOk(p) ==
-    LET f == FolioOf(p) IN
     /\ mirror[p]
+    /\ sept[p] = "mapped"
     /\ tdx = "on"
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ sept' = [sept EXCEPT ![p] = "unmapped"]
-    /\ tdxRefs' = IF Design = "FolioRef" THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
+    /\ IF Design = "FolioRef" THEN AddRefs(p, -Unpin("tdx_remove_ok.unpin"))
+                              ELSE UNCHANGED tdxRefs
+    /\ unreset' = [unreset EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
                     fd, convReq, removeFailures, memErrors >>
 
@@ -269,38 +357,62 @@ TdxSeptRemoveOk(p) ==
 \* already written non-present and nothing restores it; the S-EPT entry stays.
 \* Then the design reacts, all under mmu_lock in the same step.
 TdxSeptRemoveFailed(p) ==
-    LET f == FolioOf(p) IN
     /\ mirror[p]
+    /\ sept[p] = "mapped"
     /\ tdx = "on"
     /\ removeFailures < MaxRemoveFailures
     /\ removeFailures' = removeFailures + 1
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ BugVm
     \* FolioRef: the reference is kept; the mutant drops it as on success.
-    /\ tdxRefs' = IF Design = "FolioRef" /\ ~On("tdx_remove_failed.hold_ref")
-                  THEN [tdxRefs EXCEPT ![p] = @ - 1] ELSE tdxRefs
+    /\ IF Design = "FolioRef" /\ ~On("tdx_remove_failed.hold_ref")
+       THEN AddRefs(p, -1) ELSE UNCHANGED tdxRefs
     \* HWPoison: TDX sets PG_hwpoison (HugeTLB: folio_set_hugetlb_hwpoison()).
     /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison") THEN SetFlag(p) ELSE hwpoison
     /\ bad' = IF On("tdx_remove_failed.set_hwpoison") THEN [bad EXCEPT ![p] = TRUE] ELSE bad
     \* BuggyCleanup: the fd is marked bugged; memory_failure() sleeps, so the
     \* cleanup is deferred to process context (KvmGmemBuggyCleanup).
     /\ fd' = IF On("tdx_remove_failed.mark_fd_bugged") /\ fd = "ok" THEN "bugged" ELSE fd
-    \* NoMoreSeamcalls: tdx_buggy_shutdown(): IPI every CPU, WBINVD, no SEAMCALL
-    \* succeeds again, every TD dies.
+    \* NoMoreSeamcalls: tdx_buggy_shutdown() starts: IPI every CPU to WBINVD, then set
+    \* the flag (TdxShutdownFlag).  The mutant without WBINVD just stops SEAMCALLs.
     /\ tdx' = IF On("tdx_remove_failed.buggy_shutdown")
-              THEN IF On("tdx_buggy_shutdown.wbinvd") THEN "off" ELSE "off_dirty"
+              THEN IF On("tdx_buggy_shutdown.wbinvd") THEN "flushing" ELSE "off_dirty"
               ELSE tdx
-    /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") THEN "dead" ELSE otherTds
-    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, convReq, memErrors >>
+    /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") /\ ~On("tdx_buggy_shutdown.wbinvd")
+                   THEN "dead_unsafe" ELSE otherTds
+    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, convReq, memErrors, unreset >>
+
+\* The other CPUs' WBINVD are done: the "no more SEAMCALLs" flag is set, SEAMCALLs
+\* fail with TDX_BUGGY_SHUTDOWN and every TD dies.  This TD's lines were written back
+\* (its vCPUs no longer run); the others' are dirty again after the window, and with the
+\* erratum their pages, never reclaimed, are never reset.
+TdxShutdownFlag ==
+    /\ tdx \in {"flushing", "flushing_dirty"}
+    /\ tdx' = "off"
+    /\ otherTds' = IF tdx = "flushing_dirty" \/ Erratum THEN "dead_unsafe" ELSE "dead"
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
+                    vm, fd, convReq, removeFailures, memErrors, unreset >>
+
+\* Between a CPU's WBINVD and the flag that CPU enters another TD (a SEAMCALL still
+\* succeeds there): its cache holds private lines again.  Setting the flag before the
+\* IPIs ("tdx_buggy_shutdown.flag_first") closes the window.
+OtherTdSeamcall ==
+    /\ tdx = "flushing"
+    /\ otherTds = "alive"
+    /\ ~On("tdx_buggy_shutdown.flag_first")
+    /\ tdx' = "flushing_dirty"
+    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
+                    vm, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* After a buggy shutdown every SEAMCALL fails with TDX_BUGGY_SHUTDOWN; KVM
 \* drops its mirror SPTE and the module, switched off, never touches the page.
 TdxSeptRemoveAfterShutdown(p) ==
     /\ mirror[p]
-    /\ tdx # "on"
+    /\ sept[p] = "mapped"
+    /\ tdx \in {"off", "off_dirty"}
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, bad, vm,
-                    tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* A conversion is asked for: by the guest (TDG.VP.VMCALL<MapGPA>) or by the
 \* VMM on its own, also after the VM died, since the guest_memfd conversion
@@ -313,7 +425,7 @@ VmmConvertRequest(p, to) ==
     /\ "in_place_conversion" \in Features
     /\ convReq' = [page |-> p, to |-> to]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
 
 \* The guest_memfd conversion ioctl, private -> shared: kvm_gmem_ioctl() ->
 \* __kvm_gmem_set_attributes().  It zaps the private mapping first (the
@@ -327,6 +439,7 @@ KvmGmemConvertShared ==
         f == FolioOf(p)
     IN
     /\ convReq.to = "shared"
+    /\ Quiet
     /\ folioLoc[f] = "gmem" =>
          /\ ~mirror[p]
          /\ ~FdRefuses("convert.bugged_fd")
@@ -339,7 +452,7 @@ KvmGmemConvertShared ==
                    THEN SplitFlags(f) ELSE hwpoison
     /\ convReq' = NoReq
     /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostMap, hostPin, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
 
 \* Shared -> private: unmap_mapping_pages() of the range, then
 \* kvm_gmem_is_safe_for_conversion() (else -EAGAIN, the request stays and the
@@ -352,6 +465,7 @@ KvmGmemConvertPrivate ==
                 /\ (merges /\ On("restructure.safe_refcount")) => FolioRefsSafe(f)
     IN
     /\ convReq.to = "private"
+    /\ Quiet
     /\ IF folioLoc[f] = "gmem"
        THEN /\ ~FdRefuses("convert.bugged_fd")
             /\ FlagOf(p) => ~On("convert.hwpoison")
@@ -363,13 +477,14 @@ KvmGmemConvertPrivate ==
        ELSE /\ convReq' = NoReq
             /\ UNCHANGED << attr, hostMap, hwpoison >>
     /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostPin, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
 
 \* A host fault on an mmap'd guest_memfd page: kvm_gmem_fault_user_mapping()
 \* then the generic __do_fault().  Not a VM path: no VM-state check.
 KvmGmemHostFault(p) ==
     LET f == FolioOf(p) IN
     /\ "in_place_conversion" \in Features     \* upstream TDX: no shared mmap of guest_memfd
+    /\ Quiet
     /\ folioLoc[f] = "gmem"
     /\ ~hostMap[p]
     /\ attr[p] = "private" => ~On("gmem_fault.shared")
@@ -378,7 +493,7 @@ KvmGmemHostFault(p) ==
     /\ ~FdRefuses("host_fault.bugged_fd")
     /\ hostMap' = [hostMap EXCEPT ![p] = TRUE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* get_user_pages() on the host mapping (O_DIRECT, vhost): a reference that
 \* outlives the mapping.
@@ -387,21 +502,21 @@ HostGup(p) ==
     /\ ~hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = TRUE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* unpin_user_page(): the host drops its extra reference.
 HostUnpin(p) ==
     /\ hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* munmap() of the host mapping.
 HostUnmap(p) ==
     /\ hostMap[p]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* Truncate the folio out of the page cache: truncate_inode_pages_range()
 \* unmaps host mappings and drops the page-cache references.  Whoever else
@@ -416,38 +531,53 @@ Truncate(f) ==
 \* No VM-state check: the guest_memfd file pins KVM, not the other way round.
 KvmGmemPunchHole(f) ==
     /\ folioLoc[f] = "gmem"
+    /\ Quiet
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ ~FdRefuses("punch_hole.bugged_fd")
     /\ Truncate(f)
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* The VMM exits after the VM is gone: kvm_gmem_release() zaps,
 \* kvm_gmem_evict_inode() truncates.  Not an ioctl, so no fd check applies.
 KvmGmemEvictInode(f) ==
     /\ vm = "destroyed"
+    /\ Quiet
     /\ folioLoc[f] = "gmem"
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ Truncate(f)
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* The last folio_put() of a detached folio: __folio_put() ->
 \* free_huge_folio() (HugeTLB: back to the pool, no poison check upstream)
 \* or free_frozen_pages() -> free_pages_prepare() (buddy).
 FreeFolio(f) ==
     /\ folioLoc[f] = "detached"
-    /\ FolioRefsSafe(f)
+    /\ FolioCount(f) <= 0       \* below zero only after a double put
     /\ folioLoc' = [folioLoc EXCEPT ![f] = IF LeakedOnFree(f) THEN "leaked" ELSE "pool"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* Another host user gets a free folio: alloc_pages() / the HugeTLB pool.
 AllocatorReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+
+\* Another TD's guest_memfd gets a free folio and AUGs its pages.  (It zeroes the folio
+\* first: a host write, so the folio counts as another user's.)  TDH.MEM.PAGE.AUG fails
+\* for a page the PAMT still assigns to this TD, and TDX_BUG_ON() kills that TD too.
+CrossTdReuse(f) ==
+    /\ "cross_td" \in Features
+    /\ otherTds = "alive"
+    /\ folioLoc[f] \in {"pool", "buddy"}
+    /\ MayHandOut(f)
+    /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
+    /\ otherTds' = IF \E p \in PagesOf(f) : sept[p] = "mapped" THEN "dead" ELSE otherTds
+    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
+                    fd, convReq, removeFailures, memErrors, unreset >>
 
 \* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
 \* or free_huge_folio() (HugeTLB).  A physical page is not a file slot: on a
@@ -459,7 +589,7 @@ HostUserFree(f) ==
                        IF Backing = "buddy" /\ hwpoison[HeadPage(f)] /\ On("free_pages_prepare.hwpoison")
                        THEN "leaked" ELSE "pool"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* Pool shrink (nr_hugepages), memory offline and alloc_contig_range() dissolve
 \* free HugeTLB folios (remove_pool_hugetlb_folio(), dissolve_free_hugetlb_folio(),
@@ -475,7 +605,7 @@ HugetlbDissolve(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
                        IF hwpoison[HeadPage(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
     /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors >>
+                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 \* A hardware memory error on a guest_memfd page: memory_failure() sets
 \* PG_hwpoison, hwpoison_user_mappings() unmaps the host, and
@@ -483,6 +613,7 @@ HugetlbDissolve(f) ==
 \* not truncate the folio (MF_DELAYED).
 MemoryFailure(p) ==
     /\ memErrors < MaxMemErrors
+    /\ Quiet
     /\ folioLoc[FolioOf(p)] = "gmem"
     /\ ~bad[p]
     /\ memErrors' = memErrors + 1
@@ -490,7 +621,7 @@ MemoryFailure(p) ==
     /\ bad' = [bad EXCEPT ![p] = TRUE]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
-                    otherTds, fd, convReq, removeFailures >>
+                    otherTds, fd, convReq, removeFailures, unreset >>
 
 \* BuggyCleanup: the deferred kvm_gmem_buggy_cleanup() runs in process
 \* context and sends every folio of the bugged fd through memory_failure().
@@ -504,20 +635,22 @@ KvmGmemBuggyCleanup ==
                         \/ Split(FolioOf(p)) \/ p = HeadPage(FolioOf(p))))]
     /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
-                    otherTds, convReq, removeFailures, memErrors >>
+                    otherTds, convReq, removeFailures, memErrors, unreset >>
 
 \* VM teardown: tdx_mmu_release_hkid().  Pages KVM still maps are then
 \* reclaimed by the TdxSeptRemove* steps (TDH.PHYMEM.PAGE.RECLAIM).  A page
 \* whose removal failed has no mirror SPTE left, so nothing reclaims it.
 TdxReleaseHkid ==
     /\ vm # "destroyed"
+    /\ Quiet
     /\ vm' = "destroyed"
     /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    tdx, otherTds, fd, convReq, removeFailures, memErrors >>
+                    tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
 
 -----------------------------------------------------------------------------
 TdxSeptRemove(p) ==
-    TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveAfterShutdown(p)
+    \/ TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveAfterShutdown(p)
+    \/ TdxZapPremapped(p)
 
 Next ==
     \/ \E f \in Folios :
@@ -528,8 +661,11 @@ Next ==
           \/ AllocatorReuse(f)
           \/ HostUserFree(f)
           \/ HugetlbDissolve(f)
+          \/ CrossTdReuse(f)
     \/ \E p \in Pages :
           \/ KvmTdpMapPrivate(p)
+          \/ TdxAugBusy(p)
+          \/ KvmTdpPremap(p)
           \/ TdxSeptRemove(p)
           \/ KvmGmemHostFault(p)
           \/ HostGup(p)
@@ -541,6 +677,8 @@ Next ==
     \/ KvmGmemConvertPrivate
     \/ KvmGmemBuggyCleanup
     \/ TdxReleaseHkid
+    \/ TdxShutdownFlag
+    \/ OtherTdSeamcall
 
 Spec == Init /\ [][Next]_vars
 
@@ -564,6 +702,7 @@ Fairness ==
     /\ WF_vars(ConversionZap)
     /\ SF_vars(ConversionDone)
     /\ WF_vars(KvmGmemBuggyCleanup)
+    /\ WF_vars(TdxShutdownFlag)
 
 FairSpec == Spec /\ Fairness
 
@@ -573,13 +712,18 @@ FairSpec == Spec /\ Fairness
 (***************************************************************************)
 
 \* The TDX module may still own the page: it is in the S-EPT, and the module
-\* has not been shut down with its caches written back.
-TdMayOwn(p) == sept[p] = "mapped" /\ tdx # "off"
+\* has not been shut down with its caches written back.  With the erratum a page
+\* whose private lines were never reset is as unsafe to touch (a partial write
+\* poisons a line, a later read is a machine check).
+TdMayOwn(p) == (sept[p] = "mapped" /\ tdx # "off") \/ unreset[p]
 HostCanTouch(p) == hostMap[p] \/ hostPin[p] \/ folioLoc[FolioOf(p)] = "reused"
 
 \* 1. No page the TDX module may still own is mapped or held by the host, or
-\*    belongs to a folio another host user got.
-NoHostAccessToTdPageInv == \A p \in Pages : TdMayOwn(p) => ~HostCanTouch(p)
+\*    belongs to a folio another host user got; and no other TD's pages go back
+\*    to the host unsafe (see otherTds).
+NoHostAccessToTdPageInv ==
+    /\ \A p \in Pages : TdMayOwn(p) => ~HostCanTouch(p)
+    /\ otherTds # "dead_unsafe"
 
 \* 2. The host maps or pins only shared guest_memfd pages.
 NoPrivateHostMappingInv ==
@@ -598,12 +742,11 @@ PoisonContainedStep ==
           (folioLoc[f] \in {"pool", "detached", "leaked", "buddy"} => folioLoc'[f] \notin {"gmem", "reused"})
 PoisonContainedProp == [][PoisonContainedStep]_vars
 
-\* 4. References never go negative or beyond one per page; a free or reused
-\*    folio carries none of ours.
+\* 4. TDX holds exactly one reference for each page it maps (FolioRef) and none
+\*    otherwise: no missed put, no double put; a free or reused folio carries none.
 RefcountSoundInv ==
-    \A f \in Folios :
-        /\ \A p \in PagesOf(f) : tdxRefs[p] \in 0..1
-        /\ folioLoc[f] \in {"pool", "reused", "buddy"} => FolioRefsSafe(f)
+    /\ \A p \in Pages : tdxRefs[p] = IF TdxHolds(p) THEN 1 ELSE 0
+    /\ \A f \in Folios : folioLoc[f] \in {"pool", "reused", "buddy"} => FolioRefsSafe(f)
 
 \* 6. With no injected faults, every folio eventually returns to an allocator
 \*    after the VM is destroyed.

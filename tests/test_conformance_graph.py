@@ -91,6 +91,16 @@ FEATURE_CASES = [
     ("NoHold", "hugetlb", 1, ("gmem_free.hwpoison",), (), ("dissolve",)),
     ("NoHold", "buddy", 2, (), (), ()),          # upstream: no in-place conversion
     ("HWPoison", "thp", 1, (), (), ("in_place_conversion",)),
+    # refcounts as numbers: AUG -EBUSY, premap, a missed put and a double put
+    ("FolioRef", "buddy", 1, ("tdx_remove_ok.unpin",), (), ("in_place_conversion",)),
+    ("FolioRef", "hugetlb", 1, ("tdx_aug_busy.no_second_unpin",), (), ("in_place_conversion",)),
+    ("FolioRef", "buddy", 1, ("tdx_aug_busy.unpin", "tdx_premap_zap.unpin"), (), ()),
+    # the buggy shutdown's window, the erratum, another TD
+    ("NoMoreSeamcalls", "buddy", 2, (), (), ("in_place_conversion", "pw_erratum", "cross_td")),
+    ("NoMoreSeamcalls", "hugetlb", 1, (), ("tdx_buggy_shutdown.flag_first",),
+     ("in_place_conversion", "cross_td")),
+    ("NoHold", "buddy", 2, (), (), ("cross_td", "pw_erratum")),
+    ("BuggyCleanup", "hugetlb", 1, ("gmem_free.bugged_fd",), (), ("in_place_conversion", "cross_td")),
 ]
 
 
@@ -146,3 +156,17 @@ def test_python_properties_agree_with_the_matrix_on_buddy_runs():
                            added=frozenset(run.added), features=frozenset(run.features))
         got = python_safety_verdicts(cfg)
         assert got == {k: run.expect[k] for k in got}, run.name
+
+
+def test_the_compared_graphs_take_every_action():
+    """Every action of Next labels some edge in the graphs compared with TLC's above."""
+    configs = [model.Config(d, b, folios=1, pages_per_folio=n, max_remove_failures=1,
+                            max_mem_errors=1) for d, b, n in CASES]
+    configs += [model.Config(d, b, folios=1, pages_per_folio=n, max_remove_failures=1,
+                             max_mem_errors=1, disabled=frozenset(off)) for d, b, n, off in MUTANTS]
+    configs += [model.Config(d, b, folios=f, pages_per_folio=1 if b == "buddy" else 2,
+                             max_remove_failures=1, max_mem_errors=1, disabled=frozenset(off),
+                             added=frozenset(on), features=frozenset(feat))
+                for d, b, f, off, on, feat in FEATURE_CASES]
+    taken = {name for cfg in configs for _, name, _ in model.reachable(cfg)[1]}
+    assert taken == set(model.ACTION_NAMES)

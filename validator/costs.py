@@ -62,7 +62,7 @@ def compute_cost(cfg: model.Config) -> Cost:
         if collateral > worst:
             worst, worst_node = collateral, node
         leaked = max(leaked, len(stranded))
-        dead = dead or s.otherTds == "dead"
+        dead = dead or s.otherTds != "alive"
         for name, params, t in model.successors(cfg, s):
             hit = params[0] if name in ("TdxSeptRemoveFailed", "MemoryFailure") else None
             nxt = (t, bad | {hit} if hit is not None else bad)

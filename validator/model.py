@@ -23,7 +23,9 @@ UPSTREAM_CHECKS = frozenset({
     "restructure.safe_refcount"})
 DESIGN_CHECKS = {
     "NoHold": frozenset(),
-    "FolioRef": frozenset({"tdx_remove_failed.hold_ref", "convert_shared.safe_refcount"}),
+    "FolioRef": frozenset({"tdx_remove_failed.hold_ref", "convert_shared.safe_refcount",
+                           "tdx_remove_ok.unpin", "tdx_aug_busy.unpin",
+                           "tdx_aug_busy.no_second_unpin", "tdx_premap_zap.unpin"}),
     "HWPoison": frozenset({"tdx_remove_failed.set_hwpoison", "gmem_fault.hwpoison",
                            "gmem_free.hwpoison"}),
     "BuggyCleanup": frozenset({"tdx_remove_failed.mark_fd_bugged", "convert.bugged_fd",
@@ -32,8 +34,8 @@ DESIGN_CHECKS = {
                                   "tdx_buggy_shutdown.wbinvd"}),
 }
 PROPOSED_CHECKS = frozenset({"convert.hwpoison", "host_fault.bugged_fd", "merge.hwpoison",
-                             "dissolve.hwpoison"})
-ALL_FEATURES = frozenset({"in_place_conversion", "dissolve"})
+                             "dissolve.hwpoison", "tdx_buggy_shutdown.flag_first"})
+ALL_FEATURES = frozenset({"in_place_conversion", "dissolve", "cross_td", "pw_erratum"})
 DEFAULT_FEATURES = frozenset({"in_place_conversion"})
 ALL_CHECKS = UPSTREAM_CHECKS | PROPOSED_CHECKS | frozenset().union(*DESIGN_CHECKS.values())
 
@@ -89,19 +91,24 @@ class State(NamedTuple):
     hwpoison: tuple     # per page: PG_hwpoison as stored (a whole HugeTLB folio: its head's)
     bad: tuple          # per page: poisoned (memory error, TDX): what the properties judge
     vm: str             # running | bugged | destroyed
-    tdx: str            # on | off | off_dirty
-    otherTds: str       # alive | dead
+    tdx: str            # TDX_STATES
+    otherTds: str       # alive | dead | dead_unsafe
     fd: str             # ok | bugged | cleaned
     convReq: tuple | None   # None (NoReq) or (page, "private" | "shared")
     removeFailures: int
     memErrors: int
+    unreset: tuple      # per page: "pw_erratum" only: TD-private lines never reset
+
+
+REF_RANGE = range(-1, 3)    # the spec's RefRange
+TDX_STATES = ("on", "flushing", "flushing_dirty", "off", "off_dirty")
 
 
 def init(cfg: Config) -> State:
     n = cfg.pages
     return State(("pool",) * cfg.folios, (0,) * n, ("private",) * n, ("unmapped",) * n,
                  (False,) * n, (False,) * n, (False,) * n, (False,) * n, (False,) * n,
-                 "running", "on", "alive", "ok", None, 0, 0)
+                 "running", "on", "alive", "ok", None, 0, 0, (False,) * n)
 
 
 def _set(values: tuple, index: int, value) -> tuple:
@@ -157,6 +164,30 @@ def folio_refs_safe(cfg: Config, s: State, f: int) -> bool:
     return all(page_refs_safe(s, p) for p in cfg.pages_of(f))
 
 
+def folio_count(cfg: Config, s: State, f: int) -> int:
+    """TDX's references and host pins on the folio (beyond the page cache's)."""
+    return sum(s.tdxRefs[p] + s.hostPin[p] for p in cfg.pages_of(f))
+
+
+def tdx_holds(cfg: Config, s: State, p: int) -> bool:
+    return cfg.design == "FolioRef" and (s.sept[p] == "mapped" or s.mirror[p])
+
+
+def _add_refs(s: State, p: int, delta: int) -> tuple | None:
+    """tdxRefs with delta added to page p, or None when that leaves REF_RANGE."""
+    value = s.tdxRefs[p] + delta
+    return _set(s.tdxRefs, p, value) if value in REF_RANGE else None
+
+
+def _unpin(cfg: Config, check: str) -> int:
+    return 1 if cfg.on(check) else 0
+
+
+def quiet(s: State) -> bool:
+    """No buggy shutdown in progress (it holds mmu_lock and the invalidate lock)."""
+    return s.tdx not in ("flushing", "flushing_dirty")
+
+
 def may_hand_out(cfg: Config, s: State, f: int) -> bool:
     if s.folioLoc[f] == "buddy":
         return True
@@ -202,6 +233,7 @@ def _ok(why: list | None, holds: bool, guard: str) -> bool:
 
 def KvmGmemAllocFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not (_ok(why, s.vm != "destroyed", "vm # destroyed")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, s.folioLoc[f] == "pool", f"folio is {s.folioLoc[f]}, not in the pool")
             and _ok(why, may_hand_out(cfg, s, f),
                     "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
@@ -211,55 +243,122 @@ def KvmGmemAllocFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
     return s._replace(folioLoc=_set(s.folioLoc, f, "gmem"), hwpoison=flags)
 
 
-def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
+def _can_map_private(cfg: Config, s: State, p: int, why) -> bool:
     f = cfg.folio_of(p)
-    if not (_ok(why, s.vm == "running", f"vm = running (it is {s.vm})")
+    return (_ok(why, s.vm == "running", f"vm = running (it is {s.vm})")
             and _ok(why, s.tdx == "on", "tdx = on (no SEAMCALL after a buggy shutdown)")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, s.attr[p] == "private", "the page is private")
             and _ok(why, not s.mirror[p], "no mirror SPTE yet")
             and _ok(why, s.sept[p] == "unmapped", "no S-EPT entry yet")
             and _ok(why, not (flag_of(cfg, s, p) and cfg.on("gmem_get_pfn.hwpoison")),
-                    "gmem_get_pfn.hwpoison: the folio is poisoned (-EHWPOISON)")):
+                    "gmem_get_pfn.hwpoison: the folio is poisoned (-EHWPOISON)"))
+
+
+_REF_RANGE_GUARD = "TDX's references stay in the model's range"
+
+
+def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not _can_map_private(cfg, s, p, why):
         return None
-    refs = _set(s.tdxRefs, p, s.tdxRefs[p] + 1) if cfg.design == "FolioRef" else s.tdxRefs
+    refs = _add_refs(s, p, 1) if cfg.design == "FolioRef" else s.tdxRefs
+    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+        return None
+    unreset = _set(s.unreset, p, True) if "pw_erratum" in cfg.features else s.unreset
     return s._replace(mirror=_set(s.mirror, p, True), sept=_set(s.sept, p, "mapped"),
-                      tdxRefs=refs)
+                      tdxRefs=refs, unreset=unreset)
+
+
+def TdxAugBusy(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, cfg.design == "FolioRef", "FolioRef") and _can_map_private(cfg, s, p, why)):
+        return None
+    delta = (1 - _unpin(cfg, "tdx_aug_busy.unpin")
+             - (1 - _unpin(cfg, "tdx_aug_busy.no_second_unpin")))
+    refs = _add_refs(s, p, delta)
+    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+        return None
+    return s._replace(tdxRefs=refs)
+
+
+def KvmTdpPremap(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, cfg.design == "FolioRef", "FolioRef") and _can_map_private(cfg, s, p, why)):
+        return None
+    refs = _add_refs(s, p, 1)
+    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+        return None
+    return s._replace(mirror=_set(s.mirror, p, True), tdxRefs=refs)
+
+
+def TdxZapPremapped(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.sept[p] == "unmapped", "premapped: no S-EPT entry")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")):
+        return None
+    refs = _add_refs(s, p, -_unpin(cfg, "tdx_premap_zap.unpin"))
+    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+        return None
+    return s._replace(mirror=_set(s.mirror, p, False), tdxRefs=refs)
 
 
 def TdxSeptRemoveOk(cfg: Config, s: State, p: int, why=None) -> State | None:
     if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.sept[p] == "mapped", "the S-EPT maps the page")
             and _ok(why, s.tdx == "on", "tdx = on")):
         return None
-    refs = _set(s.tdxRefs, p, s.tdxRefs[p] - 1) if cfg.design == "FolioRef" else s.tdxRefs
+    refs = (_add_refs(s, p, -_unpin(cfg, "tdx_remove_ok.unpin")) if cfg.design == "FolioRef"
+            else s.tdxRefs)
+    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+        return None
     return s._replace(mirror=_set(s.mirror, p, False), sept=_set(s.sept, p, "unmapped"),
-                      tdxRefs=refs)
+                      tdxRefs=refs, unreset=_set(s.unreset, p, False))
 
 
 def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None:
     if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
+            and _ok(why, s.sept[p] == "mapped", "the S-EPT maps the page")
             and _ok(why, s.tdx == "on", "tdx = on")
             and _ok(why, s.removeFailures < cfg.max_remove_failures, "removal-failure budget")):
         return None
     refs = s.tdxRefs
     if cfg.design == "FolioRef" and not cfg.on("tdx_remove_failed.hold_ref"):
-        refs = _set(refs, p, refs[p] - 1)
+        refs = _add_refs(s, p, -1)
+        if not _ok(why, refs is not None, _REF_RANGE_GUARD):
+            return None
     poisons = cfg.on("tdx_remove_failed.set_hwpoison")
     poison = set_flag(cfg, s, p) if poisons else s.hwpoison
     bad = _set(s.bad, p, True) if poisons else s.bad
     fd = "bugged" if cfg.on("tdx_remove_failed.mark_fd_bugged") and s.fd == "ok" else s.fd
     tdx, others = s.tdx, s.otherTds
     if cfg.on("tdx_remove_failed.buggy_shutdown"):
-        tdx = "off" if cfg.on("tdx_buggy_shutdown.wbinvd") else "off_dirty"
-        others = "dead"
+        if cfg.on("tdx_buggy_shutdown.wbinvd"):
+            tdx = "flushing"            # the flag follows (TdxShutdownFlag)
+        else:
+            tdx, others = "off_dirty", "dead_unsafe"
     return s._replace(removeFailures=s.removeFailures + 1, mirror=_set(s.mirror, p, False),
                       vm=_bug_vm(s.vm), tdxRefs=refs, hwpoison=poison, bad=bad, fd=fd, tdx=tdx,
                       otherTds=others)
 
 
+def TdxShutdownFlag(cfg: Config, s: State, why=None) -> State | None:
+    if not _ok(why, s.tdx in ("flushing", "flushing_dirty"), "a buggy shutdown is flushing"):
+        return None
+    unsafe = s.tdx == "flushing_dirty" or "pw_erratum" in cfg.features
+    return s._replace(tdx="off", otherTds="dead_unsafe" if unsafe else "dead")
+
+
+def OtherTdSeamcall(cfg: Config, s: State, why=None) -> State | None:
+    if not (_ok(why, s.tdx == "flushing", "a buggy shutdown is flushing")
+            and _ok(why, s.otherTds == "alive", "other TDs run")
+            and _ok(why, not cfg.on("tdx_buggy_shutdown.flag_first"),
+                    "tdx_buggy_shutdown.flag_first: no SEAMCALL after the flag")):
+        return None
+    return s._replace(tdx="flushing_dirty")
+
+
 def TdxSeptRemoveAfterShutdown(cfg: Config, s: State, p: int, why=None) -> State | None:
     if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
-            and _ok(why, s.tdx != "on", "the TDX module is shut down")):
+            and _ok(why, s.sept[p] == "mapped", "the S-EPT maps the page")
+            and _ok(why, s.tdx in ("off", "off_dirty"), "the TDX module is shut down")):
         return None
     return s._replace(mirror=_set(s.mirror, p, False))
 
@@ -277,6 +376,8 @@ def VmmConvertRequest(cfg: Config, s: State, p: int, to: str, why=None) -> State
 def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
     if not _ok(why, s.convReq is not None and s.convReq[1] == "shared",
                "a to-shared conversion is pending"):
+        return None
+    if not _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)"):
         return None
     p = s.convReq[0]
     f = cfg.folio_of(p)
@@ -303,6 +404,8 @@ def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
     if not _ok(why, s.convReq is not None and s.convReq[1] == "private",
                "a to-private conversion is pending"):
         return None
+    if not _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)"):
+        return None
     p = s.convReq[0]
     f = cfg.folio_of(p)
     if s.folioLoc[f] != "gmem":
@@ -328,6 +431,7 @@ def KvmGmemHostFault(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
     if not (_ok(why, "in_place_conversion" in cfg.features,
                 "no shared mmap of a TDX guest_memfd upstream (SIGBUS)")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not s.hostMap[p], "not mapped by the host yet")
             and _ok(why, not (s.attr[p] == "private" and cfg.on("gmem_fault.shared")),
@@ -363,6 +467,7 @@ def HostUnmap(cfg: Config, s: State, p: int, why=None) -> State | None:
 
 def KvmGmemPunchHole(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not (_ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
                     "KVM no longer maps any page of the folio (zapped first)")
             and _ok(why, not fd_refuses(cfg, s, "punch_hole.bugged_fd"),
@@ -373,6 +478,7 @@ def KvmGmemPunchHole(cfg: Config, s: State, f: int, why=None) -> State | None:
 
 def KvmGmemEvictInode(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not (_ok(why, s.vm == "destroyed", f"vm = destroyed (it is {s.vm})")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
                     "KVM no longer maps any page of the folio (zapped first)")):
@@ -383,7 +489,7 @@ def KvmGmemEvictInode(cfg: Config, s: State, f: int, why=None) -> State | None:
 def FreeFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not (_ok(why, s.folioLoc[f] == "detached",
                 f"folio truncated but referenced (it is {s.folioLoc[f]})")
-            and _ok(why, folio_refs_safe(cfg, s, f),
+            and _ok(why, folio_count(cfg, s, f) <= 0,
                     "no reference left but guest_memfd's (TDX or host still holds one)")):
         return None
     where = "leaked" if leaked_on_free(cfg, s, f) else "pool"
@@ -399,6 +505,19 @@ def AllocatorReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
     return s._replace(folioLoc=_set(s.folioLoc, f, "reused"))
 
 
+def CrossTdReuse(cfg: Config, s: State, f: int, why=None) -> State | None:
+    if not (_ok(why, "cross_td" in cfg.features, "no other TD takes freed folios")
+            and _ok(why, s.otherTds == "alive", "other TDs run")
+            and _ok(why, s.folioLoc[f] in ("pool", "buddy"),
+                    f"folio free in an allocator (it is {s.folioLoc[f]})")
+            and _ok(why, may_hand_out(cfg, s, f),
+                    "hugetlb_dequeue.hwpoison: the pool skips a poisoned folio")):
+        return None
+    assigned = any(s.sept[p] == "mapped" for p in cfg.pages_of(f))    # PAMT: still this TD's
+    return s._replace(folioLoc=_set(s.folioLoc, f, "reused"),
+                      otherTds="dead" if assigned else s.otherTds)
+
+
 def HostUserFree(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not _ok(why, s.folioLoc[f] == "reused", f"another user holds the folio (it is {s.folioLoc[f]})"):
         return None
@@ -410,6 +529,7 @@ def HostUserFree(cfg: Config, s: State, f: int, why=None) -> State | None:
 def MemoryFailure(cfg: Config, s: State, p: int, why=None) -> State | None:
     f = cfg.folio_of(p)
     if not (_ok(why, s.memErrors < cfg.max_mem_errors, "memory-error budget")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not s.bad[p], "the page is not poisoned yet")):
         return None
@@ -440,18 +560,19 @@ def KvmGmemBuggyCleanup(cfg: Config, s: State, why=None) -> State | None:
 
 
 def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
-    if not _ok(why, s.vm != "destroyed", "vm # destroyed"):
+    if not (_ok(why, s.vm != "destroyed", "vm # destroyed")
+            and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")):
         return None
     return s._replace(vm="destroyed")
 
 
 FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
-                 AllocatorReuse, HostUserFree, HugetlbDissolve)
-PAGE_ACTIONS = (KvmTdpMapPrivate, TdxSeptRemoveOk, TdxSeptRemoveFailed,
-                TdxSeptRemoveAfterShutdown, KvmGmemHostFault, HostGup, HostUnpin, HostUnmap,
-                MemoryFailure)
+                 AllocatorReuse, HostUserFree, HugetlbDissolve, CrossTdReuse)
+PAGE_ACTIONS = (KvmTdpMapPrivate, TdxAugBusy, KvmTdpPremap, TdxSeptRemoveOk,
+                TdxSeptRemoveFailed, TdxSeptRemoveAfterShutdown, TdxZapPremapped,
+                KvmGmemHostFault, HostGup, HostUnpin, HostUnmap, MemoryFailure)
 GLOBAL_ACTIONS = (KvmGmemConvertShared, KvmGmemConvertPrivate, KvmGmemBuggyCleanup,
-                  TdxReleaseHkid)
+                  TdxReleaseHkid, TdxShutdownFlag, OtherTdSeamcall)
 ACTION_NAMES = tuple(a.__name__ for a in FOLIO_ACTIONS + PAGE_ACTIONS + GLOBAL_ACTIONS) + (
     "VmmConvertRequest",)
 
@@ -523,13 +644,14 @@ def to_tla(cfg: Config, s: State) -> dict:
         "hostPin": per_page(s.hostPin), "hwpoison": per_page(s.hwpoison), "bad": per_page(s.bad),
         "vm": s.vm, "tdx": s.tdx, "otherTds": s.otherTds, "fd": s.fd, "convReq": req,
         "removeFailures": s.removeFailures, "memErrors": s.memErrors,
+        "unreset": per_page(s.unreset),
     }
 
 
 # ---- safety properties (spec section "Properties") ---------------------------
 
 def td_may_own(s: State, p: int) -> bool:
-    return s.sept[p] == "mapped" and s.tdx != "off"
+    return (s.sept[p] == "mapped" and s.tdx != "off") or s.unreset[p]
 
 
 def host_can_touch(cfg: Config, s: State, p: int) -> bool:
@@ -537,7 +659,8 @@ def host_can_touch(cfg: Config, s: State, p: int) -> bool:
 
 
 def no_host_access_to_td_page(cfg: Config, s: State) -> bool:
-    return not any(td_may_own(s, p) and host_can_touch(cfg, s, p) for p in range(cfg.pages))
+    return s.otherTds != "dead_unsafe" and not any(
+        td_may_own(s, p) and host_can_touch(cfg, s, p) for p in range(cfg.pages))
 
 
 def no_private_host_mapping(cfg: Config, s: State) -> bool:
@@ -546,7 +669,7 @@ def no_private_host_mapping(cfg: Config, s: State) -> bool:
 
 
 def refcount_sound(cfg: Config, s: State) -> bool:
-    return all(0 <= r <= 1 for r in s.tdxRefs) and all(
+    return all(s.tdxRefs[p] == int(tdx_holds(cfg, s, p)) for p in range(cfg.pages)) and all(
         folio_refs_safe(cfg, s, f) for f in range(cfg.folios)
         if s.folioLoc[f] in ("pool", "reused", "buddy"))
 
@@ -573,6 +696,12 @@ KERNEL_FUNCTION = {
     "Init": "-",
     "KvmGmemAllocFolio": "kvm_gmem_get_folio()",
     "KvmTdpMapPrivate": "kvm_gmem_get_pfn() + tdx_mem_page_aug()",
+    "TdxAugBusy": "tdx_mem_page_aug(): TDX_OPERAND_BUSY, tdx_unpin()",
+    "KvmTdpPremap": "tdx_sept_set_private_spte() before TD finalize (premap)",
+    "TdxZapPremapped": "zap of a premapped page: tdx_unpin()",
+    "TdxShutdownFlag": "tdx_buggy_shutdown(): WBINVD done, no more SEAMCALLs",
+    "OtherTdSeamcall": "another TD's SEAMCALL on a CPU already flushed",
+    "CrossTdReuse": "another TD's kvm_gmem_get_folio() + TDH.MEM.PAGE.AUG",
     "TdxSeptRemoveOk": "tdx_sept_remove_leaf_spte()",
     "TdxSeptRemoveFailed": "tdx_sept_remove_leaf_spte() fails: KVM_BUG_ON()",
     "TdxSeptRemoveAfterShutdown": "tdx_sept_remove_leaf_spte() after buggy shutdown",

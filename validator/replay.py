@@ -252,9 +252,10 @@ def _localize(desc: tuple, base: int) -> tuple:
 def _view(g: tuple, x: tuple | None) -> model.State:
     """The one-folio state of VM-wide part g and folio part x (None: no folio)."""
     if x is None:
-        return model.State((), (), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0)
+        return model.State((), (), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0,
+                           ())
     return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8],
-                       g[0], g[1], g[2], g[3], g[4], 0, 0)
+                       g[0], g[1], g[2], g[3], g[4], 0, 0, x[9])
 
 
 def _vm_part(t: model.State) -> tuple:
@@ -263,7 +264,7 @@ def _vm_part(t: model.State) -> tuple:
 
 def _folio_part(t: model.State) -> tuple:
     return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison,
-            t.bad)
+            t.bad, t.unreset)
 
 
 def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
@@ -705,9 +706,9 @@ class Replay:
 
     def _whole(self, g: tuple, parts: list) -> model.State:
         """The model.State of VM-wide part g and one part per folio."""
-        per_page = (tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 9))
-        return model.State(tuple(x[0] for x in parts), *per_page, g[0], g[1], g[2], g[3], g[4],
-                           None, None)
+        per_page = [tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 10)]
+        return model.State(tuple(x[0] for x in parts), *per_page[:8], g[0], g[1], g[2], g[3], g[4],
+                           None, None, per_page[8])
 
     def _candidates(self, folio: int | None, limit: int = 8) -> list[dict]:
         """Some candidate states before the failing event (the event's folio varies)."""
@@ -793,7 +794,7 @@ def build_step(desc: tuple, shown_base: int = 0) -> Step:
     if kind == "remove_ok":
         return _action(model.TdxSeptRemoveOk, *args)
     if kind == "remove_failed":
-        return _either(_action(model.TdxSeptRemoveFailed, *args),
+        return _either(_with_shutdown(_action(model.TdxSeptRemoveFailed, *args)),
                        _action(model.TdxSeptRemoveAfterShutdown, *args))
     if kind == "host_fault":
         return _action(model.KvmGmemHostFault, *args)
@@ -900,6 +901,24 @@ def _either(*steps: Step) -> Step:
                 why.extend(failed.guards)
         if not out:
             raise _StepFailed("no alternative fits", why)
+        return out
+    return step
+
+
+def _with_shutdown(inner: Step) -> Step:
+    """inner, then the rest of a buggy shutdown it started (no probe shows it): the
+    failing thread finishes tdx_buggy_shutdown() before it returns, and a CPU may enter
+    another TD between its WBINVD and the flag."""
+    def step(cfg, s):
+        out = []
+        for pre, t in inner(cfg, s):
+            out.append((pre, t))
+            other = model.OtherTdSeamcall(cfg, t)
+            for u in (t, other) if other is not None else (t,):
+                done = model.TdxShutdownFlag(cfg, u)
+                if done is not None:
+                    _took("TdxShutdownFlag")
+                    out.append((pre, done))
         return out
     return step
 

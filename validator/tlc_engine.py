@@ -52,18 +52,20 @@ Todo(e) == SelectSeq(e.ps, LAMBDA n : attr[Pg(n)] # e.to)
 
 TvInit == Init /\ l = 1 /\ obs = FALSE /\ pcOk = TRUE
 
-\* Steps no probe shows, on the folio of the next trace step only.
+\* Steps no probe shows: the rest of a buggy shutdown, and steps on the folio of the
+\* next trace step only.
 Hidden ==
     /\ l <= Len(Steps)
     /\ LET e == Steps[l] IN
-       /\ e.fo > 0
-       /\ \/ \E p \in PagesOf(Fo(e.fo - 1)) : HostUnmap(p) \/ HostGup(p) \/ HostUnpin(p)
-          \/ /\ e.k = "convert"
-             /\ VmmConvertRequest(Pg(e.a), e.to)
-          \/ /\ e.k = "convert_refused" /\ Todo(e) # <<>>
-             /\ VmmConvertRequest(Pg(Head(Todo(e))), e.to)
-          \/ /\ e.k \in {"gmem_free", "hugetlb_free", "page_free"}
-             /\ KvmGmemPunchHole(Fo(e.a)) \/ KvmGmemEvictInode(Fo(e.a))
+       \/ TdxShutdownFlag \/ OtherTdSeamcall
+       \/ /\ e.fo > 0
+          /\ \/ \E p \in PagesOf(Fo(e.fo - 1)) : HostUnmap(p) \/ HostGup(p) \/ HostUnpin(p)
+             \/ /\ e.k = "convert"
+                /\ VmmConvertRequest(Pg(e.a), e.to)
+             \/ /\ e.k = "convert_refused" /\ Todo(e) # <<>>
+                /\ VmmConvertRequest(Pg(Head(Todo(e))), e.to)
+             \/ /\ e.k \in {"gmem_free", "hugetlb_free", "page_free"}
+                /\ KvmGmemPunchHole(Fo(e.a)) \/ KvmGmemEvictInode(Fo(e.a))
     /\ obs' = FALSE
     /\ UNCHANGED <<l, pcOk>>
 
