@@ -6,11 +6,16 @@ STAMP  := $(VENV)/.installed
 JAR    := build/tla2tools.jar
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: check test bench review clean setup java real-trace
+.PHONY: check check-deep test bench review clean setup java real-trace
 
 # Model-check the matrix, then validate traces/ and replay every counterexample.
 check: setup
 	$(BIN)/poisoncheck check --jobs $(JOBS)
+	$(BIN)/poisoncheck corpus
+
+# The same with the runs marked deep in spec/matrix.toml (the largest state spaces).
+check-deep: setup
+	$(BIN)/poisoncheck check --deep --jobs $(JOBS)
 	$(BIN)/poisoncheck corpus
 
 test: setup

@@ -51,7 +51,8 @@ def test_every_check_is_used_by_some_action():
     unused = [c for c in sets.rows() if not sets.sites[c]]
     assert unused == []
     assert sets.sites["punch_hole.bugged_fd"] == {"KvmGmemPunchHole"}
-    assert sets.sites["hugetlb_dequeue.hwpoison"] == {"KvmGmemAllocFolio", "AllocatorReuse"}
+    assert sets.sites["hugetlb_dequeue.hwpoison"] == {"KvmGmemAllocFolio", "AllocatorReuse",
+                                                       "CrossTdReuse"}
     # TdxSeptRemove is split into its cases.
     assert sets.sites["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed"}
 

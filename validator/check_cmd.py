@@ -27,7 +27,10 @@ def _table(results: list[RunResult]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
-def select_runs(runs, patterns: tuple[str, ...]):
+def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
+    """The runs --only names (all without it); without `deep`, not the deep ones."""
+    if not deep:
+        runs = [r for r in runs if not r.deep]
     if not patterns:
         return runs
     chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
@@ -44,6 +47,8 @@ def select_runs(runs, patterns: tuple[str, ...]):
               default=None, help="Matrix file [default: spec/matrix.toml].")
 @click.option("--only", "only", multiple=True, metavar="PATTERN",
               help="Run only the runs whose name matches (glob or substring); repeatable.")
+@click.option("--deep", is_flag=True,
+              help="Also the runs marked deep in the matrix (make check-deep).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="TLC processes in parallel [default: the number of cores].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
@@ -52,17 +57,19 @@ def select_runs(runs, patterns: tuple[str, ...]):
               help="Where configs, TLC output and counterexamples go [default: build/check].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def check(spec_dir, matrix_path, only, jobs, timeout, out_dir, as_json, quiet):
+def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, quiet):
     """Model-check every run of the configuration matrix with TLC.
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
-    checks it disables.  The table has one column per property of
+    checks it disables.  Runs marked `deep` (the largest state spaces) run
+    only with --deep.  The table has one column per property of
     protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
     Counterexamples are kept under build/check/RUN/PROPERTY.json.
 
     \b
     Examples:
       poisoncheck check
+      poisoncheck check --deep
       poisoncheck check --only 'NoHold-*' --only mutant-folioref-drop
       poisoncheck check --json > results.json
 
@@ -76,7 +83,7 @@ def check(spec_dir, matrix_path, only, jobs, timeout, out_dir, as_json, quiet):
     matrix_path = matrix_path or spec_dir / "matrix.toml"
     out_dir = out_dir or root / "build" / "check"
     try:
-        runs = select_runs(load_matrix(matrix_path), only)
+        runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
         if not (spec_dir / "Poison.tla").is_file():
             raise MatrixError(f"{spec_dir}: no Poison.tla here (--spec-dir)")
         checks = known_checks(spec_dir)

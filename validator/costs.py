@@ -8,7 +8,8 @@ memory error hit them.  Then, over every reachable state:
 * collateral leak: pages of folios no allocator hands out again (leaked,
   truncated while TDX still holds a reference, or poisoned on the HugeTLB free
   list) that were never bad;
-* blast radius: whether some behaviour kills the other TDs on the host.
+* blast radius: whether some behaviour kills the other TDs on the host (with
+  `cross_td`: another TD's guest_memfd may get a freed page and AUG it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Cost:
     collateral_of: int          # ... out of this many pages in the model
     leaked_pages: int           # worst case, bad pages included
     other_tds_die: bool
+    blast_radius: str           # BLAST[...]: the worst over the reachable states
     witness: list[str]          # actions of a shortest path to the worst collateral leak
 
     def to_json(self) -> dict:
@@ -49,11 +51,22 @@ def stranded_pages(cfg: model.Config, s: model.State) -> list[int]:
     return out
 
 
+BLAST = ("none", "the TD that gets the page dies", "every other TD dies")
+
+
+def blast_rank(s: model.State) -> int:
+    """0: no other TD died; 1: one did (its AUG of a page still assigned to this
+    TD failed); 2: all did (a buggy shutdown)."""
+    if s.otherTds == "alive":
+        return 0
+    return 2 if s.tdx in ("off", "off_dirty") else 1
+
+
 def compute_cost(cfg: model.Config) -> Cost:
     start = (model.init(cfg), frozenset())
     parent: dict = {start: None}
     todo = deque([start])
-    worst, worst_node, leaked, dead = -1, start, 0, False
+    worst, worst_node, leaked, blast = -1, start, 0, 0
     while todo:
         node = todo.popleft()           # breadth first: the witness is a shortest path
         s, bad = node
@@ -62,7 +75,7 @@ def compute_cost(cfg: model.Config) -> Cost:
         if collateral > worst:
             worst, worst_node = collateral, node
         leaked = max(leaked, len(stranded))
-        dead = dead or s.otherTds != "alive"
+        blast = max(blast, blast_rank(s))
         for name, params, t in model.successors(cfg, s):
             hit = params[0] if name in ("TdxSeptRemoveFailed", "MemoryFailure") else None
             nxt = (t, bad | {hit} if hit is not None else bad)
@@ -70,7 +83,7 @@ def compute_cost(cfg: model.Config) -> Cost:
                 parent[nxt] = (node, name)
                 todo.append(nxt)
     return Cost(cfg.design, cfg.backing, cfg.folios, cfg.pages_per_folio, len(parent), worst,
-                cfg.pages, leaked, dead, _path(parent, worst_node))
+                cfg.pages, leaked, blast > 0, BLAST[blast], _path(parent, worst_node))
 
 
 def _path(parent: dict, node) -> list[str]:
@@ -83,6 +96,7 @@ def _path(parent: dict, node) -> list[str]:
 
 
 COST_CONFIGS = (("buddy", 2, 1), ("hugetlb", 1, 2))   # (backing, folios, pages per folio)
+COST_FEATURES = model.DEFAULT_FEATURES | {"cross_td"}
 
 
 def design_costs(designs=model.DESIGNS) -> list[Cost]:
@@ -93,6 +107,7 @@ def design_costs(designs=model.DESIGNS) -> list[Cost]:
     for design in designs:
         for backing, folios, pages in COST_CONFIGS:
             cfg = model.Config(design, backing, folios=folios, pages_per_folio=pages,
-                               max_remove_failures=1, max_mem_errors=0)
+                               max_remove_failures=1, max_mem_errors=0,
+                               features=COST_FEATURES)
             out.append(compute_cost(cfg))
     return out

@@ -29,6 +29,9 @@ OBSERVERS = (
     ("tdx, fd: the designs' own state", ("tdx_shutdown", "buggy_cleanup", "set_hwpoison"),
      "no design hook probes (the designs' patches)"),
     ("tdxRefs: TDX's folio references", (), "no event shows folio references"),
+    ("unreset: pages not reset (partial-write erratum)", (),
+     "no event shows tdx_quirk_reset_paddr() (it follows a successful removal)"),
+    ("otherTds: the other TDs", (), "the capture shows one VM's events only"),
 )
 # Events counted but not replayed: shown so a reader sees what else the capture held.
 CONTEXT = ("page_fault", "spte_changed", "set_spte", "host_unmap_range", "set_attributes")

@@ -36,6 +36,7 @@ class Run:
     features: tuple[str, ...] = tuple(sorted(DEFAULT_FEATURES))
     kind: str = "design"
     note: str = ""
+    deep: bool = False          # left to `make check-deep` (too slow for `make check`)
     expect: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -86,7 +87,7 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
     merged = {**defaults, **raw}
     known = {"name", "design", "backing", "folios", "liveness_folios", "pages_per_folio",
              "remove_failures",
-             "mem_errors", "disabled", "added", "features", "kind", "note", "expect"}
+             "mem_errors", "disabled", "added", "features", "kind", "note", "deep", "expect"}
     unknown = set(merged) - known
     if unknown:
         raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -108,6 +109,8 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
     if isinstance(pages, dict):
         pages = pages.get(merged["backing"], 1)
     merged["pages_per_folio"] = pages
+    if not isinstance(merged.get("deep", False), bool):
+        raise MatrixError(f"{where}: deep must be true or false")
     for key, default in (("folios", 2), ("liveness_folios", 1), ("remove_failures", 0),
                          ("mem_errors", 0)):
         merged.setdefault(key, default)
@@ -120,7 +123,7 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
         mem_errors=_int(merged, "mem_errors", where, 0, 2),
         disabled=_names(merged, "disabled", where), added=_names(merged, "added", where),
         features=_features(merged, where), kind=kind, note=str(merged.get("note", "")),
-        expect=_expect(merged["expect"], where))
+        deep=merged.get("deep", False), expect=_expect(merged["expect"], where))
     if run.backing == "buddy" and run.pages_per_folio != 1:
         raise MatrixError(f"{where}: buddy folios have one page (upstream guest_memfd is order-0)")
     if kind == "mutant" and not run.disabled:

@@ -607,7 +607,8 @@ class Replay:
                        lambda: self._candidates(folio))
             return
         if mask:
-            self._fail_property(event, name, mask, folio)
+            taken = frozenset().union(*(r[2] for _, _, r in results))
+            self._fail_property(event, name, mask, folio, taken)
             return
         new: list[_Branch] = []
         for b, gl, r in results:
@@ -679,11 +680,12 @@ class Replay:
                 out.append(b)
         return out
 
-    def _fail_property(self, event, name, mask, folio) -> None:
+    def _fail_property(self, event, name, mask, folio, taken=frozenset()) -> None:
         prop = PROPERTIES[(mask & -mask).bit_length() - 1]
-        self._fail(event, name, "property", prop,
-                   [f"a state the trace may be in after this event breaks {prop}"],
-                   lambda: self._candidates(folio))
+        guard = f"a state the trace may be in after this event breaks {prop}"
+        if taken:
+            guard += f" (the steps it may stand for: {', '.join(sorted(taken))})"
+        self._fail(event, name, "property", prop, [guard], lambda: self._candidates(folio))
 
     def _reasons(self, local: tuple, folio: int | None, base: int | None) -> list[str]:
         """The guards that refused the step, worded with the trace's page numbers."""
@@ -914,6 +916,8 @@ def _with_shutdown(inner: Step) -> Step:
         for pre, t in inner(cfg, s):
             out.append((pre, t))
             other = model.OtherTdSeamcall(cfg, t)
+            if other is not None:
+                _took("OtherTdSeamcall")
             for u in (t, other) if other is not None else (t,):
                 done = model.TdxShutdownFlag(cfg, u)
                 if done is not None:

@@ -46,7 +46,7 @@ def _cost_table(r: Report, fmt: str) -> str:
     rows = []
     for c in r.costs:
         rows.append([c.design, c.backing, f"{c.collateral_pages} of {c.collateral_of}",
-                     c.leaked_pages, "all other TDs die" if c.other_tds_die else "none"])
+                     c.leaked_pages, c.blast_radius])
     return tabulate(rows, headers=["design", "backing", "collateral", "leaked", "blast radius"],
                     tablefmt=fmt, disable_numparse=True)
 
@@ -314,7 +314,7 @@ def render_html(r: Report, svgs: dict[str, str] | None = None) -> str:
              "<h2>Cost of one failed removal</h2>",
              _html_table(["design", "backing", "collateral leak", "leaked", "blast radius"],
                          [[c.design, c.backing, f"{c.collateral_pages} of {c.collateral_of}",
-                           c.leaked_pages, "all other TDs die" if c.other_tds_die else "none"]
+                           c.leaked_pages, c.blast_radius]
                           for c in r.costs]),
              "<p class=note>A HugeTLB folio is modelled as 2 pages: 1 of 2 stands for the rest of "
              "the folio (511 of 512 4K pages of a 2M folio).</p>",
