@@ -17,9 +17,12 @@ def test_real_matrix_loads_and_covers_every_design_and_backing():
     assert {b for _, b in pairs} == {"buddy", "hugetlb", "thp"}
     # the new dimensions are findable by name (issue 12)
     names = [r.name for r in runs]
-    assert any("thp" in n for n in names) and any("dissolve" in n for n in names)
+    for word in ("thp", "dissolve", "erratum", "cross-td"):
+        assert any(word in n for n in names), word
     for run in runs:
         assert ("dissolve" in run.features) == ("dissolve" in run.name), run.name
+        assert ("pw_erratum" in run.features) == ("erratum" in run.name), run.name
+        assert ("cross_td" in run.features) == ("cross-td" in run.name), run.name
         assert (run.backing == "thp") == ("thp" in run.name), run.name
         assert (run.features == ()) == run.name.startswith("Upstream"), run.name
     for run in runs:
@@ -31,6 +34,21 @@ def test_real_matrix_names_only_checks_the_spec_defines():
     assert "gmem_get_pfn.hwpoison" in checks
     for run in load_matrix(MATRIX):
         assert set(run.disabled) | set(run.added) <= checks, run.name
+
+
+def test_some_mutant_breaks_refcount_sound():
+    """Property 4 has teeth: a missed put and a double put are expected to break it."""
+    breakers = {r.name for r in load_matrix(MATRIX)
+                if r.kind == "mutant" and r.expect["RefcountSound"] == "violated"}
+    assert {"mutant-folioref-misses-put-on-removal",
+            "mutant-folioref-puts-twice-on-aug-busy"} <= breakers
+
+
+def test_deep_runs_are_a_minority_and_make_check_keeps_every_design():
+    runs = load_matrix(MATRIX)
+    fast = [r for r in runs if not r.deep]
+    assert 0 < len(runs) - len(fast) < len(runs) // 4
+    assert {r.design for r in fast if r.kind == "design"} == set(DESIGNS)
 
 
 def test_every_mutant_is_expected_to_break_something():

@@ -162,3 +162,19 @@ def test_coverage_names_actions_taken_and_checks_that_refused(tmp_path):
     path.write_text(text)
     output = CliRunner().invoke(cli, ["validate", str(path), "--coverage"]).output
     assert "checks that refused a step: convert.safe_refcount" in output
+
+
+def test_trace_text_cannot_drive_the_terminal(tmp_path):
+    """A task name with an OSC sequence (retitles a terminal) is shown escaped, in the
+    verdict's event line and in a one-line error naming the file."""
+    text = text_of("NoHold", "buddy", FAIL_FREE_REUSE).replace(
+        "stress-ng-5001", "\x1b]0;owned\x07-5001")
+    bad = tmp_path / "bad\x1b[2J.trace"
+    bad.write_text(text)
+    result = invoke(bad, "-d", "NoHold")
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;owned\\x07" in result.output
+    missing = invoke(tmp_path / "gone\x1b[2J.trace")
+    assert missing.exit_code == 2
+    assert "\x1b" not in missing.output and "\\x1b[2J" in missing.output

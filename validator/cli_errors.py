@@ -4,9 +4,19 @@ import click
 
 
 class InputError(click.ClickException):
-    """Bad input or environment: one line on stderr, exit code 2."""
+    """Bad input or environment: one line on stderr, exit code 2.  Control characters
+    (from file names or trace text) are escaped, so a message cannot drive the terminal."""
 
     exit_code = 2
+
+    def format_message(self) -> str:
+        return terminal_safe(self.message)
+
+
+def terminal_safe(text: str) -> str:
+    """text with control characters and undecodable bytes escaped (no length limit)."""
+    from .ftrace import printable
+    return printable(text, len(text) + 1)
 
 
 def device_option(ctx, param, value):

@@ -5,13 +5,8 @@ import json
 import click
 from tabulate import tabulate, tabulate_formats
 
+from .cli_errors import InputError
 from .ftrace import ENGINES, Summary, TraceInputError, printable, read_file, summarise
-
-
-class InputError(click.ClickException):
-    """An input that is unreadable or not ftrace text: exit 2, one line on stderr."""
-
-    exit_code = 2
 
 
 @click.command()

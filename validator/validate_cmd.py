@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_errors import InputError, device_option
+from .cli_errors import InputError, device_option, terminal_safe
 from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
@@ -198,7 +198,7 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, g
         click.echo()
     else:
         for p, v in results:
-            click.echo("\n".join(_describe(p, v, verbose)))
+            click.echo("\n".join(terminal_safe(line) for line in _describe(p, v, verbose)))
         if design == "all":
             accepting = [d for d in designs
                          if all(v.verdict == "accepted" for p, v in results if v.design == d)]
