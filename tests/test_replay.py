@@ -1,5 +1,8 @@
 """The Python replay engine on behaviours of the spec rendered as ftrace text."""
 
+import os
+import threading
+
 import pytest
 from click.testing import CliRunner
 
@@ -178,3 +181,21 @@ def test_trace_text_cannot_drive_the_terminal(tmp_path):
     missing = invoke(tmp_path / "gone\x1b[2J.trace")
     assert missing.exit_code == 2
     assert "\x1b" not in missing.output and "\\x1b[2J" in missing.output
+
+
+def test_names_pipes_and_folders_are_input_errors_or_read(tmp_path):
+    """A name too long for the file system is a one-line error (was an OSError
+    traceback); a pipe is read like a file (was "no such file"); a folder is refused."""
+    result = invoke(tmp_path / ("a" * 300 + ".trace"))
+    assert result.exit_code == 2 and "File name too long" in result.output
+    assert "Traceback" not in result.output
+    assert invoke(tmp_path).exit_code == 2
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    text = text_of("NoHold", "buddy", FAIL_FREE_REUSE)
+    writer = threading.Thread(target=lambda: fifo.write_text(text))
+    writer.start()
+    result = invoke(fifo, "-d", "NoHold")
+    writer.join()
+    assert result.exit_code == 1, result.output
+    assert "violation (property NoHostAccessToTdPage)" in result.output

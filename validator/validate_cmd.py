@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import stat
 import sys
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -47,7 +53,7 @@ def validate_one(path: str, design: str, added=(), disabled=(),
         unparsed = items.unparsed_before(verdict.stopped_at)
     else:
         from .tlc_engine import validate_tlc
-        name = Path(path).name.replace(".", "_") if path != "-" else "stdin"
+        name = _work_name(path)
         read = UnparsedCount(keep_lines=True)
         verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design, tlc,
                                tlc.out_dir / name / design, added, disabled, dev, how)
@@ -60,6 +66,42 @@ def validate_one(path: str, design: str, added=(), disabled=(),
         verdict.notes.append(f"{unparsed.count} line(s) did not parse and were skipped, the "
                              f"first at line {line} ({reason}); `poisoncheck parse` lists them")
     return verdict
+
+
+def _work_name(path: str) -> str:
+    """A folder name for the TLC engine's files: the trace's name, cut, with a hash of the
+    whole path so that long or similar names stay apart."""
+    if path == "-":
+        return "stdin"
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:12]
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(path).name[:60])
+    return f"{stem}-{digest}"
+
+
+def _input_file(path: str, stack: ExitStack) -> str:
+    """The file to read for `path`: itself when it is a regular file; a pipe or a
+    character device (process substitution, /dev/stdin) is first copied to a temporary
+    file, since a trace is read more than once (its device, then each design)."""
+    if path == "-":
+        return path
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        why = "no such file" if isinstance(err, FileNotFoundError) else err.strerror or str(err)
+        raise InputError(f"{path}: {why}") from None
+    if stat.S_ISREG(mode):
+        return path
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a directory, not a trace")
+    suffix = next((s for s in (".gz", ".xz") if path.endswith(s)), "")
+    spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="poisoncheck-", suffix=suffix))
+    try:
+        with open(path, "rb") as source:
+            shutil.copyfileobj(source, spool)
+        spool.flush()
+    except OSError as err:
+        raise InputError(f"{path}: {err.strerror or err}") from None
+    return spool.name
 
 
 def _counting(lines, unparsed: UnparsedCount):
@@ -181,18 +223,19 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, g
     jobs = jobs or default_jobs()
     results: list[tuple[str, Verdict]] = []
     for path in traces:
-        if path != "-" and not Path(path).is_file():
-            raise InputError(f"{path}: no such file")
-        for d in designs:
-            try:
-                if d == designs[0]:              # read the file once for its device
-                    device = gmem_device(path, gmem_dev)
-                results.append((path, validate_one(path, d, added, disabled, tlc, coverage,
-                                                   jobs, device)))
-            except TraceInputError as err:          # names the file itself
-                raise InputError(str(err)) from None
-            except (ReplayInputError, RunnerError, WorkerError) as err:
-                raise InputError(f"{path}: {err}") from None
+        with ExitStack() as stack:
+            source = _input_file(path, stack)
+            for d in designs:
+                try:
+                    if d == designs[0]:              # read the file once for its device
+                        device = gmem_device(source, gmem_dev)
+                    verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
+                                           device)
+                except TraceInputError as err:          # names the file itself
+                    raise InputError(str(err).replace(source, path)) from None
+                except (ReplayInputError, RunnerError, WorkerError) as err:
+                    raise InputError(f"{path}: {err}") from None
+                results.append((path, verdict))
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
         click.echo()
