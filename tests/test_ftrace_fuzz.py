@@ -177,6 +177,19 @@ def test_huge_numbers_do_not_raise(line):
 
 
 @pytest.mark.parametrize("engine", ["fast", "lark"])
+def test_huge_numbers_in_headers_and_lost_markers(engine):
+    """A header's CPU count of 5000 digits is an unparsed line with its reason (was a
+    ValueError traceback); a lost-event marker with such a count still says events were
+    lost, how many unknown."""
+    big = "9" * 5000
+    header, lost = read_lines(["# entries-in-buffer/entries-written: 1/1   #P:" + big,
+                               f"CPU:1 [LOST {big} EVENTS]"], engine=engine,
+                              require_ftrace=False)
+    assert header.kind is LineKind.UNPARSED and "too large" in header.reason
+    assert lost.kind is LineKind.LOST and lost.lost.count is None
+
+
+@pytest.mark.parametrize("engine", ["fast", "lark"])
 @pytest.mark.parametrize("text", [
     "1 [1] " * 40_000,
     "  a-1 [000] 1.0: tracing_mark_write: " + "x-1 [000] 1.0: y " * 20_000,

@@ -399,7 +399,10 @@ def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
         return Line(line_no, LineKind.BLANK, text)
     if kind == "header":
         state.owner = None
-        header = build_header(parsed)
+        try:
+            header = build_header(parsed)
+        except ValueError:  # int() refuses numbers of thousands of digits
+            return Line(line_no, UNPARSED, text, R_NUMBER)
         if header.form == "tracer":  # a new trace section (files get concatenated)
             state.armed = True
             state.nocontext = False
@@ -413,7 +416,11 @@ def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
     if kind == "lost":
         state.owner = None
         state.evidence = True
-        return Line(line_no, LineKind.LOST, text, lost=build_lost(parsed, line_no))
+        try:
+            lost = build_lost(parsed, line_no)
+        except ValueError:  # a count of thousands of digits: events were lost, how many is unknown
+            lost = LostMarker(line_no, parsed.form, None, None)
+        return Line(line_no, LineKind.LOST, text, lost=lost)
     if kind == "funcgraph":
         state.owner = None
         state.evidence = True
