@@ -36,7 +36,7 @@ def test_text_report_fits_a_mail_and_says_what_tlc_found(checked):
     hw = next(line for line in text.splitlines() if line.startswith("HWPoison "))
     assert hw.split()[1:6] == ["holds"] * 5
     # costs: computed, per design and backing
-    assert "NoMoreSeamcalls  buddy      0 of 2" in text and "every other TD dies" in text
+    assert "NoMoreSeamcalls  buddy      0 of 2" in text and "every other TD" in text
     assert "HWPoison         hugetlb    1 of 2" in text
     # counterexamples: step tables with kernel functions, and the kernel trace
     assert "[tdx_sept_remove_leaf_spte() fails: KVM_BUG_ON()]" in text
@@ -75,10 +75,10 @@ def test_costs_are_computed():
     assert costs[("HWPoison", "hugetlb")].collateral_pages == 1      # rest of the folio
     assert costs[("HWPoison", "buddy")].collateral_pages == 0
     assert costs[("BuggyCleanup", "buddy")].collateral_pages == 1    # the other folio of the fd
-    assert costs[("NoMoreSeamcalls", "buddy")].blast_radius == "every other TD dies"
+    assert costs[("NoMoreSeamcalls", "buddy")].blast_radius == "every other TD"
     # Reuse by another TD: its AUG of the page still assigned to this TD fails and kills it.
-    assert costs[("NoHold", "buddy")].blast_radius == "the TD that gets the page dies"
-    assert costs[("HWPoison", "hugetlb")].blast_radius == "the TD that gets the page dies"
+    assert costs[("NoHold", "buddy")].blast_radius == "the TD that gets it"
+    assert costs[("HWPoison", "hugetlb")].blast_radius == "the TD that gets it"
     for design in ("FolioRef", "BuggyCleanup"):
         assert not costs[(design, "buddy")].other_tds_die, design
         assert costs[(design, "hugetlb")].blast_radius == "none", design

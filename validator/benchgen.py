@@ -338,6 +338,10 @@ class Walk:
             if t is not None:
                 self._take(f, s, "TdxSeptRemoveFailed", (0,), t)
                 failed += 1
+                s = self._state(f)              # NoMoreSeamcalls: the shutdown completes
+                t = model.TdxShutdownFlag(self.cfg, s)
+                if t is not None:
+                    self._take(f, s, "TdxShutdownFlag", (), t)
         s = self._state(0)
         t = model.TdxReleaseHkid(self.cfg, s)
         if t is not None:

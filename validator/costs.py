@@ -51,7 +51,7 @@ def stranded_pages(cfg: model.Config, s: model.State) -> list[int]:
     return out
 
 
-BLAST = ("none", "the TD that gets the page dies", "every other TD dies")
+BLAST = ("none", "the TD that gets it", "every other TD")
 
 
 def blast_rank(s: model.State) -> int:

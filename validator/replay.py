@@ -682,10 +682,10 @@ class Replay:
 
     def _fail_property(self, event, name, mask, folio, taken=frozenset()) -> None:
         prop = PROPERTIES[(mask & -mask).bit_length() - 1]
-        guard = f"a state the trace may be in after this event breaks {prop}"
-        if taken:
-            guard += f" (the steps it may stand for: {', '.join(sorted(taken))})"
-        self._fail(event, name, "property", prop, [guard], lambda: self._candidates(folio))
+        steps = f" (the steps it may stand for are {', '.join(sorted(taken))})" if taken else ""
+        self._fail(event, name, "property", prop,
+                   [f"a state the trace may be in after this event breaks {prop}"],
+                   lambda: self._candidates(folio), steps)
 
     def _reasons(self, local: tuple, folio: int | None, base: int | None) -> list[str]:
         """The guards that refused the step, worded with the trace's page numbers."""
@@ -737,7 +737,8 @@ class Replay:
                 out.add(self._whole(b.g, list(parts)))
         return out
 
-    def _fail(self, event, name, kind, prop, guards, candidates: Callable[[], list]) -> None:
+    def _fail(self, event, name, kind, prop, guards, candidates: Callable[[], list],
+              detail: str = "") -> None:
         v = self.verdict
         if self.lost_at is not None:
             v.verdict = "inconclusive"
@@ -748,7 +749,7 @@ class Replay:
         v.line, v.event, v.protocol_event = event.line_no, self._raw(event), name
         v.guards = guards
         v.reason = (f"{name} is not a step {self.design} allows: {'; '.join(guards)}"
-                    if kind == "step" else f"{prop} is violated after {name}")
+                    if kind == "step" else f"{prop} is violated after {name}{detail}")
         v.candidates = candidates()
         self.done = True
 

@@ -23,7 +23,8 @@ def _grow(s: model.State, pages: int) -> model.State:
                       attr=s.attr + ("private",) * pages, sept=s.sept + ("unmapped",) * pages,
                       mirror=s.mirror + (False,) * pages, hostMap=s.hostMap + (False,) * pages,
                       hostPin=s.hostPin + (False,) * pages,
-                      hwpoison=s.hwpoison + (False,) * pages, bad=s.bad + (False,) * pages)
+                      hwpoison=s.hwpoison + (False,) * pages, bad=s.bad + (False,) * pages,
+                      unreset=s.unreset + (False,) * pages)
 
 
 class ReferenceReplay(Replay):
