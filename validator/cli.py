@@ -3,6 +3,7 @@
 Each command's module is imported only when that command runs (`poisoncheck validate`
 need not load the report or the ablation), which keeps start-up short."""
 
+import sys
 from importlib import import_module
 
 import click
@@ -55,4 +56,43 @@ def cli():
       0  pass
       1  a violation, a counterexample, or a result that differs from expectation
       2  usage or input error (bad file, missing Java, TLC error, timeout)
+      3  inconclusive (validate: nothing to judge, or events were lost)
+     70  internal error: a bug in poisoncheck (one line; --debug shows the traceback)
+    130  interrupted (SIGINT)
     """
+
+
+INTERNAL_ERROR = 70        # sysexits.h EX_SOFTWARE
+INTERRUPTED = 130          # 128 + SIGINT, as a shell reports it
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: click's own handling, except that an interrupt exits
+    130 (click's Abort would exit 1, the code of a violation) and a bug is one line and
+    exit 70 (the traceback with --debug anywhere on the command line)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        cli.main(args, prog_name="poisoncheck", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("poisoncheck: interrupted", err=True)
+        sys.exit(INTERRUPTED)
+    except Exception as err:   # noqa: BLE001 - the last resort: a bug, said in one line
+        if debug:
+            raise
+        where = err.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        site = (f" at {where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}"
+                if where is not None else "")
+        text = " ".join(str(err).split())[:200]
+        click.echo(f"poisoncheck: internal error{site}: {type(err).__name__}: {text} "
+                   f"(a bug; run again with --debug for the traceback)", err=True)
+        sys.exit(INTERNAL_ERROR)

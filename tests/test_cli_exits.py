@@ -1,0 +1,50 @@
+"""The entry point's own exit codes: a bug is one line and 70, an interrupt is 130."""
+
+import pytest
+
+from validator import cli, parse_cmd
+
+from conftest import ROOT
+
+TRACE = str(ROOT / "traces" / "lifecycle-buddy.trace")
+
+
+def run_main(args, capsys):
+    try:
+        cli.main(args)
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    return code, capsys.readouterr()
+
+
+def test_a_bug_is_one_line_and_exit_70(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nthe code did not expect")
+    monkeypatch.setattr(parse_cmd, "summarise", broken)
+    code, out = run_main(["parse", TRACE], capsys)
+    assert code == cli.INTERNAL_ERROR == 70
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "internal error" in lines[0] and "RuntimeError" in lines[0]
+    assert "Traceback" not in out.err and "--debug" in lines[0]
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    monkeypatch.setattr(parse_cmd, "summarise", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["parse", TRACE, "--debug"])
+
+
+def test_an_interrupt_exits_130_not_1(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(parse_cmd, "summarise", interrupted)
+    code, out = run_main(["parse", TRACE], capsys)
+    assert code == 130 and "interrupted" in out.err
+
+
+def test_usage_and_input_errors_keep_their_codes(capsys):
+    assert run_main(["parse", "/nonexistent/trace"], capsys)[0] == 2
+    assert run_main(["nosuchcommand"], capsys)[0] == 2
+    assert run_main(["parse", TRACE], capsys)[0] == 0
+    assert run_main(["--version"], capsys)[0] == 0
