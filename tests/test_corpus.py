@@ -51,6 +51,45 @@ def test_both_engines_agree_on_every_trace(tlc_ready, tmp_path):
     assert got == expected
 
 
+FOLIO_LESS = {
+    "vm_bugged": "vm_bugged: (kvm_vm_bugged+0x0/0x30)",
+    "hkid_release": "hkid_release: (tdx_mmu_release_hkid+0x1b8/0x2a0 <- tdh_mng_key_freeid) ret=0",
+    "punch_hole": "gmem_punch_hole: (kvm_gmem_punch_hole+0x0/0x1c0) start=0x0 end=0x2",
+    "buggy_cleanup": "gmem_buggy_cleanup: (kvm_gmem_buggy_cleanup+0x0/0x40)",
+}
+
+
+def test_events_before_any_folio_get_the_same_verdict_from_both_engines(tlc_ready, tmp_path):
+    """A VM-wide event before any folio: inconclusive (nothing about a folio), unless it is
+    another design's hook, which no state explains (was: a violation with an empty reason
+    from the Python engine for every such event, and accepted by the TLC engine)."""
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
+    head = (TRACES / "lifecycle-buddy.trace").read_text().splitlines()[:12]
+    cases = [(kind, d) for kind in FOLIO_LESS for d in ("NoHold", "BuggyCleanup")]
+
+    def verdicts(case):
+        kind, design = case
+        path = tmp_path / f"{kind}.trace"
+        path.write_text("\n".join(head + [
+            f"       CPU 0/KVM-4145    [001] d..1.   100.000042: {FOLIO_LESS[kind]}"]) + "\n")
+        python = check_one(path, design)
+        tlc = verdict_text(validate_tlc(iter_events(read_file(path)), design, setup,
+                                        tmp_path / kind / design))
+        return python, tlc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = dict(zip(cases, pool.map(verdicts, cases)))
+    for case, (python, tlc) in got.items():
+        assert python == tlc, case
+        hook_of_another = case == ("buggy_cleanup", "NoHold")
+        assert python == ("violation:step@13" if hook_of_another else "inconclusive"), case
+
+
+def check_one(path: Path, design: str) -> str:
+    from validator.replay import replay
+    return verdict_text(replay(iter_events(read_file(path)), design))
+
+
 def test_tlc_engine_never_writes_trace_text_into_tla(tlc_ready, tmp_path):
     trace = (TRACES / "lifecycle-buddy.trace").read_text()
     setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path / "out", 300)

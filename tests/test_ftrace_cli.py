@@ -73,7 +73,11 @@ def test_several_files_add_up(tmp_path):
     assert out["events"] == 50 and len(out["files"]) == 2
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00\x01binary", b"<!DOCTYPE html>\n<html>", b"just words\n"])
+CR_ONLY = (Path(__file__).parent.parent / "traces" / "lifecycle-buddy.trace").read_bytes().replace(b"\n", b"\r")
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x01binary", b"<!DOCTYPE html>\n<html>", b"just words\n",
+                                  CR_ONLY])
 def test_not_ftrace_exits_2_with_one_line(tmp_path, data):
     path = tmp_path / "input"
     path.write_bytes(data)

@@ -457,10 +457,12 @@ class Replay:
         self._add_folio(pages)
 
     def _start(self, pages: int) -> None:
-        """The first folio: the candidate set becomes Init (of no folio yet)."""
+        """The first folio: the candidate set becomes Init (of no folio yet), or keeps the
+        VM-wide parts the events before any folio reached (see _judge)."""
         if self.judge:
             ctx = self._ctx = _context(self.design, pages, self.added, self.disabled)
-            self.branches = [_Branch(ctx.g(_vm_part(model.init(ctx.vm_only))), [])]
+            gs = [b.g for b in self.branches] or [_vm_part(model.init(ctx.vm_only))]
+            self.branches = [_Branch(ctx.g(g), []) for g in dict.fromkeys(gs)]
             self._init_part = ctx.intern(frozenset({_folio_part(model.init(ctx.local))}))
 
     def _add_folio(self, pages: int) -> None:
@@ -546,9 +548,13 @@ class Replay:
     def _judge(self, event: Event, name: str, desc: tuple, folio: int | None) -> None:
         """Take one planned step from every candidate (see the module docstring)."""
         ctx = self._ctx
-        if ctx is None:             # no folio yet: no candidate state, nothing fits
-            self._fail(event, name, "step", None, [], list)
-            return
+        if ctx is None:
+            # No folio yet: the VM-wide steps before it act on Init's VM-wide part (a
+            # one-page view; the first folio sets the real size and keeps what they did).
+            self._start(1)
+            ctx = self._ctx
+            if folio is not None:
+                raise AssertionError("a folio's step before the folio")
         if folio is None:
             base, local = None, desc
         else:

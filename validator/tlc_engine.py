@@ -234,8 +234,10 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         elif isinstance(item, Event):
             last_line = item.line_no
         engine.feed(item)
-    if engine.verdict.folio_events == 0:
-        return engine.result()      # inconclusive: nothing about a folio to judge
+    if not engine.steps:
+        return engine.result()      # inconclusive: nothing to judge
+    # VM-wide steps with no folio are judged too (a design's hook in another design is a
+    # violation); if they fit, the verdict stays inconclusive: nothing about a folio.
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     shutil.copy(setup.spec_dir / "Poison.tla", workdir / "Poison.tla")
@@ -264,7 +266,7 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         _fill(verdict, engine, failing_step, line, "step", None, lost_before(line))
     elif lost_lines:
         verdict.verdict = "inconclusive"
-    else:
+    elif engine.verdict.folio_events:
         verdict.verdict, verdict.reason = "accepted", None
     return verdict
 

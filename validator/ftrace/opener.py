@@ -53,6 +53,9 @@ def sniff(head: bytes) -> str | None:
     if start.startswith((b"<!doctype html", b"<html")):
         return ("HTML, not ftrace text (an Android systrace? extract its "
                 '<script class="trace-data"> block first)')
+    if b"\r" in head and b"\n" not in head:
+        return ("lines end in CR only (no LF): not ftrace text as written; convert it "
+                "first (tr '\\r' '\\n')")
     nul = head.find(b"\x00")
     if nul >= 0:
         return f"binary data (NUL byte at offset {nul}; the `bin` trace option writes binary records)"
