@@ -17,13 +17,14 @@ class Property:
 
 PROPERTIES: tuple[Property, ...] = (
     Property("NoHostAccessToTdPage", 1, "1 NoHostAccess", "NoHostAccessToTdPageInv", "invariant",
-             "no page the TDX module may own is mapped, pinned or reused by the host"),
+             "no page the TDX module may own (or, with the erratum, never reset) is mapped, "
+             "pinned or reused by the host, and a buggy shutdown hands no TD page back unsafe"),
     Property("NoPrivateHostMapping", 2, "2 NoPrivMap", "NoPrivateHostMappingInv", "invariant",
              "the host maps or pins only shared guest_memfd pages"),
     Property("PoisonContained", 3, "3 PoisonCont", "PoisonContainedProp", "action",
              "a poisoned page is never newly mapped; a poisoned folio is never handed out again"),
     Property("RefcountSound", 4, "4 Refcount", "RefcountSoundInv", "invariant",
-             "references stay within bounds; a free or reused folio carries none of ours"),
+             "TDX holds one reference per page it maps, none otherwise; a free folio holds none"),
     Property("ConversionNeedsNoPoisonCheck", 5, "5 ConvNoPoisonChk", None, "derived",
              "HWPoison only: 1-4 hold although conversion does not check poison"),
     Property("NoLeakWithoutFaults", 6, "6 NoLeak", "NoLeakWithoutFaultsProp", "liveness",
