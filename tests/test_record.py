@@ -331,6 +331,15 @@ def test_bad_catalogue(tmp_path):
     assert f"{bad}: [poisoncheck.x]: protocol 'nope'" in line
 
 
+def test_an_endless_or_binary_catalogue_is_refused_without_reading_it_all(tmp_path):
+    """--catalogue /dev/zero read until MemoryError; now at most 1 MiB is read."""
+    line = one_error_line(run("--catalogue", "/dev/zero"))
+    assert "/dev/zero: larger than 1024 KiB" in line
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"group = \"\xff\xfe\"\n")
+    assert "not UTF-8 text" in one_error_line(run("--catalogue", str(binary)))
+
+
 # ---------------------------------------------------------------- instances, tracepoints only, undo
 
 def add_instance(root: Path, name: str) -> Path:

@@ -293,12 +293,21 @@ def _default_catalogue() -> Catalogue:
     return _load(default_path())
 
 
+CATALOGUE_MAX_BYTES = 1 << 20      # the packaged one is about 27 KB
+
+
 def _load(path: Path) -> Catalogue:
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(CATALOGUE_MAX_BYTES + 1)     # /dev/zero must not fill memory
+        if len(raw) > CATALOGUE_MAX_BYTES:
+            raise CatalogueError(f"{path}: larger than {CATALOGUE_MAX_BYTES >> 10} KiB: "
+                                 f"not a probe catalogue")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as err:
         raise CatalogueError(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise CatalogueError(f"{path}: not UTF-8 text: {err.reason} at byte {err.start}") from None
     except tomllib.TOMLDecodeError as err:
         raise CatalogueError(f"{path}: not valid TOML: {err}") from None
     return _parse(data, str(path))
