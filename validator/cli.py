@@ -3,6 +3,7 @@
 Each command's module is imported only when that command runs (`poisoncheck validate`
 need not load the report or the ablation), which keeps start-up short."""
 
+import signal
 import sys
 from importlib import import_module
 
@@ -58,12 +59,22 @@ def cli():
       2  usage or input error (bad file, missing Java, TLC error, timeout)
       3  inconclusive (validate: nothing to judge, or events were lost)
      70  internal error: a bug in poisoncheck (one line; --debug shows the traceback)
-    130  interrupted (SIGINT)
+    130  interrupted (SIGINT); 143 terminated (SIGTERM); child processes die with it
     """
 
 
 INTERNAL_ERROR = 70        # sysexits.h EX_SOFTWARE
 INTERRUPTED = 130          # 128 + SIGINT, as a shell reports it
+TERMINATED = 143           # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
+    processes killed) before poisoncheck exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args, prog_name="poisoncheck", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("poisoncheck: interrupted", err=True)
         sys.exit(INTERRUPTED)
+    except Terminated:
+        click.echo("poisoncheck: terminated", err=True)
+        sys.exit(TERMINATED)
     except Exception as err:   # noqa: BLE001 - the last resort: a bug, said in one line
         if debug:
             raise

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import children
 from .matrix import Run
 from .properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE, PROPERTIES,
                          SAFETY, VIOLATED)
@@ -151,8 +152,7 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
            *extra, "-config", os.path.relpath(cfg, workdir), spec]
     start = time.monotonic()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=setup.timeout,
-                              cwd=workdir, errors="replace")
+        returncode, stdout, stderr = children.run(cmd, workdir, setup.timeout)
     except subprocess.TimeoutExpired:
         raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
     except OSError as err:
@@ -161,9 +161,9 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
         shutil.rmtree(metadir, ignore_errors=True)
         shutil.rmtree(tmpdir, ignore_errors=True)
     seconds = time.monotonic() - start
-    output = done.stdout + done.stderr
+    output = stdout + stderr
     (workdir / f"{cfg.stem}.out").write_text(output)
-    return parse_tlc_output(output, done.returncode), seconds, output
+    return parse_tlc_output(output, returncode), seconds, output
 
 
 def _save_counterexample(run: Run, key: str, result: TlcResult, workdir: Path) -> str:
@@ -295,22 +295,29 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
                 tasks.append((f"{run.name} {prop.key}", lambda j=job, k=prop.key: j.liveness(k)))
     errors: list[str] = []
     total, done = len(tasks), 0
+    children.STOPPING.clear()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(fn): label for label, fn in tasks}
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
-            done += 1
-            label = futures[future]
-            try:
-                future.result()
-                progress(f"[{done}/{total}] {label}: done")
-            except RunnerError as err:
-                # One broken spec or a timeout spoils the whole check: stop early.
-                errors.append(str(err))
-                progress(f"[{done}/{total}] {label}: ERROR")
-                for other in futures:
-                    other.cancel()
+        try:
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                done += 1
+                label = futures[future]
+                try:
+                    future.result()
+                    progress(f"[{done}/{total}] {label}: done")
+                except RunnerError as err:
+                    # One broken spec or a timeout spoils the whole check: stop early.
+                    errors.append(str(err))
+                    progress(f"[{done}/{total}] {label}: ERROR")
+                    for other in futures:
+                        other.cancel()
+        except BaseException:       # interrupted: stop the JVMs now, not at their timeout
+            for other in futures:
+                other.cancel()
+            children.kill_children()
+            raise
     ordered = [results[run.name] for run in runs]
     for result in ordered:
         _derive(result)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import NamedTuple
 
+from ..children import die_with_parent
 from .opener import TextLines, piece_lines
 from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
 
@@ -91,6 +92,7 @@ def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
           shortcut: Callable | None) -> None:
     """A worker: chunks in, read_chunk()'s replies out, until an empty message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    die_with_parent()                             # and SIGKILL of it takes this one along
     # A thread takes chunks off the pipe as they come, so that the main process can hand
     # out the next chunk while this one is read (and never blocks on a full pipe).
     inbox: queue.SimpleQueue = queue.SimpleQueue()

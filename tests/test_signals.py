@@ -1,0 +1,79 @@
+"""A signal leaves no child process behind, and exits with its own code (issue 13, item 10)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from validator import benchgen
+
+from conftest import ROOT
+
+POISONCHECK = [sys.executable, "-m", "validator"]
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line holds `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate, seconds: float = 60) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def start(args, tmp_path):
+    return subprocess.Popen(POISONCHECK + args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_check_stops_its_jvms(tlc_ready, tmp_path, sig, code):
+    out = tmp_path / "check"
+    proc = start(["check", "--only", "NoHold-hugetlb-fail1-memerr1", "--jobs", "1", "-q",
+                  "--out", str(out)], tmp_path)
+    assert wait_for(lambda: processes_with(f"tmpdir={out}")), "no JVM started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert wait_for(lambda: not processes_with(f"tmpdir={out}"), 10), "a JVM outlived check"
+
+
+def test_a_killed_check_takes_its_jvm_along(tlc_ready, tmp_path):
+    out = tmp_path / "check"
+    proc = start(["check", "--only", "NoHold-hugetlb-fail1-memerr1", "--jobs", "1", "-q",
+                  "--out", str(out)], tmp_path)
+    assert wait_for(lambda: processes_with(f"tmpdir={out}")), "no JVM started"
+    proc.kill()
+    proc.wait(timeout=30)
+    assert wait_for(lambda: not processes_with(f"tmpdir={out}"), 10), "a JVM outlived check"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_validate_takes_its_reader_processes_along(tmp_path, sig):
+    trace = tmp_path / "long-trace-for-signals.trace"
+    benchgen.generate(trace, 400_000, seed=2)
+    proc = start(["validate", "--jobs", "2", "-d", "HWPoison", str(trace)], tmp_path)
+    mine = lambda: [p for p in processes_with(str(trace)) if p != proc.pid]  # noqa: E731
+    assert wait_for(lambda: len(mine()) >= 2, 30), "no reader processes"
+    os.kill(proc.pid, sig)
+    proc.communicate(timeout=30)
+    assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert wait_for(lambda: not mine(), 10), "a reader process outlived validate"

@@ -1,0 +1,64 @@
+"""Child processes die with poisoncheck: TLC's JVMs and the reader's workers.
+
+A child asks the kernel for SIGKILL when its parent goes (PR_SET_PDEATHSIG), which covers
+SIGKILL of poisoncheck itself; live TLC processes are also killed at once when a run is
+interrupted (kill_children), so nothing waits for a JVM to finish."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import signal
+import subprocess
+import threading
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):    # not Linux: children outlive a SIGKILL'd parent
+    _prctl = None
+
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+STOPPING = threading.Event()     # set by kill_children(): run() starts nothing new
+
+
+class Stopped(RuntimeError):
+    """run() was asked for a child after kill_children()."""
+
+
+def die_with_parent() -> None:
+    """In a child: be killed when the parent dies (also as a Popen preexec_fn)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def run(cmd: list[str], cwd, timeout: float | None) -> tuple[int, str, str]:
+    """subprocess.run(capture_output=True, text=True) for a child that dies with us and
+    that kill_children() can stop.  Raises subprocess.TimeoutExpired after killing it."""
+    with _LIVE_LOCK:
+        if STOPPING.is_set():
+            raise Stopped("poisoncheck is stopping")
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, errors="replace", preexec_fn=die_with_parent)
+        _LIVE.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return proc.returncode, out, err
+
+
+def kill_children() -> None:
+    """Kill every child run() started that is still running, and start no new one until
+    STOPPING is cleared."""
+    with _LIVE_LOCK:
+        STOPPING.set()
+        procs = list(_LIVE)
+    for proc in procs:
+        proc.kill()
