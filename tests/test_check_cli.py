@@ -118,3 +118,30 @@ def test_the_command_list_matches_the_commands():
         assert command.name == name
         first = " ".join(command.help.split("\n\n")[0].split())
         assert first.startswith(short.rstrip(".").split(":")[0]), (name, first)
+
+
+def test_a_second_check_on_the_same_folder_is_refused(tlc_ready, tmp_path):
+    """Two checks of one folder lost each other's results; the second is now refused."""
+    import fcntl
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:            # what a running check holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke("--matrix", matrix(tmp_path), "--out", out)
+    assert result.exit_code == 2
+    assert "in use by another poisoncheck check" in result.output
+    assert invoke("--matrix", matrix(tmp_path), "--out", out).exit_code == 0
+
+
+def test_an_interrupted_check_leaves_no_stale_results(tlc_ready, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert invoke("--matrix", matrix(tmp_path), "--out", out).exit_code == 0
+    assert (out / "results.json").is_file()
+    from validator import check_cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(check_cmd, "check_runs", interrupted)
+    invoke("--matrix", matrix(tmp_path), "--out", out)
+    assert not (out / "results.json").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith("results.json")] == []

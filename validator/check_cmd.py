@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -25,6 +28,23 @@ def _table(results: list[RunResult]) -> str:
         rows.append([r.run.name] + [r.cell(p.key) for p in PROPERTIES]
                     + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}"])
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+@contextmanager
+def _exclusive(out_dir: Path):
+    """Hold out_dir for this check: a second check on the same folder is refused."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / ".lock", "w")
+    except OSError as err:
+        raise InputError(f"{out_dir}: cannot write there: {err.strerror or err}") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{out_dir} is in use by another poisoncheck check; wait for it "
+                             f"or give this one another --out") from None
+        yield
 
 
 def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
@@ -98,15 +118,26 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
         raise InputError(str(err)) from None
 
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
-    progress(f"checking {len(runs)} runs with TLC, {jobs or default_jobs()} in parallel")
-    results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+    with _exclusive(out_dir):
+        progress(f"checking {len(runs)} runs with TLC, {jobs or default_jobs()} in parallel")
+        # The old results describe folders this run replaces: they go first, so that an
+        # interrupted check leaves no results.json pointing at missing files.
+        (out_dir / "results.json").unlink(missing_ok=True)
+        results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+        _finish(out_dir, results, errors, as_json)
+
+
+def _finish(out_dir: Path, results, errors, as_json: bool) -> None:
     if errors:
         more = f" ({len(errors) - 1} more TLC jobs failed; see {out_dir})" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
     mismatches = [m for r in results for m in r.mismatches()]
-    # Kept for `poisoncheck report` (the last check's results, whatever it printed).
-    (out_dir / "results.json").write_text(json.dumps(
+    # Kept for `poisoncheck report` (the last check's results, whatever it printed),
+    # written whole or not at all.
+    partial = out_dir / f"results.json.{os.getpid()}"
+    partial.write_text(json.dumps(
         {"runs": [r.to_json() for r in results], "mismatches": mismatches}, indent=1) + "\n")
+    partial.replace(out_dir / "results.json")
 
     if as_json:
         json.dump({"runs": [r.to_json() for r in results], "mismatches": mismatches},
