@@ -145,3 +145,11 @@ def test_an_interrupted_check_leaves_no_stale_results(tlc_ready, tmp_path, monke
     invoke("--matrix", matrix(tmp_path), "--out", out)
     assert not (out / "results.json").exists()
     assert [p.name for p in out.iterdir() if p.name.startswith("results.json")] == []
+
+
+def test_an_unwritable_output_folder_is_one_line_exit_2(tlc_ready, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = invoke("--matrix", matrix(tmp_path), "--out", blocker / "out")
+    assert result.exit_code == 2 and "Not a directory" in result.output
+    assert "Traceback" not in result.output

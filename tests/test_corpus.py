@@ -179,3 +179,15 @@ def test_both_engines_agree_on_real_captures_and_splices(tlc_ready, tmp_path):
     with ThreadPoolExecutor(max_workers=2) as pool:
         got = dict(zip(python, pool.map(tlc_verdict, python)))
     assert got == python
+
+
+def test_tlc_engine_replaces_a_work_folder_that_is_a_symlink(tlc_ready, tmp_path):
+    """Was FileExistsError: rmtree() refuses a symlink and mkdir() then fails."""
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    work = tmp_path / "work"
+    work.symlink_to(elsewhere)
+    items = iter_events(read_file(TRACES / "lifecycle-buddy.trace"))
+    assert verdict_text(validate_tlc(items, "NoHold", setup, work)) == "accepted"
+    assert work.is_dir() and not work.is_symlink() and elsewhere.is_dir()

@@ -123,8 +123,12 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
         # The old results describe folders this run replaces: they go first, so that an
         # interrupted check leaves no results.json pointing at missing files.
         (out_dir / "results.json").unlink(missing_ok=True)
-        results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
-        _finish(out_dir, results, errors, as_json)
+        try:
+            results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+            _finish(out_dir, results, errors, as_json)
+        except OSError as err:      # a read-only or full build folder
+            where = err.filename or out_dir
+            raise InputError(f"{where}: {err.strerror or err}") from None
 
 
 def _finish(out_dir: Path, results, errors, as_json: bool) -> None:

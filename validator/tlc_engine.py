@@ -238,6 +238,8 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         return engine.result()      # inconclusive: nothing to judge
     # VM-wide steps with no folio are judged too (a design's hook in another design is a
     # violation); if they fit, the verdict stays inconclusive: nothing about a folio.
+    if workdir.is_symlink():        # rmtree() refuses a symlink; the folder is ours to replace
+        workdir.unlink()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     shutil.copy(setup.spec_dir / "Poison.tla", workdir / "Poison.tla")

@@ -235,6 +235,8 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, g
                     raise InputError(str(err).replace(source, path)) from None
                 except (ReplayInputError, RunnerError, WorkerError) as err:
                     raise InputError(f"{path}: {err}") from None
+                except OSError as err:      # the TLC engine's folder: read-only, full
+                    raise InputError(f"{err.filename or path}: {err.strerror or err}") from None
                 results.append((path, verdict))
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
