@@ -2,6 +2,7 @@
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -199,3 +200,27 @@ def test_names_pipes_and_folders_are_input_errors_or_read(tmp_path):
     writer.join()
     assert result.exit_code == 1, result.output
     assert "violation (property NoHostAccessToTdPage)" in result.output
+
+
+LIFECYCLE_TEXT = Path(__file__).resolve().parent.parent / "traces" / "lifecycle-buddy.trace"
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("order=0", "order=x", "order='x' is not a number"),
+    ("order=0", "order=-1", "order=-1 is not a number"),
+    ("order=0", "order=0x40", "order 64 is not an order"),
+    ("order=0", "order=20", "order 20 is not an order"),          # was 1.4 GB of memory
+    ("index=0x0 pfn", "index=x pfn", "index='x' is not a number"),
+    ("pfn=0x100000 order", "pfn=0x1" + "0" * 20 + " order", "pfn=1208925819614629174706176"),
+])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_malformed_field_is_one_line_naming_the_line(tmp_path, old, new, says, jobs):
+    text = LIFECYCLE_TEXT.read_text()
+    at = text.index("gmem_alloc:")
+    line = text[:at].count("\n") + 1
+    bad = tmp_path / "bad.trace"
+    bad.write_text(text[:at] + text[at:].replace(old, new, 1))
+    result = invoke(bad, "--jobs", jobs)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert f"{bad}: line {line}: " in result.output and says in result.output

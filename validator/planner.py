@@ -48,6 +48,11 @@ class Unrelated(Exception):
     """The event does not concern a folio the replay tracks (counted, with the reason)."""
 
 
+# Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
+NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor")
+U64 = 1 << 64
+
+
 class PlanInputError(Exception):
     """An event the replay cannot read (a needed field missing); exit code 2."""
 
@@ -204,6 +209,12 @@ class Planner:
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
+        for key in NUMBERS if name != "marker" else ():     # a marker's words are text
+            value = f.get(key)
+            if value is not None and (type(value) is not int or not 0 <= value < U64):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
+                raise PlanInputError(f"line {ev.line_no}: {name}: {key}={shown} is not a "
+                                     f"number the kernel prints there")
         if name in PAGE_EVENTS and name not in BLOCK_EVENTS:     # the most common events
             pfn = f.get("pfn")
             page = self.by_pfn.get(pfn) if type(pfn) is int else self._page(self._pfn(f),
