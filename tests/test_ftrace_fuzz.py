@@ -177,6 +177,18 @@ def test_huge_numbers_do_not_raise(line):
 
 
 @pytest.mark.parametrize("engine", ["fast", "lark"])
+@pytest.mark.parametrize("lead", [" ", "\t", " \t"])
+def test_leading_blanks_cost_linear_time(engine, lead):
+    """N leading blanks cost O(N^2) in the task columns' regexes (10,000 took 28 s): the
+    task now starts at its first non-blank character, so the padding is never re-tried.
+    A count of regex steps would be exact; a 200,000-blank line finishing at all is the
+    test (quadratic: hours)."""
+    for tail in ("x", "bash-1 [000] .... 1.0: x: y", "-1 [0] 1.0:"):
+        (line,) = read_lines([lead * 200_000 + tail], engine=engine, require_ftrace=False)
+        assert line.kind in (LineKind.UNPARSED, LineKind.EVENT, LineKind.BLANK)
+
+
+@pytest.mark.parametrize("engine", ["fast", "lark"])
 def test_huge_numbers_in_headers_and_lost_markers(engine):
     """A header's CPU count of 5000 digits is an unparsed line with its reason (was a
     ValueError traceback); a lost-event marker with such a count still says events were
