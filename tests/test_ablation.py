@@ -299,3 +299,11 @@ def test_full_runs_everything_everywhere(monkeypatch, tmp_path):
                                                 "NoHold.hugetlb-f1m1.off.gmem_fault.shared"]
     assert all(r.applies("ConversionCompletes") for batch in calls for r in batch)
     assert a.outcome("NoHold", "host_fault.bugged_fd").status == "adds nothing"
+
+
+def test_a_proposed_check_is_tried_where_its_condition_or_its_site_is_checked():
+    sets = read_check_sets(SPEC)
+    assert sets.role("NoMoreSeamcalls", "tdx_buggy_shutdown.flag_first") == "proposed"  # site
+    assert sets.role("NoHold", "tdx_buggy_shutdown.flag_first") == "untried"
+    assert sets.role("NoHold", "merge.hwpoison") == "proposed"                          # condition
+    assert sets.role("NoHold", "host_fault.bugged_fd") == "untried"

@@ -16,7 +16,8 @@ that held (e.g. liveness), or adds nothing.
 Settings (backing + fault budgets) run in order, cheapest first.  To keep
 the default within budget (all off with `full`): a check already load-bearing
 is not run again on later settings (one counterexample is the proof); a
-proposed check is tried only in designs that test its condition elsewhere,
+proposed check is tried only in designs that test its condition elsewhere
+(or check at its site: `tdx_buggy_shutdown.flag_first` where `.wbinvd` is),
 and not rerun where it already broke something and the baseline has nothing
 to close; ConversionCompletes is checked only for checks its fair actions
 use; pairs are tried only on one path.  All TLC work goes through
@@ -66,14 +67,16 @@ class CheckSets:
         return self.upstream + self.by_design[design]
 
     def role(self, design: str, check: str) -> str:
-        """present | proposed (added, since the design tests its condition elsewhere)
-        | untried (a proposed check whose condition the design never tests) | absent."""
+        """present | proposed (added, since the design tests its condition elsewhere or
+        checks at the same site) | untried (neither) | absent."""
         if check in self.present(design):
             return "present"
         if check not in self.proposed:
             return "absent"
         tested = {c.split(".")[1] for c in self.present(design)}
-        return "proposed" if condition(check) in tested else "untried"
+        sites = {c.split(".")[0] for c in self.present(design)}
+        near = condition(check) in tested or check.split(".")[0] in sites
+        return "proposed" if near else "untried"
 
     def rows(self) -> tuple[str, ...]:
         """Every check once, in the spec's order: upstream, per design, proposed."""
