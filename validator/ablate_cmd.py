@@ -157,7 +157,8 @@ def describe(o: Outcome) -> str:
     if o.role == "absent":
         return "is not part of this design"
     if o.role == "untried":
-        return f"was not tried: the design tests `{condition(o.check)}` nowhere"
+        return (f"was not tried: the design tests `{condition(o.check)}` nowhere and checks "
+                f"nothing at `{o.check.split('.')[0]}`")
     if o.role == "proposed":
         if not d.changed:
             return f"would change no verdict if added (settings {', '.join(d.settings)})"
