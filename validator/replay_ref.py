@@ -35,7 +35,8 @@ class ReferenceReplay(Replay):
         self.states: set[model.State] = set()
 
     def _start(self, pages: int) -> None:
-        self.states = {model.init(self._config(0, pages))}
+        if not self.states:         # else: what the VM-wide steps before any folio reached
+            self.states = {model.init(self._config(0, pages))}
 
     def _add_folio(self, pages: int) -> None:
         self.states = {_grow(s, pages) for s in self.states}
@@ -50,6 +51,9 @@ class ReferenceReplay(Replay):
     def _judge(self, event, name: str, desc: tuple, folio: int | None) -> None:
         step = build_step(desc)
         cfg = self.cfg
+        if cfg is None:             # no folio yet: a VM-wide step from Init (no pages)
+            cfg = self._config(0, 1)
+            self.states = self.states or {model.init(cfg)}
         before = self.states
         pairs: list[tuple[model.State, model.State]] = []
         why: list[str] = []
@@ -74,7 +78,7 @@ class ReferenceReplay(Replay):
             self._fail(event, name, "step", None, _first_reasons(why), shown)
             return
         after = {t for _, t in pairs}
-        broken = self._broken_property(pairs, after)
+        broken = self._broken_property(cfg, pairs, after)
         self.states = after
         if broken:
             self._fail(event, name, "property", broken,
@@ -82,8 +86,7 @@ class ReferenceReplay(Replay):
             return
         self.verdict.accepted_prefix = event.line_no
 
-    def _broken_property(self, pairs, after) -> str | None:
-        cfg = self.cfg
+    def _broken_property(self, cfg, pairs, after) -> str | None:
         for prop, holds in model.STATE_PROPERTIES:
             if any(not holds(cfg, t) for t in after):
                 return prop
