@@ -224,3 +224,35 @@ def test_a_malformed_field_is_one_line_naming_the_line(tmp_path, old, new, says,
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert f"{bad}: line {line}: " in result.output and says in result.output
+
+
+DOUBLE_PUT = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0), ("TdxAugBusy", 1),
+              ("TdxSeptRemoveFailed", 0), ("KvmGmemPunchHole", 0), ("FreeFolio", 0),
+              ("AllocatorReuse", 0)]
+
+
+def test_aug_busy_is_replayed_and_a_double_put_is_caught():
+    """tdx_aug ret=-16 (TDX_OPERAND_BUSY) is FolioRef's TdxAugBusy: with the mutant that
+    puts twice the count goes wrong at that line; as designed the folio is held."""
+    mutant = frozenset({"tdx_aug_busy.no_second_unpin"})
+    text = text_of("FolioRef", "hugetlb", DOUBLE_PUT, pages=2, disabled=mutant)
+    assert "ret=-16" in text
+    busy_line = next(i for i, line in enumerate(text.splitlines(), 1) if "ret=-16" in line)
+    verdict = judge(text, "FolioRef", disabled=mutant)
+    assert (verdict.verdict, verdict.property, verdict.line) == (
+        "violation", "RefcountSound", busy_line)
+    designed = judge(text, "FolioRef")
+    assert designed.verdict == "violation" and designed.kind == "step"   # the free never comes
+    assert judge(text, "NoHold").verdict == "violation"     # the reuse while the S-EPT maps
+
+
+def test_the_replay_takes_the_runs_features():
+    """With the erratum a page whose removal failed is never reset, and a buggy shutdown
+    hands every TD's pages back un-reset even with the flag set first."""
+    steps = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0), ("TdxSeptRemoveFailed", 0)]
+    text = text_of("NoMoreSeamcalls", "buddy", steps)
+    first = frozenset({"tdx_buggy_shutdown.flag_first"})
+    assert judge(text, "NoMoreSeamcalls", added=first).verdict == "accepted"
+    erratum = model.DEFAULT_FEATURES | {"pw_erratum"}
+    verdict = judge(text, "NoMoreSeamcalls", added=first, features=erratum)
+    assert (verdict.verdict, verdict.property) == ("violation", "NoHostAccessToTdPage")

@@ -99,7 +99,8 @@ def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
         steps = render.steps_from_states(cfg, [(s["action"], s["state"]) for s in data["trace"]])
         trace = out_dir / f"{name}.trace"
         trace.write_text(render.render(cfg, steps))
-        v = replay(iter_events(read_file(trace)), cfg.design, cfg.added, cfg.disabled)
+        v = replay(iter_events(read_file(trace)), cfg.design, cfg.added, cfg.disabled,
+                   features=cfg.features)
         note = ""
         if v.verdict == "violation" and v.kind == "property" and v.property != data["property"]:
             note = f"TLC's property was {data['property']}"

@@ -32,7 +32,7 @@ from typing import Callable
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
 STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
-EHWPOISON, EAGAIN = -133, -11
+EHWPOISON, EAGAIN, EBUSY = -133, -11, -16
 
 # Events that name a page of a folio; the rest are about the VM or a range.
 PAGE_EVENTS = frozenset({
@@ -380,6 +380,8 @@ class Planner:
         f = self.folio_of_page(p)
         ret = (ev.fields or {}).get("ret", 0)
         if name == "aug":
+            if ret == EBUSY:        # TDX_OPERAND_BUSY: tdx_mem_page_aug() puts its reference
+                return ("aug_busy", p)
             if ret != 0:
                 self.note("aug", f"line {ev.line_no}: AUG failed (not modelled)")
                 return ("stay",)

@@ -126,6 +126,15 @@ class Renderer:
         self.probe(VCPU, "gmem_get_pfn", f"index=0x{gfn:x} pfn=0x{self.pfn(p):x} ret=0")
         self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 ret=0", "d..1.")
 
+    def r_TdxAugBusy(self, st: Step) -> None:
+        (p,) = st.params
+        gfn = self.index(p)
+        self.emit(VCPU, "kvm_page_fault", f"vcpu 0 rip 0xffffffff81511f37 address "
+                  f"0x{gfn << 12:016x} error_code 0x181")
+        self.probe(VCPU, "gmem_get_pfn", f"index=0x{gfn:x} pfn=0x{self.pfn(p):x} ret=0")
+        self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 ret=-16",
+                   "d..1.")
+
     def _remove(self, st: Step, ret: int) -> None:
         (p,) = st.params
         if st.before.vm == "destroyed":

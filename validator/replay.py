@@ -227,7 +227,7 @@ PROPERTIES = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContain
 _POISON_BIT = 1 << (len(PROPERTIES) - 1)
 # Descriptor kinds whose first argument is a page, or a folio: the one-folio view
 # renumbers them (see _localize).
-_PAGE_ARG = frozenset({"map", "remove_ok", "remove_failed", "host_fault", "host_fault_refused",
+_PAGE_ARG = frozenset({"map", "aug_busy", "remove_ok", "remove_failed", "host_fault", "host_fault_refused",
                        "guest_fault_refused", "memory_failure"})
 _FOLIO_ARG = frozenset({"alloc", "in_gmem", "gmem_free", "hugetlb_free", "page_free",
                         "page_alloc", "reuse", "claim_lapsed", "truncate", "free_observed"})
@@ -385,14 +385,15 @@ class _Context:
 _CONTEXTS: dict[tuple, _Context] = {}
 
 
-def _context(design: str, pages: int, added: frozenset, disabled: frozenset) -> _Context:
-    key = (design, pages, added, disabled)
+def _context(design: str, pages: int, added: frozenset, disabled: frozenset,
+             features: frozenset = model.DEFAULT_FEATURES) -> _Context:
+    key = (design, pages, added, disabled, features)
     ctx = _CONTEXTS.get(key)
     if ctx is None:
         make = lambda folios: model.Config(  # noqa: E731
             design, "buddy" if pages == 1 else "hugetlb", folios=folios, pages_per_folio=pages,
             max_remove_failures=UNBOUNDED, max_mem_errors=UNBOUNDED, disabled=disabled,
-            added=added)
+            added=added, features=features)
         ctx = _CONTEXTS[key] = _Context(make(1), make(0))
     return ctx
 
@@ -402,8 +403,10 @@ class Replay:
 
     def __init__(self, design: str, added=(), disabled=(), judge: bool = True,
                  raw_of: Callable[[int], str | None] | None = None,
-                 gmem_dev: tuple[int, int] | None = None):
+                 gmem_dev: tuple[int, int] | None = None,
+                 features: frozenset = model.DEFAULT_FEATURES):
         self.design = design
+        self.features = frozenset(features)     # the spec's Features (a run's, for its traces)
         self.raw_of = raw_of        # line number -> text, for Observed items without raw
         self.judge = judge          # False: only plan the protocol steps (TLC engine)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
@@ -438,7 +441,7 @@ class Replay:
         backing = "buddy" if pages == 1 else "hugetlb"
         return model.Config(self.design, backing, folios=folios, pages_per_folio=pages,
                             max_remove_failures=UNBOUNDED, max_mem_errors=UNBOUNDED,
-                            disabled=self.disabled, added=self.added)
+                            disabled=self.disabled, added=self.added, features=self.features)
 
     @property
     def cfg(self) -> model.Config | None:
@@ -460,7 +463,8 @@ class Replay:
         """The first folio: the candidate set becomes Init (of no folio yet), or keeps the
         VM-wide parts the events before any folio reached (see _judge)."""
         if self.judge:
-            ctx = self._ctx = _context(self.design, pages, self.added, self.disabled)
+            ctx = self._ctx = _context(self.design, pages, self.added, self.disabled,
+                                       self.features)
             gs = [b.g for b in self.branches] or [_vm_part(model.init(ctx.vm_only))]
             self.branches = [_Branch(ctx.g(g), []) for g in dict.fromkeys(gs)]
             self._init_part = ctx.intern(frozenset({_folio_part(model.init(ctx.local))}))
@@ -800,6 +804,10 @@ def build_step(desc: tuple, shown_base: int = 0) -> Step:
         return _action(model.KvmGmemAllocFolio, *args)
     if kind == "map":
         return _action(model.KvmTdpMapPrivate, *args)
+    if kind == "aug_busy":          # only FolioRef's reference makes it a step
+        return _either(_action(model.TdxAugBusy, *args),
+                       _observe(lambda c, s: c.design != "FolioRef",
+                                "AUG -EBUSY changes nothing without TDX's reference"))
     if kind == "remove_ok":
         return _action(model.TdxSeptRemoveOk, *args)
     if kind == "remove_failed":
@@ -1076,9 +1084,11 @@ def _convert_refused(pages, to, shown_base: int = 0) -> Step:
 
 def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=(), disabled=(),
            coverage: bool = False, raw_of: Callable[[int], str | None] | None = None,
-           gmem_dev: tuple[int, int] | None = None, gmem_dev_from: str | None = None) -> Verdict:
+           gmem_dev: tuple[int, int] | None = None, gmem_dev_from: str | None = None,
+           features: frozenset = model.DEFAULT_FEATURES) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it."""
-    engine = Replay(design, added, disabled, raw_of=raw_of, gmem_dev=gmem_dev)
+    engine = Replay(design, added, disabled, raw_of=raw_of, gmem_dev=gmem_dev,
+                    features=features)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
     relevant = RELEVANT_NAMES

@@ -32,7 +32,7 @@ from .tlc_runner import RunnerError, TlcSetup, run_tlc
 
 TRACE_MODULE = "PoisonTrace"
 _REACHED = re.compile(r'<<"poisoncheck-reached", (\d+)>>')
-_WORDS = {"stay", "alloc", "map", "remove_ok", "remove_failed", "host_fault", "hkid_release",
+_WORDS = {"stay", "alloc", "map", "aug_busy", "remove_ok", "remove_failed", "host_fault", "hkid_release",
           "design", "in_gmem", "memory_failure", "gmem_free", "hugetlb_free", "page_free",
           "page_alloc", "convert", "convert_refused", "private", "shared", "none",
           "host_fault_refused", "guest_fault_refused", "free_observed", "truncate", "reuse",
@@ -77,6 +77,7 @@ Observed(e) ==
     CASE e.k \in {"stay", "host_fault_refused", "guest_fault_refused"} -> UNCHANGED vars
       [] e.k = "alloc" -> KvmGmemAllocFolio(Fo(e.a))
       [] e.k = "map" -> KvmTdpMapPrivate(Pg(e.a))
+      [] e.k = "aug_busy" -> TdxAugBusy(Pg(e.a)) \/ (Design # "FolioRef" /\ UNCHANGED vars)
       [] e.k = "remove_ok" -> TdxSeptRemoveOk(Pg(e.a))
       [] e.k = "remove_failed" -> TdxSeptRemoveFailed(Pg(e.a)) \/ TdxSeptRemoveAfterShutdown(Pg(e.a))
       [] e.k = "host_fault" -> KvmGmemHostFault(Pg(e.a))
