@@ -28,7 +28,7 @@ The candidate set is kept factored, so that the cost of an event does not
 depend on how many folios the trace has shown.  A model.State splits into a
 VM-wide part G = (vm, tdx, otherTds, fd, convReq) and one part per folio
 X_f = (folioLoc[f] and the f's pages of tdxRefs, attr, sept, mirror,
-hostMap, hostPin, hwpoison, bad).  The set is a union of *branches*, each a
+hostMap, hostPin, hwpoison, bad, unreset).  The set is a union of *branches*, each a
 product {G} x S_1 x ... x S_n of one VM-wide part and one non-empty set of
 parts per folio (`_Branch`).  This is exact, not an approximation:
 
@@ -40,8 +40,9 @@ parts per folio (`_Branch`).  This is exact, not an approximation:
   {G'} x S'_f(G') x (rest'), where rest' is rest, or rest mapped folio by
   folio by the cleanup: again a union of products, computed from S_f alone;
 * the state properties are a conjunction over folios of conditions on
-  (G.tdx, X_f) (NoHostAccessToTdPage reads sept, tdx and the folio's host
-  access; NoPrivateHostMapping and RefcountSound read one folio each), and
+  (G.tdx, X_f), and of G alone (NoHostAccessToTdPage reads sept, unreset, tdx
+  and the folio's host access, and G.otherTds; NoPrivateHostMapping and
+  RefcountSound read one folio each; a step sees G in its own view), and
   PoisonContained compares one folio before and after; since every S_h is
   non-empty, "some candidate breaks a property" is "some branch has some
   folio part that breaks it", and only the parts a step changed (or all
@@ -227,8 +228,8 @@ PROPERTIES = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContain
 _POISON_BIT = 1 << (len(PROPERTIES) - 1)
 # Descriptor kinds whose first argument is a page, or a folio: the one-folio view
 # renumbers them (see _localize).
-_PAGE_ARG = frozenset({"map", "aug_busy", "remove_ok", "remove_failed", "host_fault", "host_fault_refused",
-                       "guest_fault_refused", "memory_failure"})
+_PAGE_ARG = frozenset({"map", "aug_busy", "remove_ok", "remove_failed", "host_fault",
+                       "host_fault_refused", "guest_fault_refused", "memory_failure"})
 _FOLIO_ARG = frozenset({"alloc", "in_gmem", "gmem_free", "hugetlb_free", "page_free",
                         "page_alloc", "reuse", "claim_lapsed", "truncate", "free_observed"})
 MEMO_LIMIT = 50_000      # transitions remembered per configuration (then forgotten at once)
