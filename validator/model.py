@@ -269,24 +269,24 @@ def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
                       tdxRefs=refs, unreset=unreset)
 
 
-def TdxAugBusy(cfg: Config, s: State, p: int, why=None) -> State | None:
+def _folioref_fault(cfg: Config, s: State, p: int, delta: int, why) -> tuple | None:
+    """tdxRefs after a FolioRef guest fault on p that changes them by delta, or None."""
     if not (_ok(why, cfg.design == "FolioRef", "FolioRef") and _can_map_private(cfg, s, p, why)):
         return None
+    refs = _add_refs(s, p, delta)
+    return refs if _ok(why, refs is not None, _REF_RANGE_GUARD) else None
+
+
+def TdxAugBusy(cfg: Config, s: State, p: int, why=None) -> State | None:
     delta = (1 - _unpin(cfg, "tdx_aug_busy.unpin")
              - (1 - _unpin(cfg, "tdx_aug_busy.no_second_unpin")))
-    refs = _add_refs(s, p, delta)
-    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
-        return None
-    return s._replace(tdxRefs=refs)
+    refs = _folioref_fault(cfg, s, p, delta, why)
+    return None if refs is None else s._replace(tdxRefs=refs)
 
 
 def KvmTdpPremap(cfg: Config, s: State, p: int, why=None) -> State | None:
-    if not (_ok(why, cfg.design == "FolioRef", "FolioRef") and _can_map_private(cfg, s, p, why)):
-        return None
-    refs = _add_refs(s, p, 1)
-    if not _ok(why, refs is not None, _REF_RANGE_GUARD):
-        return None
-    return s._replace(mirror=_set(s.mirror, p, True), tdxRefs=refs)
+    refs = _folioref_fault(cfg, s, p, 1, why)
+    return None if refs is None else s._replace(mirror=_set(s.mirror, p, True), tdxRefs=refs)
 
 
 def TdxZapPremapped(cfg: Config, s: State, p: int, why=None) -> State | None:

@@ -119,21 +119,19 @@ class Renderer:
         self.probe(VMM, "gmem_alloc", f"index=0x{index:x} pfn=0x{pfn:x} order={self.order}")
 
     def r_KvmTdpMapPrivate(self, st: Step) -> None:
-        (p,) = st.params
-        gfn = self.index(p)
-        self.emit(VCPU, "kvm_page_fault", f"vcpu 0 rip 0xffffffff81511f37 address "
-                  f"0x{gfn << 12:016x} error_code 0x181")
-        self.probe(VCPU, "gmem_get_pfn", f"index=0x{gfn:x} pfn=0x{self.pfn(p):x} ret=0")
-        self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 ret=0", "d..1.")
+        self._guest_fault(st, aug_ret=0)
 
     def r_TdxAugBusy(self, st: Step) -> None:
+        self._guest_fault(st, aug_ret=-16)          # -EBUSY: TDX_OPERAND_BUSY
+
+    def _guest_fault(self, st: Step, aug_ret: int) -> None:
         (p,) = st.params
         gfn = self.index(p)
         self.emit(VCPU, "kvm_page_fault", f"vcpu 0 rip 0xffffffff81511f37 address "
                   f"0x{gfn << 12:016x} error_code 0x181")
         self.probe(VCPU, "gmem_get_pfn", f"index=0x{gfn:x} pfn=0x{self.pfn(p):x} ret=0")
-        self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 ret=-16",
-                   "d..1.")
+        self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 "
+                   f"ret={aug_ret}", "d..1.")
 
     def _remove(self, st: Step, ret: int) -> None:
         (p,) = st.params
