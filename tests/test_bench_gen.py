@@ -62,7 +62,7 @@ def test_the_trace_is_accepted_by_its_design_and_keeps_one_product(trace):
     # the factored candidates: one product, a few folio-part sets, few distinct transitions,
     # however many folios and events (what keeps the cost per event flat)
     assert len(engine.branches) == 1
-    ctx = _CONTEXTS[("HWPoison", 1, frozenset(), frozenset())]
+    ctx = _CONTEXTS[("HWPoison", 1, frozenset(), frozenset(), model.DEFAULT_FEATURES)]
     assert len(ctx.memo) < 500 and len(ctx.sets) < 100
 
 
