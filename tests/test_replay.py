@@ -256,3 +256,14 @@ def test_the_replay_takes_the_runs_features():
     erratum = model.DEFAULT_FEATURES | {"pw_erratum"}
     verdict = judge(text, "NoMoreSeamcalls", added=first, features=erratum)
     assert (verdict.verdict, verdict.property) == ("violation", "NoHostAccessToTdPage")
+
+
+def test_validate_feature_option_judges_an_erratum_platform(tmp_path):
+    steps = [("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0), ("TdxSeptRemoveFailed", 0)]
+    trace = tmp_path / "shutdown.trace"
+    trace.write_text(text_of("NoMoreSeamcalls", "buddy", steps))
+    first = ("-d", "NoMoreSeamcalls", "--add", "tdx_buggy_shutdown.flag_first")
+    assert invoke(trace, *first).exit_code == 0
+    result = invoke(trace, *first, "--feature", "pw_erratum")
+    assert result.exit_code == 1 and "NoHostAccessToTdPage" in result.output
+    assert invoke(trace, "--feature", "no_such").exit_code == 2

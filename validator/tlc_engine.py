@@ -222,9 +222,10 @@ def _violations(output: str) -> list[tuple[str, int]]:
 
 def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
                  added=(), disabled=(), gmem_dev: tuple[int, int] | None = None,
-                 gmem_dev_from: str | None = None) -> Verdict:
+                 gmem_dev_from: str | None = None,
+                 features: frozenset = model.DEFAULT_FEATURES) -> Verdict:
     """Judge a trace with TLC; returns a Verdict like the Python engine's."""
-    engine = Replay(design, added, disabled, judge=False, gmem_dev=gmem_dev)
+    engine = Replay(design, added, disabled, judge=False, gmem_dev=gmem_dev, features=features)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
     lost_lines: list[int] = []

@@ -18,7 +18,7 @@ from .cli_errors import InputError, device_option, terminal_safe
 from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
-from .model import ALL_CHECKS, DESIGNS
+from .model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from .evidence import summary_lines
 from .observations import Observations, default_jobs, scan_gmem_dev
 from .replay import ReplayInputError, Verdict, replay
@@ -40,7 +40,8 @@ def gmem_device(path: str, given: tuple[int, int] | None) -> tuple[tuple[int, in
 
 def validate_one(path: str, design: str, added=(), disabled=(),
                  tlc=None, coverage: bool = False, jobs: int = 1,
-                 gmem_dev: tuple[tuple[int, int] | None, str] | None = None) -> Verdict:
+                 gmem_dev: tuple[tuple[int, int] | None, str] | None = None,
+                 features: frozenset = DEFAULT_FEATURES) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
     jobs > 1: the Python engine's input is read by that many processes (same verdict).
     gmem_dev: (device, how it was found) as gmem_device() gives it (None: find it here)."""
@@ -49,14 +50,15 @@ def validate_one(path: str, design: str, added=(), disabled=(),
     if tlc is None:
         items = Observations(path, jobs)
         verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
-                         gmem_dev=dev, gmem_dev_from=how)
+                         gmem_dev=dev, gmem_dev_from=how, features=features)
         unparsed = items.unparsed_before(verdict.stopped_at)
     else:
         from .tlc_engine import validate_tlc
         name = _work_name(path)
         read = UnparsedCount(keep_lines=True)
         verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design, tlc,
-                               tlc.out_dir / name / design, added, disabled, dev, how)
+                               tlc.out_dir / name / design, added, disabled, dev, how,
+                               features)
         unparsed.merge(read, before=verdict.line)    # as far as the Python engine reads
     if dev is None and how and path != "-":
         verdict.notes.append(f"guest_memfd's device: {how}")
@@ -172,6 +174,10 @@ def _check_names(ctx, param, values):
               help="Switch a check off (a mutant), as in spec/matrix.toml; repeatable.")
 @click.option("--add", "added", multiple=True, callback=_check_names, metavar="CHECK",
               help="Switch a proposed check on; repeatable.")
+@click.option("--feature", "features", multiple=True, metavar="NAME",
+              type=click.Choice(sorted(ALL_FEATURES - DEFAULT_FEATURES)),
+              help="A kernel path or platform trait the spec's Features adds (pw_erratum: "
+                   "the partial-write erratum; cross_td; dissolve); repeatable.")
 @click.option("--engine", type=click.Choice(["python", "tlc"]), default="python",
               show_default=True, help="python: the fast replay; tlc: the spec judged by TLC.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
@@ -189,8 +195,8 @@ def _check_names(ctx, param, values):
                    "`poisoncheck record` writes, else inferred from the capture (a note says).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
-def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, gmem_dev, as_json,
-             verbose):
+def validate(traces, design, disabled, added, features, engine, timeout, coverage, jobs,
+             gmem_dev, as_json, verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
@@ -230,7 +236,7 @@ def validate(traces, design, disabled, added, engine, timeout, coverage, jobs, g
                     if d == designs[0]:              # read the file once for its device
                         device = gmem_device(source, gmem_dev)
                     verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
-                                           device)
+                                           device, DEFAULT_FEATURES | set(features))
                 except TraceInputError as err:          # names the file itself
                     raise InputError(str(err).replace(source, path)) from None
                 except (ReplayInputError, RunnerError, WorkerError) as err:
