@@ -153,3 +153,16 @@ def test_an_unwritable_output_folder_is_one_line_exit_2(tlc_ready, tmp_path):
     result = invoke("--matrix", matrix(tmp_path), "--out", blocker / "out")
     assert result.exit_code == 2 and "Not a directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_results_are_written_whole_or_not_at_all(tlc_ready, tmp_path, monkeypatch):
+    """A failing write (a full disk) is one line, exit 2, and leaves no partial file."""
+    from pathlib import Path
+    out = tmp_path / "out"
+
+    def full_disk(self, target):
+        raise OSError(28, "No space left on device", str(target))
+    monkeypatch.setattr(Path, "replace", full_disk)
+    result = invoke("--matrix", matrix(tmp_path), "--out", out)
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    assert [p.name for p in out.iterdir() if p.name.startswith("results.json")] == []

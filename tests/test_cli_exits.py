@@ -48,3 +48,31 @@ def test_usage_and_input_errors_keep_their_codes(capsys):
     assert run_main(["nosuchcommand"], capsys)[0] == 2
     assert run_main(["parse", TRACE], capsys)[0] == 0
     assert run_main(["--version"], capsys)[0] == 0
+
+
+def test_a_closed_pipe_is_not_a_bug(monkeypatch, capsys):
+    def closed(*args, **kwargs):
+        raise BrokenPipeError
+    monkeypatch.setattr(parse_cmd, "summarise", closed)
+    code, out = run_main(["parse", TRACE], capsys)
+    assert code == cli.BROKEN_PIPE == 141 and "internal error" not in out.err
+
+
+def test_an_interrupted_check_leaves_later_tlc_runs_possible(monkeypatch, tmp_path):
+    from validator import children, tlc_runner
+
+    def interrupted(*args, **kwargs):
+        children.kill_children()
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tlc_runner, "_run_tasks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        setup = tlc_runner.TlcSetup("java", tmp_path / "jar", tmp_path, tmp_path / "out", 10)
+        tlc_runner.check_runs([], setup, 1)
+    assert not children.STOPPING.is_set()
+    children.STOPPING.set()
+    try:
+        with pytest.raises(children.Stopped):
+            children.run(["true"], ".", 10)
+    finally:
+        children.STOPPING.clear()
+    assert children.run(["true"], ".", 10)[0] == 0

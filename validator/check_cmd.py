@@ -139,9 +139,12 @@ def _finish(out_dir: Path, results, errors, as_json: bool) -> None:
     # Kept for `poisoncheck report` (the last check's results, whatever it printed),
     # written whole or not at all.
     partial = out_dir / f"results.json.{os.getpid()}"
-    partial.write_text(json.dumps(
-        {"runs": [r.to_json() for r in results], "mismatches": mismatches}, indent=1) + "\n")
-    partial.replace(out_dir / "results.json")
+    try:
+        partial.write_text(json.dumps(
+            {"runs": [r.to_json() for r in results], "mismatches": mismatches}, indent=1) + "\n")
+        partial.replace(out_dir / "results.json")
+    finally:
+        partial.unlink(missing_ok=True)     # a full disk leaves no half-written file
 
     if as_json:
         json.dump({"runs": [r.to_json() for r in results], "mismatches": mismatches},

@@ -3,6 +3,7 @@
 Each command's module is imported only when that command runs (`poisoncheck validate`
 need not load the report or the ablation), which keeps start-up short."""
 
+import os
 import signal
 import sys
 from importlib import import_module
@@ -60,12 +61,14 @@ def cli():
       3  inconclusive (validate: nothing to judge, or events were lost)
      70  internal error: a bug in poisoncheck (one line; --debug shows the traceback)
     130  interrupted (SIGINT); 143 terminated (SIGTERM); child processes die with it
+    141  the reader of the output went away (a closed pipe, e.g. `| head`)
     """
 
 
 INTERNAL_ERROR = 70        # sysexits.h EX_SOFTWARE
 INTERRUPTED = 130          # 128 + SIGINT, as a shell reports it
 TERMINATED = 143           # 128 + SIGTERM
+BROKEN_PIPE = 141          # 128 + SIGPIPE: the reader of our output went away (| head)
 
 
 class Terminated(BaseException):
@@ -99,6 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         click.echo("poisoncheck: terminated", err=True)
         sys.exit(TERMINATED)
+    except BrokenPipeError:
+        # Not a bug: stop quietly, and keep Python's final flush from failing again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):   # stdout is not a file (captured)
+            pass
+        sys.exit(BROKEN_PIPE)
     except Exception as err:   # noqa: BLE001 - the last resort: a bug, said in one line
         if debug:
             raise

@@ -293,9 +293,16 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
         for prop in LIVENESS:
             if run.applies(prop.key):
                 tasks.append((f"{run.name} {prop.key}", lambda j=job, k=prop.key: j.liveness(k)))
+    children.STOPPING.clear()
+    try:
+        return _run_tasks(tasks, runs, results, jobs, progress)
+    finally:
+        children.STOPPING.clear()   # an interrupted check must not stop later TLC runs
+
+
+def _run_tasks(tasks, runs, results, jobs: int, progress) -> tuple[list, list[str]]:
     errors: list[str] = []
     total, done = len(tasks), 0
-    children.STOPPING.clear()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(fn): label for label, fn in tasks}
         try:
