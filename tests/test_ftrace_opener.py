@@ -5,6 +5,8 @@ import io
 import lzma
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from validator.ftrace import (
     LineKind, NotFtraceError, TraceInputError, iter_lines, open_trace, read_file, read_lines, summarise,
@@ -112,3 +114,68 @@ def test_directory_is_an_input_error(tmp_path):
     with pytest.raises(TraceInputError):
         with open_trace(tmp_path) as lines:
             list(lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=12),
+       chunk=st.integers(1, 24), crlf=st.booleans(), last_newline=st.booleans())
+def test_one_line_length_rule_wherever_chunks_fall(lengths, chunk, crlf, last_newline):
+    """A line of more than MAX_LINE_BYTES bytes before its newline is cut, whatever the chunk
+    size; a line of at most that many is read whole."""
+    limit = 24
+    saved = opener.MAX_LINE_BYTES, opener.CHUNK_BYTES, opener.SNIFF_BYTES
+    opener.MAX_LINE_BYTES, opener.CHUNK_BYTES, opener.SNIFF_BYTES = limit, chunk, limit
+    try:
+        body = ["# t"] + ["x" * n for n in lengths]   # a short first line: the sniff's
+        end = "\r\n" if crlf else "\n"
+        data = end.join(body) + (end if last_newline else "")
+        got = lines_of(data.encode())
+    finally:
+        opener.MAX_LINE_BYTES, opener.CHUNK_BYTES, opener.SNIFF_BYTES = saved
+    cr = 1 if crlf else 0
+    want, cut = [], []
+    for i, line in enumerate(body):
+        counted = len(line) + (cr if (i < len(body) - 1 or last_newline) else 0)
+        cut.append(counted > limit)
+        want.append((line + "\r" * cr)[:limit] if cut[-1] else line)
+    assert got == want
+    assert [type(g) is opener.Truncated for g in got] == cut
+
+
+@pytest.mark.parametrize("length, cut", [
+    (opener.MAX_LINE_BYTES, False), (opener.MAX_LINE_BYTES + 1, True),
+    (opener.MAX_LINE_BYTES * 3 // 2, True), (2 * opener.MAX_LINE_BYTES - 1, True)])
+@pytest.mark.parametrize("offset", [1, opener.CHUNK_BYTES // 2, opener.CHUNK_BYTES - 3])
+def test_the_limit_at_its_real_size(length, cut, offset):
+    """Lines between 1 and 2 MiB were read whole or cut depending on the chunking."""
+    data = b"#" + b"p" * (offset - 2) + b"\n" + b"y" * length + b"\nz\n"
+    lines = lines_of(data)
+    assert lines[-1] == "z" and len(lines) == 3
+    assert (type(lines[1]) is opener.Truncated) is cut
+    assert len(lines[1]) == min(length, opener.MAX_LINE_BYTES)
+
+
+def test_a_nul_inside_a_capture_spoils_only_its_line(tmp_path):
+    """A torn write (NUL bytes) past the first line: that line is unparsed and named."""
+    torn = TRACE + b"            bash-5402    [001] ..\x00\x00\x00\x00 584.0400: sys_wr\n" + TRACE[14:]
+    path = tmp_path / "torn.trace"
+    path.write_bytes(torn)
+    summary = summarise(read_file(path))
+    assert summary.events == 4
+    assert [(u.line, u.reason) for u in summary.first_unparsed] == [(5, reader.R_NUL)]
+
+
+def test_binary_records_after_a_text_header_are_refused(tmp_path):
+    """The `bin` option: text headers, then records full of NULs (corpus capture 07c)."""
+    path = tmp_path / "bin.trace"
+    path.write_bytes(b"# tracer: nop\n#\n" + b"\x1a\x15\x00\x00(\xa0!Y type: 839\n" * 3)
+    with pytest.raises(NotFtraceError, match="binary data"):
+        summarise(read_file(path))
+
+
+def test_a_nul_in_a_header_line_is_a_torn_write(tmp_path):
+    path = tmp_path / "torn-header.trace"
+    path.write_bytes(b"# trac\x00er: nop\n" + TRACE)
+    summary = summarise(read_file(path))
+    assert summary.events == 2
+    assert [(u.line, u.reason) for u in summary.first_unparsed] == [(1, reader.R_NUL)]

@@ -4,7 +4,10 @@ lines. Reads bytes in large chunks and splits them itself because:
   comms and markers may hold), "\\r\\n" is accepted;
 - bytes that are not UTF-8 (comms cut mid-character, binary in markers) must survive:
   they decode to surrogate escapes, one per byte, and encode back unchanged;
-- one line without a newline must not fill memory: lines stop at MAX_LINE_BYTES.
+- one line without a newline must not fill memory.  The one rule: a line holds at most
+  MAX_LINE_BYTES bytes before its newline (a CR of CRLF counted); a longer one is cut there,
+  read as a Truncated line (unparsed, counted) and the rest up to its newline is skipped,
+  wherever the read chunks fall.
 The first chunk is sniffed so that a binary, compressed, HTML or empty input gets one clear
 error instead of thousands of unparsed lines."""
 
@@ -20,6 +23,8 @@ from typing import BinaryIO
 CHUNK_BYTES = 1 << 20
 SNIFF_BYTES = 64 << 10
 MAX_LINE_BYTES = 1 << 20
+# A line that starts and ends inside one chunk is then never over the limit.
+assert CHUNK_BYTES <= MAX_LINE_BYTES
 
 
 class TraceInputError(Exception):
@@ -56,10 +61,21 @@ def sniff(head: bytes) -> str | None:
     if b"\r" in head and b"\n" not in head:
         return ("lines end in CR only (no LF): not ftrace text as written; convert it "
                 "first (tr '\\r' '\\n')")
-    nul = head.find(b"\x00")
-    if nul >= 0:
+    if _binary_records(head):
+        nul = head.find(b"\x00")
         return f"binary data (NUL byte at offset {nul}; the `bin` trace option writes binary records)"
     return None
+
+
+def _binary_records(head: bytes) -> bool:
+    """Binary from the start: at least half of the first lines that are not "#" headers hold
+    a NUL (the `bin` option writes text headers, then binary records).  A NUL further on (a
+    torn write) only spoils its own line, which the reader counts as unparsed."""
+    if b"\x00" not in head:
+        return False
+    records = [line for line in head.split(b"\n") if line.strip() and line[:1] != b"#"]
+    holding = sum(1 for line in records if b"\x00" in line)
+    return holding * 2 >= len(records)
 
 
 class TextLines:
@@ -100,6 +116,19 @@ class TextLines:
                     continue
                 skipping = False
                 chunk = chunk[cut + 1:]
+            if rest:
+                # The line `rest` began ends in this chunk, or not: its length decides.
+                end = chunk.find(b"\n")
+                if len(rest) + (end if end >= 0 else len(chunk)) > MAX_LINE_BYTES:
+                    whole = rest + chunk[:MAX_LINE_BYTES - len(rest)]
+                    yield Truncated(whole.decode("utf-8", "surrogateescape"))
+                    rest = b""
+                    if end < 0:
+                        skipping = True
+                        chunk = _read(stream, name)
+                        continue
+                    chunk = chunk[end + 1:] or _read(stream, name)
+                    continue
             data = rest + chunk if rest else chunk
             cut = data.rfind(b"\n")
             if cut >= 0:
@@ -120,16 +149,32 @@ class LastLine(bytes):
     """The input's last line, which had no newline after it."""
 
 
-def piece_lines(piece: bytes | Truncated) -> list[str]:
+class NulLine(str):
+    """A line holding a NUL byte: a torn write, or binary text in a marker.  Only a marker
+    may hold one; the reader takes such a line off its hot path (one search per piece)."""
+
+
+class Lines(list):
+    """Lines of piece_lines(): their NUL lines are already NulLine."""
+
+
+def piece_lines(piece: bytes | Truncated) -> Lines:
     """The text lines of one of TextLines.pieces()."""
     if type(piece) is Truncated:
-        return [piece]
+        return Lines([piece])
     text = piece.decode("utf-8", "surrogateescape")
     if type(piece) is LastLine:
-        return [text.removesuffix("\r")]
+        return mark_nul(Lines([text.removesuffix("\r")]))
     if "\r" in text:  # "\r\n" ends a line too, also the piece's last (its "\n" was cut off)
         text = text.replace("\r\n", "\n").removesuffix("\r")
-    return text.split("\n")
+    lines = Lines(text.split("\n"))
+    return mark_nul(lines) if "\x00" in text else lines
+
+
+def mark_nul(lines: list[str]) -> Lines:
+    """The lines, those holding a NUL as NulLine."""
+    return Lines(NulLine(line) if type(line) is str and "\x00" in line else line
+                 for line in lines)
 
 
 def iter_lines(stream: BinaryIO, name: str) -> TextLines:

@@ -16,7 +16,7 @@ from . import fastpath, grammar
 from .build import DecodeError, build_event, build_header, build_lost, named_fields, timestamp
 from .decoders import POISONCHECK_PROBES, TRACEPOINTS, LazyFields
 from .model import Event, Line, LineKind, LostMarker
-from .opener import MAX_LINE_BYTES, NotFtraceError, TextLines, Truncated
+from .opener import MAX_LINE_BYTES, Lines, NotFtraceError, TextLines, Truncated, mark_nul
 from .parsed import Parsed
 
 ENGINES = {"fast": fastpath.parse_line, "lark": grammar.parse_line}
@@ -51,7 +51,7 @@ _MAX_CANDIDATES = 4
 _MAX_GLUED = 16
 
 # Reasons for unparsed lines
-R_NUL = "NUL byte: binary data in a text trace"
+R_NUL = "NUL byte outside a marker's text (a torn write?)"
 R_TOO_LONG = f"line longer than {MAX_LINE_BYTES} bytes (truncated)"
 R_NO_CONTEXT = "event body without the task-pid [cpu] timestamp columns"
 R_BAD_BODY = "task-pid [cpu] timestamp columns, but the rest fits no known record form"
@@ -184,7 +184,7 @@ def hot_match(text: str):
     """The groups of a plain kernel-format record of an ordinary event (the hot path), or
     None when the line needs the general path. Plain records parse the same whatever the
     reader's state, and leave it synced()."""
-    if len(text) > _SHORT and type(text) is Truncated:
+    if type(text) is not str:   # Truncated, NulLine
         return None
     m = _HOT(text)
     if m is None or text[0] == "[":  # "[": a dmesg prefix may hide in the comm
@@ -298,7 +298,7 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
     return None wherever the Event would not be built (a payload that does not fit)."""
     parse = fastpath.parse_general
     state = state if state is not None else ReaderState(first_line)
-    special, task_ok, hot, markers = _SPECIAL_NAMES, _TASK_OK, _HOT, MARKER_NAMES
+    special, task_ok, hot, markers, plain_str = _SPECIAL_NAMES, _TASK_OK, _HOT, MARKER_NAMES, str
     line_no = first_line - 1
     # hot_match() inlined, and the state of a plain record (synced()) written back only
     # when another kind of line needs it: this loop runs once per line of the trace.
@@ -309,7 +309,7 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
             for text in block:
                 line_no += 1
                 line = None
-                if len(text) <= _SHORT or type(text) is not Truncated:
+                if type(text) is plain_str:        # not Truncated, not NulLine
                     m = hot(text)
                     if m is not None and text[0] != "[":
                         task, event_name, sym, payload = m.group(1, 7, 8, 9)
@@ -376,12 +376,16 @@ def check_evidence(state: ReaderState, line_no: int, require_ftrace: bool, name)
 
 def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
     """One line that is not a plain record (see hot_match): parse it and update state."""
-    if len(text) > _SHORT and type(text) is Truncated:
+    if type(text) is Truncated:
         state.owner = None
         state.armed = False
         return Line(line_no, UNPARSED, text, R_TOO_LONG)
     parsed = parse(text)
     kind = parsed.kind
+    if "\x00" in text and not _may_hold_nul(parsed, state):
+        state.owner = None
+        state.armed = False
+        return Line(line_no, UNPARSED, text, R_NUL)
     if kind == "record" or (kind == "body" and (state.nocontext or state.armed)):
         state.nocontext = kind == "body"
         state.armed = False
@@ -431,9 +435,21 @@ def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
     return Line(line_no, UNPARSED, text, R_NO_CONTEXT if kind == "body" else explain(text))
 
 
+def _may_hold_nul(parsed: Parsed, state: ReaderState) -> bool:
+    """Only text written into the trace (a marker, its continuation lines) holds NULs; in
+    any other line a NUL is a torn write."""
+    if parsed.kind == "record":
+        return _is_marker(parsed)
+    return state.owner is not None and state.owner_marker and parsed.kind in ("bad", "body",
+                                                                               "stack_entry")
+
+
 def _batched(lines: Iterable[str], size: int = 4096) -> Iterator[list[str]]:
+    if type(lines) is Lines:        # piece_lines() marked them already
+        yield lines
+        return
     it = iter(lines)
-    while block := list(islice(it, size)):
+    while block := mark_nul(islice(it, size)):
         yield block
 
 
