@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from validator import record_cmd, recording
 from validator.cli import cli
+from validator.cli_errors import Terminated
 from validator.probes import load_catalogue
 
 CAT = load_catalogue()
@@ -433,3 +434,25 @@ def test_the_printed_instance_script_does_what_apply_does(tmp_path):
 def test_bad_instance_name():
     result = run("--instance", "../x")
     assert result.exit_code == 2 and "instance name" in result.output
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, Terminated])
+def test_an_interrupt_midway_undoes_the_setup(tmp_path, monkeypatch, stop):
+    """SIGINT or SIGTERM while --apply writes: what was written is undone, then it stops."""
+    root = make_tracefs(tmp_path / "tracing")
+    real = recording._write_file
+    third = CAT.kprobe_lines()[2]
+
+    def kernel(path, text, append):
+        if path.name == "kprobe_events" and text == third:
+            raise stop
+        real(path, text, append)
+
+    monkeypatch.setattr(recording, "_write_file", kernel)
+    plan = recording.Plan(CAT)
+    with pytest.raises(stop):
+        recording.apply_steps(root, recording.setup_steps(plan), plan, lambda _: None,
+                              undo=recording.remove_steps(plan))
+    events = (root / "kprobe_events").read_text()
+    assert events.endswith(f"-:poisoncheck/{CAT.probes()[1].name}\n")
+    assert (root / "tracing_on").read_text() == "0\n"

@@ -337,6 +337,10 @@ def apply_steps(root: Path, steps: list[Step | str], plan: Plan, echo,
             raise
         _apply(root, undo, plan, echo, strict=False)
         raise RecordError(f"{err}; the set-up written so far was undone") from None
+    except BaseException:       # SIGINT, SIGTERM midway: no half set-up is left behind
+        if undo is not None:
+            _apply(root, undo, plan, echo, strict=False)
+        raise
 
 
 def undo_steps(root: Path, steps: list[Step | str], plan: Plan, echo) -> int:
