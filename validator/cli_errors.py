@@ -28,3 +28,8 @@ def device_option(ctx, param, value):
     if dev is None:
         raise click.BadParameter(f"{value!r} is not MAJ:MIN (e.g. 0:16)")
     return dev
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
+    processes killed) before poisoncheck exits 143."""
