@@ -186,10 +186,11 @@ def _probe(site: str, func: str | None) -> Probe | bool:
 # ---------------------------------------------------------------------------- tracepoints
 # printf conversion -> (regex, converter). Hex without "0x" must be read as hex: the kvmmmu
 # formats print gfn and SPTEs with %llx, and old kvm_page_fault printed "address %lx".
+# A decimal too long for int() stays text: the replay refuses it as a field, with its line.
 _CONVERSIONS = (
     (r"%#0?\d*l{0,2}x", r"(0x[0-9a-f]+|0+)", lambda s: int(s, 16)),  # glibc prints 0 bare
     (r"%0?\d*l{0,2}x", r"([0-9a-f]+)", lambda s: int(s, 16)),
-    (r"%0?\d*l{0,2}[du]", r"(-?\d+)", int),
+    (r"%0?\d*l{0,2}[du]", r"(-?\d+)", lambda s: int(s) if len(s) <= _MAX_DIGITS else s),
     (r"%p", r"(\S+)", str),
     (r"%s", r"(.*?)", str),
 )
