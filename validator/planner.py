@@ -1,8 +1,10 @@
-"""What each protocol event means for the model: the replay's planner.
+"""Which page or folio of the model each protocol event is about: the replay's planner.
 
-The planner turns an Observed protocol event into protocol steps (descriptors,
-see replay.build_step) on the model's folios, and keeps the identities the
-trace reveals apart:
+The planner turns an Observed protocol event into Resolved events (validator/resolved.py):
+its kind and the model's numbers for it.  What a Resolved event *does* to the model is not
+decided here: validator/meaning.py decides it for the Python engine, the IsX operators of
+spec/PoisonTrace.tla for the TLC engine, so that the two engines check each other.  The
+planner keeps the identities the trace reveals apart:
 
 * a **folio** of the model is a physical page (or huge page), keyed by pfn;
 * a **file slot** (a guest_memfd index) is bound to whichever folio the page
@@ -13,14 +15,18 @@ trace reveals apart:
   pfn by the page-cache add of the same index, and once two such links agree
   on the vmemmap base, any pointer is (PageLinks).
 
-Allocation and free are judged, never explained away: a page allocation of a
-tracked pfn is either another user's (AllocatorReuse) or guest_memfd's own,
-and guest_memfd's own is a claim the next event on that pfn must confirm with
-a page-cache add ("claim_lapsed" drops the claim otherwise).  Once the capture
-shows guest_memfd's page cache (filemap events on its device), a free is not
-preceded by a hidden truncation: a pfn freed while still cached is a violation.
+Two facts sit on the border between identity and meaning, and are kept here as facts
+about the sequence of events on a pfn, with their consequences left to the meaning:
 
-Both engines use this planner; the TLC engine writes its steps into TLA+.
+* the **claim**: an allocation of exactly a tracked folio may be guest_memfd's own; the
+  planner remembers it and marks the folio's next event `lapsed` unless that event is a
+  page-cache add (which confirms it).  Which event follows which on a pfn is bookkeeping;
+  that a lapsed claim means another user holds the page is meaning.
+* **strictness of a free**: the planner says whether guest_memfd's page cache is observed
+  in the capture (`cached`) and whether the folio's previous event was guest_memfd's own
+  free-path hook (`after_gmem_free`); whether a free may then hide a truncation is meaning.
+
+Both engines use this planner; the TLC engine writes its Resolved events into TLA+.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .resolved import Resolved
+
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
 STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
-EHWPOISON, EAGAIN, EBUSY = -133, -11, -16
+# A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
+# events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
+RET_OTHER = -(1 << 31) + 1
 
 # Events that name a page of a folio; the rest are about the VM or a range.
 PAGE_EVENTS = frozenset({
@@ -40,7 +50,7 @@ PAGE_EVENTS = frozenset({
     "set_hwpoison", "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
 # Page-allocator events that name a block of 2^order pages: they may cover several folios.
 BLOCK_EVENTS = frozenset({"page_alloc", "page_free", "hugetlb_alloc"})
-# Descriptors that free a folio after a free-path event of guest_memfd's own.
+# guest_memfd's own free-path hooks (kvm_gmem_free_folio() and its HugeTLB variant).
 _GMEM_FREES = frozenset({"gmem_free", "hugetlb_free"})
 
 
@@ -119,7 +129,7 @@ class Planner:
         self.links = PageLinks()
         self.pending_links: dict[int, int] = {}  # index -> struct page pointer (gmem_alloc)
         self.claims: dict[int, int] = {}         # folio -> line of an unconfirmed own allocation
-        self.last: dict[int, str] = {}           # folio -> the last descriptor kind planned
+        self.last: dict[int, str] = {}           # folio -> the kind of its last event
         self.probe_alloc: tuple[int, int | None] | None = None  # (pfn, index) of gmem_alloc
         self.cache_observed = False              # filemap events on guest_memfd's device seen
         self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
@@ -203,9 +213,10 @@ class Planner:
 
     # ---- planning ---------------------------------------------------------------------
 
-    def plan(self, name: str, ev) -> list[tuple[tuple, int | None]]:
-        """The protocol steps the event stands for, each with its folio (None: the VM's).
-        Raises Unrelated for an event about nothing the replay tracks."""
+    def resolve(self, name: str, ev) -> list[Resolved]:
+        """The event on the model's numbers: one Resolved, or one per folio a block of
+        pages covers, or none (a marker).  Raises Unrelated for an event about nothing the
+        replay tracks."""
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
@@ -226,7 +237,9 @@ class Planner:
             if page < self.forgotten:
                 raise Unrelated("folio seen before lost events")
             folio = page // self.pages_per_folio
-            return self._on(folio, [(self._page_step(name, ev, page), folio)])
+            if name in ("gmem_free", "hugetlb_free", "error_folio"):     # about the folio
+                return [self._on(name, folio)]
+            return [self._on(name, folio, page=page, ret=_ret(f))]
         if name in BLOCK_EVENTS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
@@ -237,31 +250,21 @@ class Planner:
             self._marker(ev)
             return []
         if name == "convert":
-            return self._convert_steps(ev)
-        if name in ("punch_hole", "vm_bugged"):
-            # punch_hole fires on entry, before its zaps: the truncation is taken when the
-            # delete or the free shows.  kvm_vm_bugged() runs inside KVM_BUG_ON, before the
-            # failing removal's probe fires.
-            return [(("stay",), None)]
-        if name == "buggy_cleanup":
-            return [(("design", "tdx_remove_failed.mark_fd_bugged"), None)]
-        if name == "tdx_shutdown":
-            return [(("design", "tdx_remove_failed.buggy_shutdown"), None)]
-        if name == "hkid_release":
-            if f.get("ret", 0) != 0:
-                self.note("hkid", f"line {ev.line_no}: HKID release failed (not modelled)")
-                return [(("stay",), None)]
-            return [(("hkid_release",), None)]
+            return [self._convert(ev)]
+        if name in ("punch_hole", "vm_bugged", "buggy_cleanup", "tdx_shutdown",
+                    "hkid_release"):
+            return [Resolved(name, ret=_ret(f))]        # about the VM, no folio
         return []
 
-    def _on(self, folio: int, steps: list, confirms: bool = False) -> list:
-        """Steps on a folio, after the check of an open own-allocation claim: only a
-        page-cache add confirms it; anything else first drops the candidates that
-        took the allocation for guest_memfd's."""
-        if self.claims and self.claims.pop(folio, None) is not None and not confirms:
-            steps = [(("claim_lapsed", folio), folio)] + steps
-        self.last[folio] = steps[-1][0][0]
-        return steps
+    def _on(self, kind: str, folio: int, confirms: bool = False, **numbers) -> Resolved:
+        """An event on a folio, with what the bookkeeping knows of the folio's past: an
+        open own-allocation claim lapses unless this event is a page-cache add (confirms);
+        whether the previous event was guest_memfd's own free hook."""
+        lapsed = bool(self.claims) and self.claims.pop(folio, None) is not None and not confirms
+        after_gmem_free = self.last.get(folio) in _GMEM_FREES
+        self.last[folio] = kind
+        return Resolved(kind, folio, cached=self.cache_observed, after_gmem_free=after_gmem_free,
+                        lapsed=lapsed, **numbers)
 
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""
@@ -280,7 +283,7 @@ class Planner:
                                  f"order the kernel allocates (0..{MAX_ORDER})")
         return order
 
-    def _alloc(self, ev, pfn: int, order: int, index: int | None) -> list:
+    def _alloc(self, ev, pfn: int, order: int, index: int | None, kind: str) -> list:
         page = self.by_pfn.get(pfn)
         if page is not None and page < self.forgotten:
             raise Unrelated("folio seen before lost events")
@@ -290,7 +293,7 @@ class Planner:
             raise PlanInputError(f"line {ev.line_no}: pfn {pfn:#x} comes back as a folio of "
                                  f"order {order}; the replay needs one folio size per trace")
         self._bind(folio, index)
-        return self._on(folio, [(("alloc", folio), folio)], confirms=True)
+        return [self._on(kind, folio, confirms=True)]
 
     def _probe_alloc(self, ev) -> list:
         """poisoncheck:gmem_alloc (filemap_add_folio() entry).  Without a pfn (upstream
@@ -309,7 +312,7 @@ class Planner:
             raise PlanInputError(f"line {ev.line_no}: {ev.name} has neither a pfn nor a folio "
                                  f"pointer (page=) and index to link one")
         self.probe_alloc = (pfn, index)
-        return self._alloc(ev, pfn, self._order(ev, f), index)
+        return self._alloc(ev, pfn, self._order(ev, f), index, "alloc")
 
     def _cache(self, name: str, ev) -> list:
         f = ev.fields or {}
@@ -334,7 +337,7 @@ class Planner:
             if self.probe_alloc == (pfn, index):     # the gmem_alloc probe showed it already
                 self.probe_alloc = None
                 raise Unrelated("page-cache add already shown by gmem_alloc")
-            return self._alloc(ev, pfn, order, index)
+            return self._alloc(ev, pfn, order, index, "cache_add")
         page = self._page(pfn, self.by_pfn)
         if page is None:
             raise Unrelated("page-cache delete of a pfn the trace never showed added")
@@ -342,7 +345,7 @@ class Planner:
             raise Unrelated("folio seen before lost events")
         folio = self.folio_of_page(page)
         self._unbind(folio)
-        return self._on(folio, [(("truncate", folio), folio)])
+        return [self._on("cache_delete", folio)]
 
     def _block(self, name: str, ev) -> list:
         """A page-allocator event on 2^order pages: every folio it covers."""
@@ -361,49 +364,15 @@ class Planner:
             if self._page(pfn, self.by_pfn) == -1:
                 raise Unrelated("folio seen before lost events")
             raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
-        steps = []
+        out = []
         for folio, exact in covered:
-            if name in ("page_alloc", "hugetlb_alloc"):
-                # Only a block that is exactly the folio can be guest_memfd's own.
-                desc = ("page_alloc", folio) if exact else ("reuse", folio)
-                planned = self._on(folio, [(desc, folio)])
-                if exact:
-                    self.claims[folio] = ev.line_no
-            else:
-                strict = self.cache_observed and self.last.get(folio) not in _GMEM_FREES
-                planned = self._on(folio, [(("free_observed" if strict else "page_free", folio),
-                                            folio)])
-            steps.extend(planned)
-        return steps
+            out.append(self._on(name, folio, exact=exact))
+            if exact and name != "page_free":     # perhaps guest_memfd's own: a claim
+                self.claims[folio] = ev.line_no
+        return out
 
-    def _page_step(self, name: str, ev, p: int) -> tuple:
-        f = self.folio_of_page(p)
-        ret = (ev.fields or {}).get("ret", 0)
-        if name == "aug":
-            if ret == EBUSY:        # TDX_OPERAND_BUSY: tdx_mem_page_aug() puts its reference
-                return ("aug_busy", p)
-            if ret != 0:
-                self.note("aug", f"line {ev.line_no}: AUG failed (not modelled)")
-                return ("stay",)
-            return ("map", p)
-        if name in ("remove", "reclaim"):
-            return ("remove_ok", p) if ret == 0 else ("remove_failed", p)
-        if name == "host_fault":
-            return ("host_fault", p) if ret == 0 else ("host_fault_refused", p)
-        if name == "guest_get_pfn":
-            # -EHWPOISON: the fault is refused; otherwise the AUG is its own event.
-            return ("guest_fault_refused", p) if ret == EHWPOISON else ("stay",)
-        if name == "set_hwpoison":
-            return ("design", "tdx_remove_failed.set_hwpoison")
-        if name == "error_folio":
-            return ("in_gmem", f)
-        if name == "memory_failure":
-            return ("memory_failure", p)
-        if name in ("gmem_free", "hugetlb_free"):
-            return (name, f)
-        raise AssertionError(name)
-
-    def _convert_steps(self, ev) -> list:
+    def _convert(self, ev) -> Resolved:
+        """The conversion of an index range, on the pages of it the trace knows."""
         f = ev.fields or {}
         start, end, to = f.get("start"), f.get("end"), _target(f.get("to"))
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
@@ -422,11 +391,7 @@ class Planner:
         if any(p // ppf != folio for p in pages):
             raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                  f"takes one folio per conversion event")
-        if f.get("ret", 0) == EAGAIN:
-            return self._on(folio, [(("convert_refused", tuple(pages), to), folio)])
-        if f.get("ret", 0) != 0:
-            return [(("stay",), None)]
-        return self._on(folio, [(("convert", p, to), folio) for p in pages])
+        return self._on("convert", folio, ret=_ret(f), to=to, pages=tuple(pages))
 
     def _marker(self, ev) -> None:
         """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""
@@ -440,6 +405,14 @@ class Planner:
             self.note("gmem_dev", f"line {ev.line_no}: the marker names guest_memfd's device "
                                   f"{dev[0]}:{dev[1]}; {self.gmem_dev_from} said "
                                   f"{self.gmem_dev[0]}:{self.gmem_dev[1]}, which is kept")
+
+
+def _ret(fields) -> int:
+    """The printed return value (0 when the event prints none), as a small number."""
+    ret = fields.get("ret", 0)
+    if type(ret) is int and -(1 << 31) < ret < 1 << 31:
+        return ret
+    return RET_OTHER
 
 
 def _target(value) -> str | None:

@@ -15,8 +15,9 @@ request (the guest's MapGPA or the VMM's decision), and the truncation that
 precedes a free (punch hole or inode eviction; the punch_hole probe fires on
 entry, before the zaps it causes, so truncation is taken when the free shows).
 
-What an event means (which folio, which steps) is the planner's
-(validator/planner.py, shared with the TLC engine): folios appear when they
+Which folio and page an event is about is the planner's (validator/planner.py,
+shared with the TLC engine); which steps it stands for is validator/meaning.py's
+(the TLC engine has its own, in spec/PoisonTrace.tla): folios appear when they
 enter guest_memfd's page cache; events on pfns guest_memfd never held in the
 trace are not guest_memfd's and are skipped (counted); a trace with no event
 about a folio is inconclusive (validator/evidence.py).  Fault budgets are
@@ -68,7 +69,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Iterable, NamedTuple
 
-from . import evidence, model
+from . import evidence, meaning, model
 from .ftrace import Event, LostMarker
 from .ftrace.reader import MARKER_NAMES
 from .planner import PlanInputError, Planner, Unrelated
@@ -409,13 +410,13 @@ class Replay:
         self.design = design
         self.features = frozenset(features)     # the spec's Features (a run's, for its traces)
         self.raw_of = raw_of        # line number -> text, for Observed items without raw
-        self.judge = judge          # False: only plan the protocol steps (TLC engine)
+        self.judge = judge          # False: only resolve the events (TLC engine)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
         self.planner = Planner(self._new_folio, self._note, gmem_dev)
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
-        # (descriptor, line, folio, raw, event): TLC's input, kept when not judging
+        # (Resolved, line, raw, event): TLC's input, kept when not judging
         self.steps: list[tuple] = []
         self.coverage = Coverage()
         self.done = False
@@ -426,6 +427,7 @@ class Replay:
         self._dropped = 0                      # folios forgotten so far
         self._covered: dict[int, tuple] = {}   # transitions already in self.coverage
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
+        self._meanings: dict = {}              # Resolved -> its steps (meaning.steps)
         self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
@@ -506,22 +508,30 @@ class Replay:
                 self._skip(name)
                 return True
         try:
-            planned = self.planner.plan(name, item)
+            resolved = self.planner.resolve(name, item)
         except Unrelated as why:
             self._skip(str(why))
             return True
-        if planned:
+        if resolved:
             verdict = self.verdict
             verdict.events += 1
-            if planned[-1][1] is not None:     # a folio's steps all name it
+            if resolved[-1].folio is not None:     # a block's events all name a folio
                 verdict.folio_events += 1
-        for desc, folio in planned:
+        for r in resolved:
+            if r.ret and (said := meaning.remark(r, item.line_no)) is not None:
+                self._note(*said)
             if not self.judge:
-                self.steps.append((desc, item.line_no, folio, self._raw(item), name))
+                self.steps.append((r, item.line_no, self._raw(item), name))
                 continue
-            self._judge(item, name, desc, folio)
-            if self.done:
-                break
+            steps = self._meanings.get(r)
+            if steps is None:
+                if len(self._meanings) >= MEMO_LIMIT:
+                    self._meanings.clear()
+                steps = self._meanings[r] = meaning.steps(r)
+            for desc, folio in steps:
+                self._judge(item, name, desc, folio)
+                if self.done:
+                    return False
         return not self.done
 
     def _note(self, kind: str, text: str) -> None:

@@ -1,19 +1,18 @@
 """The TLC engine of `poisoncheck validate`: the spec itself judges the trace.
 
-The trace is first planned into protocol steps exactly as the Python engine
-plans it (validator.replay.Replay with judge=False).  The steps go into a
-generated module, PoisonTrace.tla, as a TLA+ sequence of records holding only
-integers and words from a fixed vocabulary (never text from the trace, so a
-trace cannot inject TLA+).  Its Next either takes a hidden step on the folio
-of the next trace step (the host's unmaps and pins, the conversion request,
-the truncation before a free), or takes the next trace step itself and moves
-the cursor `l` on (the Pressler / Cirstea-Kuppe-Merz method).  TLC explores
-the whole constrained state space with -continue:
+The trace is first resolved exactly as the Python engine resolves it (the planner, run
+through validator.replay.Replay with judge=False): each protocol event becomes a Resolved
+event, its kind and the model's numbers.  They go into a generated module,
+PoisonTraceData.tla, with the per-trace constants, as numbers and words from a fixed
+vocabulary only (never text from the trace, so a trace cannot inject TLA+).  What the
+events mean is decided by the checked-in spec/PoisonTrace.tla (one IsX operator per kind),
+not by Python: the two engines share the identities, not the meaning.  TLC runs
+PoisonTrace.cfg, also checked in, with -continue:
 
-* the furthest cursor any behaviour reaches tells the first step that fits
-  no behaviour (TLC prints it with PrintT when it grows);
-* each invariant `obs => Property` (obs: the last step was a trace step) that
-  TLC reports violated tells a trace step after which a state breaks it.
+* the furthest cursor any behaviour reaches tells the first event that fits no behaviour
+  (PoisonTrace.tla prints it with PrintT when it grows);
+* each invariant `obs => Property` that TLC reports violated tells an event after whose
+  step a state breaks it.
 
 The verdict is then built like the Python engine's: the earliest failure wins.
 """
@@ -27,197 +26,99 @@ from pathlib import Path
 from . import model
 from .ftrace import Event, LostMarker
 from .replay import Replay, Verdict
+from .resolved import KINDS, Resolved
 from .tlc_output import INVARIANT_VIOLATED, TRACE_STATE, split_messages
 from .tlc_runner import RunnerError, TlcSetup, run_tlc
 
 TRACE_MODULE = "PoisonTrace"
+DATA_MODULE = "PoisonTraceData"
+SPEC_FILES = ("Poison.tla", f"{TRACE_MODULE}.tla", f"{TRACE_MODULE}.cfg")
 _REACHED = re.compile(r'<<"poisoncheck-reached", (\d+)>>')
-_WORDS = {"stay", "alloc", "map", "aug_busy", "remove_ok", "remove_failed", "host_fault", "hkid_release",
-          "design", "in_gmem", "memory_failure", "gmem_free", "hugetlb_free", "page_free",
-          "page_alloc", "convert", "convert_refused", "private", "shared", "none",
-          "host_fault_refused", "guest_fault_refused", "free_observed", "truncate", "reuse",
-          "claim_lapsed"}
 PROPERTY_INVARIANTS = {
-    "TvNoHostAccess": "NoHostAccessToTdPage", "TvNoPrivateHostMapping": "NoPrivateHostMapping",
-    "TvRefcount": "RefcountSound", "TvPoisonContained": "PoisonContained"}
-
-MODULE_BODY = r"""
-VARIABLES l, obs, pcOk
-tvVars == <<vars, l, obs, pcOk>>
-
-Pg(n) == <<FolioSeq[(n \div PagesPerFolio) + 1], (n % PagesPerFolio) + 1>>
-Fo(n) == FolioSeq[n + 1]
-\* The first page of a refused conversion's range that is not yet converted.
-Todo(e) == SelectSeq(e.ps, LAMBDA n : attr[Pg(n)] # e.to)
-
-TvInit == Init /\ l = 1 /\ obs = FALSE /\ pcOk = TRUE
-
-\* Steps no probe shows, on the folio of the next trace step only.
-Hidden ==
-    /\ l <= Len(Steps)
-    /\ LET e == Steps[l] IN
-       /\ e.fo > 0
-       /\ \/ \E p \in PagesOf(Fo(e.fo - 1)) : HostUnmap(p) \/ HostGup(p) \/ HostUnpin(p)
-          \/ /\ e.k = "convert"
-             /\ VmmConvertRequest(Pg(e.a), e.to)
-          \/ /\ e.k = "convert_refused" /\ Todo(e) # <<>>
-             /\ VmmConvertRequest(Pg(Head(Todo(e))), e.to)
-          \/ /\ e.k \in {"gmem_free", "hugetlb_free", "page_free"}
-             /\ KvmGmemPunchHole(Fo(e.a)) \/ KvmGmemEvictInode(Fo(e.a))
-    /\ obs' = FALSE
-    /\ UNCHANGED <<l, pcOk>>
-
-\* The rest of a buggy shutdown a failed removal started (no probe shows it): it belongs
-\* to that trace step, so the properties are judged after it too (obs is kept).
-ShutdownRest ==
-    /\ TdxShutdownFlag \/ OtherTdSeamcall
-    /\ UNCHANGED <<l, obs, pcOk>>
-
-Observed(e) ==
-    CASE e.k \in {"stay", "host_fault_refused", "guest_fault_refused"} -> UNCHANGED vars
-      [] e.k = "alloc" -> KvmGmemAllocFolio(Fo(e.a))
-      [] e.k = "map" -> KvmTdpMapPrivate(Pg(e.a))
-      [] e.k = "aug_busy" -> TdxAugBusy(Pg(e.a)) \/ (Design # "FolioRef" /\ UNCHANGED vars)
-      [] e.k = "remove_ok" -> TdxSeptRemoveOk(Pg(e.a))
-      [] e.k = "remove_failed" -> TdxSeptRemoveFailed(Pg(e.a)) \/ TdxSeptRemoveAfterShutdown(Pg(e.a))
-      [] e.k = "host_fault" -> KvmGmemHostFault(Pg(e.a))
-      [] e.k = "hkid_release" -> TdxReleaseHkid
-      [] e.k = "design" -> On(e.check) /\ UNCHANGED vars
-      [] e.k = "in_gmem" -> folioLoc[Fo(e.a)] = "gmem" /\ UNCHANGED vars
-      [] e.k = "memory_failure" ->
-            \/ MemoryFailure(Pg(e.a))
-            \/ KvmGmemBuggyCleanup
-            \/ hwpoison[Pg(e.a)] /\ UNCHANGED vars
-      [] e.k = "gmem_free" -> FreeFolio(Fo(e.a))
-      [] e.k = "hugetlb_free" ->
-            \/ FreeFolio(Fo(e.a)) /\ folioLoc'[Fo(e.a)] = "pool"
-            \/ HostUserFree(Fo(e.a))
-            \/ folioLoc[Fo(e.a)] = "pool" /\ UNCHANGED vars
-      [] e.k = "page_free" ->
-            \/ FreeFolio(Fo(e.a))
-            \/ HostUserFree(Fo(e.a))
-            \/ folioLoc[Fo(e.a)] \in {"pool", "leaked"} /\ UNCHANGED vars
-      \* the page cache is observed: no hidden truncation before the free
-      [] e.k = "free_observed" -> FreeFolio(Fo(e.a)) \/ HostUserFree(Fo(e.a))
-      [] e.k = "truncate" -> KvmGmemPunchHole(Fo(e.a)) \/ KvmGmemEvictInode(Fo(e.a))
-      \* another user's allocation, or guest_memfd's own (the planner holds the trace to
-      \* a page-cache add; "claim_lapsed" drops the own branch otherwise)
-      [] e.k = "page_alloc" -> AllocatorReuse(Fo(e.a)) \/ (MayHandOut(Fo(e.a)) /\ UNCHANGED vars)
-      [] e.k = "reuse" -> AllocatorReuse(Fo(e.a))
-      [] e.k = "claim_lapsed" -> folioLoc[Fo(e.a)] # "pool" /\ UNCHANGED vars
-      [] e.k = "convert" ->
-            \/ attr[Pg(e.a)] = e.to /\ convReq = NoReq /\ UNCHANGED vars
-            \/ /\ convReq = [page |-> Pg(e.a), to |-> e.to]
-               /\ KvmGmemConvertShared \/ KvmGmemConvertPrivate
-               /\ convReq' = NoReq
-      [] e.k = "convert_refused" ->
-            /\ Todo(e) # <<>>
-            /\ convReq = [page |-> Pg(Head(Todo(e))), to |-> e.to]
-            /\ IF e.to = "private"
-               THEN KvmGmemConvertPrivate /\ convReq' # NoReq
-               ELSE ~ENABLED KvmGmemConvertShared /\ UNCHANGED vars
-
-\* Print the cursor each time it gets further than ever (TLC register 1).
-ASSUME TLCSet(1, 1)
-Reached(n) == IF n > TLCGet(1) THEN TLCSet(1, n) /\ PrintT(<<"poisoncheck-reached", n>>)
-              ELSE TRUE
-
-TraceStep ==
-    /\ l <= Len(Steps)
-    /\ Observed(Steps[l])
-    /\ l' = l + 1
-    /\ obs' = TRUE
-    /\ pcOk' = PoisonContainedStep
-    /\ Reached(l + 1)
-
-TvNext == Hidden \/ ShutdownRest \/ TraceStep
-TvSpec == TvInit /\ [][TvNext]_tvVars
-
-TvNoHostAccess == obs => NoHostAccessToTdPageInv
-TvNoPrivateHostMapping == obs => NoPrivateHostMappingInv
-TvRefcount == obs => RefcountSoundInv
-TvPoisonContained == pcOk
-=============================================================================
-"""
+    "TraceNoHostAccess": "NoHostAccessToTdPage",
+    "TraceNoPrivateHostMapping": "NoPrivateHostMapping",
+    "TraceRefcount": "RefcountSound", "TracePoisonContained": "PoisonContained"}
 
 
-def _record(desc: tuple, folio: int | None) -> str:
-    kind, *args = desc
-    fields = {"k": kind, "a": 0, "ps": (), "to": "none", "check": "none",
-              "fo": 0 if folio is None else folio + 1}     # 0: no folio (no Integers)
-    if kind in ("convert", "convert_refused"):
-        if kind == "convert":
-            fields["a"], fields["to"] = args
-        else:
-            fields["ps"], fields["to"] = args
-    elif kind == "design":
-        fields["check"] = args[0]
-    elif args:
-        fields["a"] = args[0]
-    return "[" + ", ".join(f"{k} |-> {_tla(v)}" for k, v in fields.items()) + "]"
-
-
-def _tla(value) -> str:
-    """Encode a value the planner made: ints, tuples of ints, or fixed words."""
-    if isinstance(value, bool):
-        raise ValueError("unexpected boolean in a trace step")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, tuple):
-        return "<<" + ", ".join(_tla(v) for v in value) + ">>"
-    if isinstance(value, str) and (value in _WORDS or value in model.ALL_CHECKS):
+def _word(value: str, allowed) -> str:
+    """A fixed word, quoted; anything else is refused, never written into TLA+."""
+    if isinstance(value, str) and value in allowed:
         return f'"{value}"'
     raise ValueError(f"refusing to write {value!r} into TLA+")
 
 
-def write_module(path: Path, engine: Replay) -> None:
-    folios = [f"f{i}" for i in range(1, len(engine.folios) + 1)]
-    steps = ",\n    ".join(_record(desc, folio) for desc, _, folio, _, _ in engine.steps)
-    header = [
-        f"---- MODULE {TRACE_MODULE} ----",
-        "\\* Generated by poisoncheck validate --engine tlc; do not edit.",
-        "EXTENDS Poison, Sequences, TLC",
-    ]
-    if folios:
-        header.append(f"CONSTANTS {', '.join(folios)}")
-    header.append(f"FolioSeq == <<{', '.join(folios)}>>")
-    header.append(f"Steps == <<\n    {steps}\n>>" if engine.steps else "Steps == <<>>")
-    path.write_text("\n".join(header) + "\n" + MODULE_BODY)
+def _number(value) -> str:
+    if type(value) is not int or not -(1 << 31) < value < 1 << 31:
+        raise ValueError(f"refusing to write {value!r} into TLA+")
+    return str(value)
 
 
-def write_cfg(path: Path, engine: Replay) -> None:
+def _bool(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
+def _words(names, allowed) -> str:
+    return "{" + ", ".join(_word(n, allowed) for n in sorted(names)) + "}"
+
+
+def _record(r: Resolved) -> str:
+    """One event as a TLA+ record (folios 1-based: 0 is no folio; page -1: none)."""
+    fields = (
+        ("k", _word(r.kind, KINDS)),
+        ("fo", _number(0 if r.folio is None else r.folio + 1)),
+        ("pg", _number(-1 if r.page is None else r.page)),
+        ("ret", _number(r.ret)),
+        ("to", _word(r.to or "none", ("private", "shared", "none"))),
+        ("ps", "<<" + ", ".join(_number(p) for p in r.pages) + ">>"),
+        ("exact", _bool(r.exact)), ("cached", _bool(r.cached)),
+        ("afterFree", _bool(r.after_gmem_free)), ("lapsed", _bool(r.lapsed)))
+    return "[" + ", ".join(f"{k} |-> {v}" for k, v in fields) + "]"
+
+
+def write_data(path: Path, engine: Replay) -> None:
+    """PoisonTraceData.tla: the per-trace constants and the resolved events."""
     cfg = engine.cfg
-    folios = [f"f{i}" for i in range(1, len(engine.folios) + 1)]
-    kinds = [step[0][0] for step in engine.steps]
-    quoted = lambda names: "{" + ", ".join(f'"{n}"' for n in sorted(names)) + "}"  # noqa: E731
-    lines = ["CONSTANTS"] + [f"    {f} = {f}" for f in folios] + [
-        f"    Folios = {{{', '.join(folios)}}}",
-        f"    PagesPerFolio = {cfg.pages_per_folio if cfg else 1}",
-        f'    Backing = "{cfg.backing if cfg else "buddy"}"',
-        f'    Design = "{engine.design}"',
-        f"    MaxRemoveFailures = {kinds.count('remove_failed')}",
-        f"    MaxMemErrors = {kinds.count('memory_failure')}",
-        f"    Disabled = {quoted(engine.disabled)}",
-        f"    Added = {quoted(engine.added)}",
-        f"    Features = {quoted(cfg.features if cfg else model.DEFAULT_FEATURES)}",
-        "SPECIFICATION TvSpec",
-    ] + [f"INVARIANT {name}" for name in PROPERTY_INVARIANTS]
+    pages = cfg.pages_per_folio if cfg else 1
+    events = ",\n    ".join(_record(r) for r, *_ in engine.steps)
+    lines = [
+        f"---- MODULE {DATA_MODULE} ----",
+        "\\* Generated by poisoncheck validate --engine tlc; read by PoisonTrace.tla.",
+        "\\* Folios are numbered from 1 (fo = 0: an event about the VM), pages from 0",
+        "\\* (pg = -1: none); only numbers and fixed words, never text from the trace.",
+        "EXTENDS Integers",
+        f"TraceDesign == {_word(engine.design, model.DESIGNS)}",
+        f"TraceBacking == {_word(cfg.backing if cfg else 'buddy', ('buddy', 'hugetlb', 'thp'))}",
+        f"TraceFolioCount == {_number(len(engine.folios))}",
+        f"TracePagesPerFolio == {_number(pages)}",
+        f"TraceDisabled == {_words(engine.disabled, model.ALL_CHECKS)}",
+        f"TraceAdded == {_words(engine.added, model.ALL_CHECKS)}",
+        f"TraceFeatures == {_words(cfg.features if cfg else engine.features, model.ALL_FEATURES)}",
+        f"TraceEvents == <<\n    {events}\n>>" if engine.steps else "TraceEvents == <<>>",
+        "====",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
-def _violations(output: str) -> list[tuple[str, int]]:
-    """(property, cursor) of every invariant violation TLC printed."""
+def _violations(output: str) -> list[tuple[str, tuple[int, float]]]:
+    """(property, position) of every invariant violation TLC printed.  The position is
+    that of the observed step the violating state follows: (event, steps of it taken),
+    with a completed event as (event, inf); events are numbered from 1."""
     found, current = [], None
     for msg in split_messages(output):
         if msg.code == INVARIANT_VIOLATED:
             name = re.match(r"Invariant (\w+) is violated", msg.text)
-            current = [PROPERTY_INVARIANTS.get(name.group(1)) if name else None, None]
+            current = [PROPERTY_INVARIANTS.get(name.group(1)) if name else None, None, None]
             found.append(current)
         elif msg.code == TRACE_STATE and current is not None:
-            cursor = re.search(r"^/\\ l = (\d+)$", msg.text, re.MULTILINE)
-            if cursor:
-                current[1] = int(cursor.group(1))
-    return [(prop, cursor) for prop, cursor in found if prop and cursor]
+            # the last state printed is the violating one
+            for i, var in ((1, "l"), (2, "sub")):
+                value = re.search(rf"^/\\ {var} = (\d+)$", msg.text, re.MULTILINE)
+                current[i] = int(value.group(1)) if value else None
+    out = []
+    for prop, cursor, sub in found:
+        if prop and cursor is not None and sub is not None:
+            out.append((prop, (cursor - 1, float("inf")) if sub == 0 else (cursor, sub)))
+    return out
 
 
 def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
@@ -244,9 +145,9 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         workdir.unlink()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    shutil.copy(setup.spec_dir / "Poison.tla", workdir / "Poison.tla")
-    write_module(workdir / f"{TRACE_MODULE}.tla", engine)
-    write_cfg(workdir / f"{TRACE_MODULE}.cfg", engine)
+    for name in SPEC_FILES:
+        shutil.copy(setup.spec_dir / name, workdir / name)
+    write_data(workdir / f"{DATA_MODULE}.tla", engine)
     tlc, _, output = run_tlc(setup, workdir / f"{TRACE_MODULE}.cfg", workdir,
                              module=workdir / f"{TRACE_MODULE}.tla", extra=("-continue",))
     if tlc.status == "error" and not _violations(output):
@@ -254,20 +155,19 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
                           f"(see {workdir / (TRACE_MODULE + '.out')})")
     reached = max([1] + [int(n) for n in _REACHED.findall(output)])
     total = len(engine.steps)
-    failing_step = reached if reached <= total else None            # 1-based step index
-    broken = sorted(_violations(output), key=lambda pc: pc[1])
-    property_step = None
-    if broken:
-        prop, cursor = broken[0]
-        property_step = cursor - 1                                  # the step just taken
+    failing = reached if reached <= total else None         # 1-based event index
+    broken = sorted(_violations(output), key=lambda pp: pp[1])
     verdict = engine.result()
     lost_before = lambda line: any(at < line for at in lost_lines)  # noqa: E731
-    if property_step is not None and (failing_step is None or property_step < failing_step):
-        line = engine.steps[property_step - 1][1]
-        _fill(verdict, engine, property_step, line, "property", prop, lost_before(line))
-    elif failing_step is not None:
-        line = engine.steps[failing_step - 1][1]
-        _fill(verdict, engine, failing_step, line, "step", None, lost_before(line))
+    # A behaviour that breaks a property got that far, so no event before it fails; one
+    # broken in the middle of the failing event (a conversion's range) came first.
+    if broken and (failing is None or broken[0][1][0] <= failing):
+        prop, (event, _) = broken[0]
+        line = engine.steps[event - 1][1]
+        _fill(verdict, engine, event, line, "property", prop, lost_before(line))
+    elif failing is not None:
+        line = engine.steps[failing - 1][1]
+        _fill(verdict, engine, failing, line, "step", None, lost_before(line))
     elif lost_lines:
         verdict.verdict = "inconclusive"
     elif engine.verdict.folio_events:
@@ -277,7 +177,7 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
 
 def _fill(verdict: Verdict, engine: Replay, step: int, line: int, kind: str,
           prop: str | None, after_loss: bool) -> None:
-    desc, _, _, raw, event = engine.steps[step - 1]
+    resolved, _, raw, event = engine.steps[step - 1]
     earlier = [st[1] for st in engine.steps[:step - 1] if st[1] < line]
     verdict.accepted_prefix = max(earlier, default=0)
     if after_loss:
@@ -285,6 +185,7 @@ def _fill(verdict: Verdict, engine: Replay, step: int, line: int, kind: str,
         return
     verdict.verdict, verdict.kind, verdict.property, verdict.line = "violation", kind, prop, line
     verdict.protocol_event, verdict.event = event, raw
-    verdict.reason = (f"TLC: no behaviour of {engine.design} takes trace step {step} ({desc[0]})"
-                      if kind == "step" else f"TLC: {prop} is violated after trace step {step}")
+    verdict.reason = (f"TLC: no behaviour of {engine.design} takes trace event {step} "
+                      f"({resolved.kind})" if kind == "step"
+                      else f"TLC: {prop} is violated after trace event {step}")
 
