@@ -21,7 +21,8 @@ from .cli_errors import InputError
 from .matrix import BACKINGS, DESIGNS, MatrixError
 from .properties import BY_KEY, PROPERTIES, VIOLATED
 from .tlc_runner import TlcSetup, default_jobs
-from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
+from .paths import build_dir, spec_dir as packaged_spec_dir
+from .tlc_setup import SetupError, default_jar, find_java, verify_jar
 
 
 # ---------------------------------------------------------------------------
@@ -299,11 +300,13 @@ def _designs(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the ablation fails.")
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory with Poison.tla and MCPoison.tla [default: spec/].")
+              help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
+                   "with poisoncheck].")
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Matrix whose default constants are used [default: spec/matrix.toml].")
+              default=None, help="Matrix whose default constants are used "
+                                 "[default: matrix.toml of the spec directory].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where configs, TLC output and counterexamples go [default: build/ablate].")
+              help="Where configs, TLC output and counterexamples go [default: ./build/ablate].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, out_dir,
@@ -329,10 +332,9 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
     Exit codes: 0 the ablation ran, 2 bad option, missing Java or jar, a TLA+
     error, or a TLC run over --timeout.
     """
-    root = repo_root()
-    spec_dir = spec_dir or root / "spec"
+    spec_dir = spec_dir or packaged_spec_dir()
     matrix_path = matrix_path or spec_dir / "matrix.toml"
-    out_dir = out_dir or root / "build" / "ablate"
+    out_dir = out_dir or build_dir() / "ablate"
     designs = _designs(design)
     settings = tuple(s for s in DEFAULT_SETTINGS if not backing or s.backing in backing)
     try:

@@ -17,7 +17,8 @@ from .cli_errors import InputError
 from .matrix import MatrixError, load_matrix
 from .properties import PROPERTIES
 from .tlc_runner import RunResult, TlcSetup, check_runs, default_jobs, known_checks
-from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
+from .paths import build_dir, spec_dir as packaged_spec_dir
+from .tlc_setup import SetupError, default_jar, find_java, verify_jar
 
 
 def _table(results: list[RunResult]) -> str:
@@ -62,9 +63,10 @@ def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
 
 @click.command()
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory with Poison.tla and MCPoison.tla [default: spec/].")
+              help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
+                   "with poisoncheck].")
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Matrix file [default: spec/matrix.toml].")
+              default=None, help="Matrix file [default: matrix.toml of the spec directory].")
 @click.option("--only", "only", multiple=True, metavar="PATTERN",
               help="Run only the runs whose name matches (glob or substring); repeatable.")
 @click.option("--deep", is_flag=True,
@@ -74,7 +76,7 @@ def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the check fails.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where configs, TLC output and counterexamples go [default: build/check].")
+              help="Where configs, TLC output and counterexamples go [default: ./build/check].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, quiet):
@@ -84,7 +86,9 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
     checks it disables.  Runs marked `deep` (the largest state spaces) run
     only with --deep.  The table has one column per property of
     protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
-    Counterexamples are kept under build/check/RUN/PROPERTY.json.
+    Counterexamples are kept under build/check/RUN/PROPERTY.json (of the
+    current folder; --out names another).  Needs Java and the TLC jar
+    (`poisoncheck setup`).
 
     \b
     Examples:
@@ -98,10 +102,9 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
     (each difference is named), 2 bad matrix, missing Java or jar, a TLA+
     error, or a TLC run over --timeout.
     """
-    root = repo_root()
-    spec_dir = spec_dir or root / "spec"
+    spec_dir = spec_dir or packaged_spec_dir()
     matrix_path = matrix_path or spec_dir / "matrix.toml"
-    out_dir = out_dir or root / "build" / "check"
+    out_dir = out_dir or build_dir() / "check"
     try:
         runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
         if not (spec_dir / "Poison.tla").is_file():

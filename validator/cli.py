@@ -14,6 +14,8 @@ from . import __version__
 
 # command name -> (module, attribute, its help's first sentence for `poisoncheck --help`)
 COMMANDS = {
+    "setup": ("setup_cmd", "setup",
+             "Fetch the TLC jar into the user cache and check Java."),
     "check": ("check_cmd", "check",
              "Model-check every run of the configuration matrix with TLC."),
     "parse": ("parse_cmd", "parse",

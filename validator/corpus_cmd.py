@@ -13,17 +13,18 @@ from .corpus import CorpusError, check_traces, render_counterexamples
 from .real_corpus import check_real
 from .ftrace import TraceInputError
 from .replay import ReplayInputError
-from .tlc_setup import repo_root
+from .paths import build_dir, traces_dir as default_traces
 
 
 @click.command()
 @click.option("--traces", "traces_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Folder with manifest.toml [default: traces/].")
+              default=None, help="Folder with manifest.toml "
+                                 "[default: the checkout's traces/, else ./traces].")
 @click.option("--counterexamples", "check_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="`poisoncheck check` output to render and replay "
-                                 "[default: build/check, skipped when absent].")
+                                 "[default: ./build/check, skipped when absent].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where rendered counterexample traces go [default: build/traces].")
+              help="Where rendered counterexample traces go [default: ./build/traces].")
 def corpus(traces_dir, check_dir, out_dir):
     """Validate every trace of the corpus against its expected verdicts.
 
@@ -36,10 +37,9 @@ def corpus(traces_dir, check_dir, out_dir):
     \b
     Exit codes: 0 all as expected, 1 some verdict differs, 2 bad input.
     """
-    root = repo_root()
-    traces_dir = traces_dir or root / "traces"
-    check_dir = check_dir or root / "build" / "check"
-    out_dir = out_dir or root / "build" / "traces"
+    traces_dir = traces_dir or default_traces()
+    check_dir = check_dir or build_dir() / "check"
+    out_dir = out_dir or build_dir() / "traces"
     try:
         outcomes = check_traces(traces_dir)
         if (traces_dir / "real" / "manifest.toml").is_file():

@@ -13,7 +13,7 @@ from .diagram import write_diagrams
 from .ftrace import TraceInputError
 from .report import ReportError, collect
 from .report_render import render_html, render_markdown, render_text
-from .tlc_setup import repo_root
+from .paths import build_dir, traces_dir as default_traces
 
 RENDERERS = {"text": ("report.txt", render_text), "md": ("report.md", render_markdown)}
 
@@ -25,12 +25,13 @@ RENDERERS = {"text": ("report.txt", render_text), "md": ("report.md", render_mar
               default=None, help="Write report.{txt,md,html}, the state diagrams (DOT, and SVG "
                                  "when Graphviz is installed) and the counterexample traces here.")
 @click.option("--check-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Results of `poisoncheck check` [default: build/check].")
+              help="Results of `poisoncheck check` [default: ./build/check].")
 @click.option("--traces", "traces_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="The trace corpus [default: traces/].")
+              default=None, help="The trace corpus "
+                                 "[default: the checkout's traces/, else ./traces].")
 @click.option("--ablation", "ablation_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Results of `poisoncheck ablate --json` "
-                                 "[default: build/ablate/ablation.json, when present].")
+                                 "[default: ./build/ablate/ablation.json, when present].")
 def report(formats, out_dir, check_dir, traces_dir, ablation_path):
     """Build the design-review report from the check results and the trace corpus.
 
@@ -46,10 +47,9 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
       poisoncheck report --format md > review.md
       poisoncheck report -o build/review      (what `make review` runs)
     """
-    root = repo_root()
-    check_dir = check_dir or root / "build" / "check"
-    traces_dir = traces_dir or root / "traces"
-    ablation_path = ablation_path or root / "build" / "ablate" / "ablation.json"
+    check_dir = check_dir or build_dir() / "check"
+    traces_dir = traces_dir or default_traces()
+    ablation_path = ablation_path or build_dir() / "ablate" / "ablation.json"
     try:
         data = collect(check_dir, traces_dir, ablation_path)
     except (ReportError, CorpusError, TraceInputError, ValueError) as err:

@@ -115,11 +115,11 @@ def _counting(lines, unparsed: UnparsedCount):
 
 def tlc_setup(timeout: float):
     from .tlc_runner import TlcSetup
-    from .tlc_setup import SetupError, default_jar, find_java, repo_root, verify_jar
-    root = repo_root()
+    from .paths import build_dir, spec_dir
+    from .tlc_setup import SetupError, default_jar, find_java, verify_jar
     try:
-        return TlcSetup(find_java(), verify_jar(default_jar()), root / "spec",
-                        root / "build" / "validate", timeout)
+        return TlcSetup(find_java(), verify_jar(default_jar()), spec_dir(),
+                        build_dir() / "validate", timeout)
     except SetupError as err:
         raise InputError(str(err)) from None
 
