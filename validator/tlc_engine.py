@@ -121,6 +121,17 @@ def _violations(output: str) -> list[tuple[str, tuple[int, float]]]:
     return out
 
 
+def prepare(workdir: Path, spec_dir: Path, engine: Replay) -> None:
+    """A fresh folder TLC can run in by itself: the checked-in spec files and the data."""
+    if workdir.is_symlink():        # rmtree() refuses a symlink; the folder is ours to replace
+        workdir.unlink()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    for name in SPEC_FILES:
+        shutil.copy(spec_dir / name, workdir / name)
+    write_data(workdir / f"{DATA_MODULE}.tla", engine)
+
+
 def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
                  added=(), disabled=(), gmem_dev: tuple[int, int] | None = None,
                  gmem_dev_from: str | None = None,
@@ -141,13 +152,7 @@ def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
         return engine.result()      # inconclusive: nothing to judge
     # VM-wide steps with no folio are judged too (a design's hook in another design is a
     # violation); if they fit, the verdict stays inconclusive: nothing about a folio.
-    if workdir.is_symlink():        # rmtree() refuses a symlink; the folder is ours to replace
-        workdir.unlink()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    for name in SPEC_FILES:
-        shutil.copy(setup.spec_dir / name, workdir / name)
-    write_data(workdir / f"{DATA_MODULE}.tla", engine)
+    prepare(workdir, setup.spec_dir, engine)
     tlc, _, output = run_tlc(setup, workdir / f"{TRACE_MODULE}.cfg", workdir,
                              module=workdir / f"{TRACE_MODULE}.tla", extra=("-continue",))
     if tlc.status == "error" and not _violations(output):
