@@ -147,8 +147,15 @@ VARIABLES
     unreset         \* [Pages -> BOOLEAN]: "pw_erratum" only: the page held TD-private lines and
                     \* was not reset (only a successful removal resets it)
 
-vars == << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-           vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+\* Variable groups, so that an action's UNCHANGED names what it leaves alone by concern.
+gmemVars == << folioLoc, attr, convReq >>           \* guest_memfd and the allocators
+tdVars == << sept, mirror, tdxRefs, unreset >>      \* the TD's hold on its pages
+hostVars == << hostMap, hostPin >>                  \* the host's mappings and pins
+poisonVars == << hwpoison, bad >>                   \* poison: as stored, and as judged
+vmVars == << vm, tdx, otherTds, fd >>               \* the VM, the TDX module, the others, the fd
+countVars == << removeFailures, memErrors >>        \* bounds on the failures injected
+
+vars == << gmemVars, tdVars, hostVars, poisonVars, vmVars, countVars >>
 
 TypeOK ==
     /\ folioLoc \in [Folios -> Locations]
@@ -279,8 +286,7 @@ KvmGmemAllocFolio(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "gmem"]
     \* a range with shared indices gets a split folio
     /\ hwpoison' = IF Backing = "hugetlb" /\ ~Whole(f) THEN SplitFlags(f) ELSE hwpoison
-    /\ UNCHANGED << attr, tdxRefs, sept, mirror, hostMap, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, vmVars, countVars, attr, bad, convReq >>
 
 \* A guest EPT violation on a private GPA: kvm_mmu_faultin_pfn_gmem() ->
 \* kvm_gmem_get_pfn() -> tdx_sept_set_private_spte() -> tdx_mem_page_aug().
@@ -303,8 +309,7 @@ KvmTdpMapPrivate(p) ==
     /\ IF Design = "FolioRef" THEN AddRefs(p, 1) ELSE UNCHANGED tdxRefs
     \* the page now holds lines in the TD's private key
     /\ unreset' = IF Erratum THEN [unreset EXCEPT ![p] = TRUE] ELSE unreset
-    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
-                    fd, convReq, removeFailures, memErrors >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars >>
 
 \* FolioRef: TDH.MEM.PAGE.AUG returns TDX_OPERAND_BUSY; tdx_mem_page_aug() puts the
 \* reference it took and KVM retries the fault later.
@@ -312,8 +317,7 @@ TdxAugBusy(p) ==
     /\ Design = "FolioRef"
     /\ CanMapPrivate(p)
     /\ AddRefs(p, 1 - Unpin("tdx_aug_busy.unpin") - (1 - Unpin("tdx_aug_busy.no_second_unpin")))
-    /\ UNCHANGED << folioLoc, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, mirror, unreset >>
 
 \* FolioRef: a fault before the TD is finalized (KVM_TDX_INIT_MEM_REGION) premaps the
 \* page in the mirror and takes the reference; TDH.MEM.PAGE.ADD has not run yet.  Only
@@ -323,8 +327,7 @@ KvmTdpPremap(p) ==
     /\ CanMapPrivate(p)
     /\ mirror' = [mirror EXCEPT ![p] = TRUE]
     /\ AddRefs(p, 1)
-    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, unreset >>
 
 \* The zap of a premapped page: no SEAMCALL, so it cannot fail; tdx_unpin().
 TdxZapPremapped(p) ==
@@ -333,8 +336,7 @@ TdxZapPremapped(p) ==
     /\ Quiet
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ AddRefs(p, -Unpin("tdx_premap_zap.unpin"))
-    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, unreset >>
 
 \* KVM zaps a private SPTE (punch hole, conversion, memory error, teardown):
 \* tdp_mmu_set_spte() -> remove_external_spte() -> tdx_sept_remove_leaf_spte():
@@ -350,8 +352,7 @@ TdxSeptRemoveOk(p) ==
     /\ IF Design = "FolioRef" THEN AddRefs(p, -Unpin("tdx_remove_ok.unpin"))
                               ELSE UNCHANGED tdxRefs
     /\ unreset' = [unreset EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, attr, hostMap, hostPin, hwpoison, bad, vm, tdx, otherTds,
-                    fd, convReq, removeFailures, memErrors >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars >>
 
 \* The same zap, but a SEAMCALL fails: KVM_BUG_ON().  The mirror SPTE was
 \* already written non-present and nothing restores it; the S-EPT entry stays.
@@ -380,7 +381,7 @@ TdxSeptRemoveFailed(p) ==
               ELSE tdx
     /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") /\ ~On("tdx_buggy_shutdown.wbinvd")
                    THEN "dead_unsafe" ELSE otherTds
-    /\ UNCHANGED << folioLoc, attr, sept, hostMap, hostPin, convReq, memErrors, unreset >>
+    /\ UNCHANGED << hostVars, gmemVars, sept, memErrors, unreset >>
 
 \* The other CPUs' WBINVD are done: the "no more SEAMCALLs" flag is set, SEAMCALLs
 \* fail with TDX_BUGGY_SHUTDOWN and every TD dies.  This TD's lines were written back
@@ -390,8 +391,7 @@ TdxShutdownFlag ==
     /\ tdx \in {"flushing", "flushing_dirty"}
     /\ tdx' = "off"
     /\ otherTds' = IF tdx = "flushing_dirty" \/ Erratum THEN "dead_unsafe" ELSE "dead"
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    vm, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, vm, fd >>
 
 \* Between a CPU's WBINVD and the flag that CPU enters another TD (a SEAMCALL still
 \* succeeds there): its cache holds private lines again.  Setting the flag before the
@@ -401,8 +401,7 @@ OtherTdSeamcall ==
     /\ otherTds = "alive"
     /\ ~On("tdx_buggy_shutdown.flag_first")
     /\ tdx' = "flushing_dirty"
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    vm, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, vm, otherTds, fd >>
 
 \* After a buggy shutdown every SEAMCALL fails with TDX_BUGGY_SHUTDOWN; KVM
 \* drops its mirror SPTE and the module, switched off, never touches the page.
@@ -411,8 +410,8 @@ TdxSeptRemoveAfterShutdown(p) ==
     /\ sept[p] = "mapped"
     /\ tdx \in {"off", "off_dirty"}
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, hostMap, hostPin, hwpoison, bad, vm,
-                    tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, tdxRefs, sept,
+                    unreset >>
 
 \* A conversion is asked for: by the guest (TDG.VP.VMCALL<MapGPA>) or by the
 \* VMM on its own, also after the VM died, since the guest_memfd conversion
@@ -424,8 +423,7 @@ VmmConvertRequest(p, to) ==
     /\ attr[p] # to
     /\ "in_place_conversion" \in Features
     /\ convReq' = [page |-> p, to |-> to]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, folioLoc, attr >>
 
 \* The guest_memfd conversion ioctl, private -> shared: kvm_gmem_ioctl() ->
 \* __kvm_gmem_set_attributes().  It zaps the private mapping first (the
@@ -451,8 +449,7 @@ KvmGmemConvertShared ==
     /\ hwpoison' = IF Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ Whole(f)
                    THEN SplitFlags(f) ELSE hwpoison
     /\ convReq' = NoReq
-    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostMap, hostPin, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, vmVars, countVars, folioLoc, bad >>
 
 \* Shared -> private: unmap_mapping_pages() of the range, then
 \* kvm_gmem_is_safe_for_conversion() (else -EAGAIN, the request stays and the
@@ -476,8 +473,7 @@ KvmGmemConvertPrivate ==
             /\ hwpoison' = IF safe /\ merges THEN MergeFlags(f) ELSE hwpoison
        ELSE /\ convReq' = NoReq
             /\ UNCHANGED << attr, hostMap, hwpoison >>
-    /\ UNCHANGED << folioLoc, tdxRefs, sept, mirror, hostPin, bad,
-                    vm, tdx, otherTds, fd, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, vmVars, countVars, folioLoc, hostPin, bad >>
 
 \* A host fault on an mmap'd guest_memfd page: kvm_gmem_fault_user_mapping()
 \* then the generic __do_fault().  Not a VM path: no VM-state check.
@@ -492,8 +488,7 @@ KvmGmemHostFault(p) ==
     /\ FlagOf(p) => ~On("gmem_fault.hwpoison")
     /\ ~FdRefuses("host_fault.bugged_fd")
     /\ hostMap' = [hostMap EXCEPT ![p] = TRUE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostPin >>
 
 \* get_user_pages() on the host mapping (O_DIRECT, vhost): a reference that
 \* outlives the mapping.
@@ -501,22 +496,19 @@ HostGup(p) ==
     /\ hostMap[p]
     /\ ~hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = TRUE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
 
 \* unpin_user_page(): the host drops its extra reference.
 HostUnpin(p) ==
     /\ hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
 
 \* munmap() of the host mapping.
 HostUnmap(p) ==
     /\ hostMap[p]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, hwpoison, bad,
-                    vm, tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostPin >>
 
 \* Truncate the folio out of the page cache: truncate_inode_pages_range()
 \* unmaps host mappings and drops the page-cache references.  Whoever else
@@ -535,8 +527,7 @@ KvmGmemPunchHole(f) ==
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ ~FdRefuses("punch_hole.bugged_fd")
     /\ Truncate(f)
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, vmVars, countVars, attr, hostPin, bad, convReq >>
 
 \* The VMM exits after the VM is gone: kvm_gmem_release() zaps,
 \* kvm_gmem_evict_inode() truncates.  Not an ioctl, so no fd check applies.
@@ -546,8 +537,7 @@ KvmGmemEvictInode(f) ==
     /\ folioLoc[f] = "gmem"
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ Truncate(f)
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostPin, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, vmVars, countVars, attr, hostPin, bad, convReq >>
 
 \* The last folio_put() of a detached folio: __folio_put() ->
 \* free_huge_folio() (HugeTLB: back to the pool, no poison check upstream)
@@ -556,15 +546,13 @@ FreeFolio(f) ==
     /\ folioLoc[f] = "detached"
     /\ FolioCount(f) <= 0       \* below zero only after a double put
     /\ folioLoc' = [folioLoc EXCEPT ![f] = IF LeakedOnFree(f) THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Another host user gets a free folio: alloc_pages() / the HugeTLB pool.
 AllocatorReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Another TD's guest_memfd gets a free folio and AUGs its pages.  (It zeroes the folio
 \* first: a host write, so the folio counts as another user's.)  TDH.MEM.PAGE.AUG fails
@@ -576,8 +564,7 @@ CrossTdReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
     /\ otherTds' = IF \E p \in PagesOf(f) : sept[p] = "mapped" THEN "dead" ELSE otherTds
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, attr, vm, tdx, fd, convReq >>
 
 \* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
 \* or free_huge_folio() (HugeTLB).  A physical page is not a file slot: on a
@@ -588,8 +575,7 @@ HostUserFree(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
                        IF Backing = "buddy" /\ hwpoison[HeadPage(f)] /\ On("free_pages_prepare.hwpoison")
                        THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Pool shrink (nr_hugepages), memory offline and alloc_contig_range() dissolve
 \* free HugeTLB folios (remove_pool_hugetlb_folio(), dissolve_free_hugetlb_folio(),
@@ -604,8 +590,7 @@ HugetlbDissolve(f) ==
     /\ folioLoc[f] = "pool"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
                        IF hwpoison[HeadPage(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
-    /\ UNCHANGED << tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* A hardware memory error on a guest_memfd page: memory_failure() sets
 \* PG_hwpoison, hwpoison_user_mappings() unmaps the host, and
@@ -620,8 +605,7 @@ MemoryFailure(p) ==
     /\ hwpoison' = SetFlag(p)
     /\ bad' = [bad EXCEPT ![p] = TRUE]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
-                    otherTds, fd, convReq, removeFailures, unreset >>
+    /\ UNCHANGED << tdVars, vmVars, gmemVars, hostPin, removeFailures >>
 
 \* BuggyCleanup: the deferred kvm_gmem_buggy_cleanup() runs in process
 \* context and sends every folio of the bugged fd through memory_failure().
@@ -634,8 +618,7 @@ KvmGmemBuggyCleanup ==
     /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ (inFd(p) /\ (Backing # "hugetlb"
                         \/ Split(FolioOf(p)) \/ p = HeadPage(FolioOf(p))))]
     /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostPin, vm, tdx,
-                    otherTds, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, countVars, gmemVars, hostPin, vm, tdx, otherTds >>
 
 \* VM teardown: tdx_mmu_release_hkid().  Pages KVM still maps are then
 \* reclaimed by the TdxSeptRemove* steps (TDH.PHYMEM.PAGE.RECLAIM).  A page
@@ -644,8 +627,7 @@ TdxReleaseHkid ==
     /\ vm # "destroyed"
     /\ Quiet
     /\ vm' = "destroyed"
-    /\ UNCHANGED << folioLoc, tdxRefs, attr, sept, mirror, hostMap, hostPin, hwpoison, bad,
-                    tdx, otherTds, fd, convReq, removeFailures, memErrors, unreset >>
+    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, tdx, otherTds, fd >>
 
 -----------------------------------------------------------------------------
 TdxSeptRemove(p) ==
