@@ -1,5 +1,6 @@
 """A signal leaves no child process behind, and exits with its own code (issue 13, item 10)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -77,3 +78,31 @@ def test_validate_takes_its_reader_processes_along(tmp_path, sig):
     proc.communicate(timeout=30)
     assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     assert wait_for(lambda: not mine(), 10), "a reader process outlived validate"
+
+
+@pytest.fixture(scope="module")
+def long_trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("signals") / "long-trace-for-json.trace"
+    benchgen.generate(path, 2_000_000, seed=3)
+    return path
+
+
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGINT, 130, "SIGINT"),
+                                             (signal.SIGTERM, 143, "SIGTERM")])
+def test_interrupted_validate_json_says_what_was_decided(long_trace, sig, code, name):
+    """validate --json wrote nothing when interrupted; now the verdicts decided so far and
+    a last object naming the interruption."""
+    long = long_trace
+    short = ROOT / "traces" / "lifecycle-buddy.trace"
+    proc = subprocess.Popen(POISONCHECK + ["validate", "--json", "--jobs", "1", "-d", "NoHold",
+                                           str(short), str(long)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert proc.poll() is None, "validate ended before the signal"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    got = json.loads(out)
+    assert [g.get("trace") for g in got[:-1]] == [str(short)]
+    assert got[0]["verdict"] == "accepted"
+    assert got[-1] == {"interrupted": name, "decided": 1}

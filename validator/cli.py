@@ -11,6 +11,7 @@ from importlib import import_module
 import click
 
 from . import __version__
+from .cli_errors import Terminated
 
 # command name -> (module, attribute, its help's first sentence for `poisoncheck --help`)
 COMMANDS = {
@@ -71,11 +72,6 @@ INTERNAL_ERROR = 70        # sysexits.h EX_SOFTWARE
 INTERRUPTED = 130          # 128 + SIGINT, as a shell reports it
 TERMINATED = 143           # 128 + SIGTERM
 BROKEN_PIPE = 141          # 128 + SIGPIPE: the reader of our output went away (| head)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
-    processes killed) before poisoncheck exits 143."""
 
 
 def _terminate(signum, frame):

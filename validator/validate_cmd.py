@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli_errors import InputError, device_option, terminal_safe
+from .cli_errors import InputError, Terminated, device_option, terminal_safe
 from .ftrace import LineKind, TraceInputError, iter_events, read_file
 from .ftrace.parallel import WorkerError
 from .ftrace.reader import UnparsedCount
@@ -165,6 +165,27 @@ def _check_names(ctx, param, values):
     return tuple(values)
 
 
+def _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
+               features) -> None:
+    """Judge every trace with every design, appending (path, verdict) to results."""
+    for path in traces:
+        with ExitStack() as stack:
+            source = _input_file(path, stack)
+            for d in designs:
+                try:
+                    if d == designs[0]:              # read the file once for its device
+                        device = gmem_device(source, gmem_dev)
+                    verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
+                                           device, DEFAULT_FEATURES | set(features))
+                except TraceInputError as err:          # names the file itself
+                    raise InputError(str(err).replace(source, path)) from None
+                except (ReplayInputError, RunnerError, WorkerError) as err:
+                    raise InputError(f"{path}: {err}") from None
+                except OSError as err:      # the TLC engine's folder: read-only, full
+                    raise InputError(f"{err.filename or path}: {err.strerror or err}") from None
+                results.append((path, verdict))
+
+
 @click.command()
 @click.argument("traces", nargs=-1, required=True)
 @click.option("--design", "-d", default="NoHold", show_default=True,
@@ -228,22 +249,17 @@ def validate(traces, design, disabled, added, features, engine, timeout, coverag
     tlc = tlc_setup(timeout) if engine == "tlc" else None
     jobs = jobs or default_jobs()
     results: list[tuple[str, Verdict]] = []
-    for path in traces:
-        with ExitStack() as stack:
-            source = _input_file(path, stack)
-            for d in designs:
-                try:
-                    if d == designs[0]:              # read the file once for its device
-                        device = gmem_device(source, gmem_dev)
-                    verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
-                                           device, DEFAULT_FEATURES | set(features))
-                except TraceInputError as err:          # names the file itself
-                    raise InputError(str(err).replace(source, path)) from None
-                except (ReplayInputError, RunnerError, WorkerError) as err:
-                    raise InputError(f"{path}: {err}") from None
-                except OSError as err:      # the TLC engine's folder: read-only, full
-                    raise InputError(f"{err.filename or path}: {err.strerror or err}") from None
-                results.append((path, verdict))
+    try:
+        _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
+                   features)
+    except BaseException as stop:       # an interrupt: --json still says what was decided
+        if as_json and isinstance(stop, (KeyboardInterrupt, Terminated)):
+            done = [{"trace": p, **v.to_json()} for p, v in results]
+            done.append({"interrupted": "SIGINT" if isinstance(stop, KeyboardInterrupt)
+                         else "SIGTERM", "decided": len(results)})
+            json.dump(done, sys.stdout, indent=1)
+            click.echo()
+        raise
     if as_json:
         json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
         click.echo()
