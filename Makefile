@@ -23,7 +23,7 @@ test: setup
 
 # make bench BENCH_ARGS="--memory-run"  (also validate 10M lines: peak RSS); see --help
 bench: setup
-	$(BIN)/python -m validator.bench $(BENCH_ARGS)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 # The bad-input campaign: >= 100,000 mutated lines through parse and validate (both --jobs),
 # under 10 minutes; prints tracebacks, hangs, peak memory, lines not accounted for (all 0).

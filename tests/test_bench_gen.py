@@ -6,9 +6,14 @@ import sys
 
 import pytest
 
-from validator import bench, benchgen, model
+from validator import benchgen, model
 from validator.ftrace import iter_events, read_file, summarise
 from validator.replay import _CONTEXTS, Replay, replay
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench  # noqa: E402  (make bench's script, outside the package)
 
 KINDS = {  # what the trace must hold: every protocol event kind a 4K trace can show
     "gmem_alloc", "mm_page_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged",

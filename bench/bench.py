@@ -1,9 +1,9 @@
-"""`python -m validator.bench` (make bench): throughput on a large generated trace.
+"""`python bench/bench.py` (make bench): throughput on a large generated trace.
 
-    python -m validator.bench                      # 1M lines: every measurement, one table
-    python -m validator.bench --lines 200000       # smaller
-    python -m validator.bench --memory-run         # + validate on 10M lines: peak RSS
-    python -m validator.bench --only validate      # measurements whose name has "validate"
+    python bench/bench.py                      # 1M lines: every measurement, one table
+    python bench/bench.py --lines 200000       # smaller
+    python bench/bench.py --memory-run         # + validate on 10M lines: peak RSS
+    python bench/bench.py --only validate      # measurements whose name has "validate"
 
 Generates build/bench/trace-<lines>-<seed>.txt once: a valid trace of a TD on 4K pages
 written by validator/benchgen.py (a random walk over the mirror, accepted by HWPoison with
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from . import benchgen
-from .ftrace import iter_events, read_file, read_lines
+from validator import benchgen
+from validator.ftrace import iter_events, read_file, read_lines
 
 BENCH_DIR = Path("build/bench")
 DEFAULT_LINES = 1_000_000
@@ -279,7 +279,7 @@ def prefix_of(path: Path, lines: int) -> Path:
 
 
 def _python_prefix(path: Path, lines: int) -> dict:
-    from .replay import replay
+    from validator.replay import replay
     prefix = prefix_of(path, lines)
     start = time.perf_counter()
     verdict = replay(iter_events(read_file(prefix)), DESIGN)
@@ -507,7 +507,7 @@ def to_json(r: Result, base: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     global TLC_TIMEOUT
-    parser = argparse.ArgumentParser(prog="python -m validator.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=DEFAULT_LINES, help="size of the generated trace")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", action="append", help="run measurements whose name contains this")
