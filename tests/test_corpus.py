@@ -69,7 +69,7 @@ def test_events_before_any_folio_get_the_same_verdict_from_both_engines(tlc_read
 
     def verdicts(case):
         kind, design = case
-        path = tmp_path / f"{kind}.trace"
+        path = tmp_path / f"{kind}-{design}.trace"     # one file per thread
         path.write_text("\n".join(head + [
             f"       CPU 0/KVM-4145    [001] d..1.   100.000042: {FOLIO_LESS[kind]}"]) + "\n")
         python = check_one(path, design)

@@ -43,6 +43,7 @@ MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops 
 # A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
 # events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
 RET_OTHER = -(1 << 31) + 1
+INTERNED_LIMIT = 50_000         # distinct Resolved events kept (then forgotten at once)
 
 # Events that name a page of a folio; the rest are about the VM or a range.
 PAGE_EVENTS = frozenset({
@@ -134,6 +135,7 @@ class Planner:
         self.cache_observed = False              # filemap events on guest_memfd's device seen
         self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
         self.other_devs: dict[tuple[int, int], int] = {}   # filemap devices not guest_memfd's
+        self.interned: dict[tuple, Resolved] = {}          # see _on
 
     # ---- the world --------------------------------------------------------------------
 
@@ -239,7 +241,7 @@ class Planner:
             folio = page // self.pages_per_folio
             if name in ("gmem_free", "hugetlb_free", "error_folio"):     # about the folio
                 return [self._on(name, folio)]
-            return [self._on(name, folio, page=page, ret=_ret(f))]
+            return [self._on(name, folio, page, _ret(f))]
         if name in BLOCK_EVENTS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
@@ -256,15 +258,27 @@ class Planner:
             return [Resolved(name, ret=_ret(f))]        # about the VM, no folio
         return []
 
-    def _on(self, kind: str, folio: int, confirms: bool = False, **numbers) -> Resolved:
+    def _on(self, kind: str, folio: int, page: int | None = None, ret: int = 0,
+            to: str | None = None, pages: tuple = (), exact: bool = False,
+            confirms: bool = False) -> Resolved:
         """An event on a folio, with what the bookkeeping knows of the folio's past: an
         open own-allocation claim lapses unless this event is a page-cache add (confirms);
         whether the previous event was guest_memfd's own free hook."""
         lapsed = bool(self.claims) and self.claims.pop(folio, None) is not None and not confirms
-        after_gmem_free = self.last.get(folio) in _GMEM_FREES
-        self.last[folio] = kind
-        return Resolved(kind, folio, cached=self.cache_observed, after_gmem_free=after_gmem_free,
-                        lapsed=lapsed, **numbers)
+        last, self.last[folio] = self.last.get(folio), kind
+        # Equal events are one object (most events repeat): cheap to make, and the replay
+        # remembers each one's meaning by identity.  The free's flags only on frees.
+        if kind == "page_free":
+            key = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
+                   last in _GMEM_FREES, lapsed)
+        else:
+            key = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
+        r = self.interned.get(key)
+        if r is None:
+            if len(self.interned) >= INTERNED_LIMIT:
+                self.interned.clear()
+            r = self.interned[key] = Resolved(*key)
+        return r
 
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""
@@ -391,7 +405,7 @@ class Planner:
         if any(p // ppf != folio for p in pages):
             raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                  f"takes one folio per conversion event")
-        return self._on("convert", folio, ret=_ret(f), to=to, pages=tuple(pages))
+        return self._on("convert", folio, None, _ret(f), to, tuple(pages))
 
     def _marker(self, ev) -> None:
         """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""

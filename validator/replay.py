@@ -427,7 +427,7 @@ class Replay:
         self._dropped = 0                      # folios forgotten so far
         self._covered: dict[int, tuple] = {}   # transitions already in self.coverage
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
-        self._meanings: dict = {}              # Resolved -> its steps (meaning.steps)
+        self._meanings: dict = {}              # id(Resolved) -> (it, meaning.steps(it))
         self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
@@ -523,12 +523,12 @@ class Replay:
             if not self.judge:
                 self.steps.append((r, item.line_no, self._raw(item), name))
                 continue
-            steps = self._meanings.get(r)
-            if steps is None:
+            known = self._meanings.get(id(r))   # the planner interns equal events
+            if known is None or known[0] is not r:
                 if len(self._meanings) >= MEMO_LIMIT:
                     self._meanings.clear()
-                steps = self._meanings[r] = meaning.steps(r)
-            for desc, folio in steps:
+                known = self._meanings[id(r)] = (r, meaning.steps(r))
+            for desc, folio in known[1]:
                 self._judge(item, name, desc, folio)
                 if self.done:
                     return False

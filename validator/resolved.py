@@ -34,7 +34,9 @@ class Resolved:
     to: str | None = None           # convert: "private" or "shared"
     pages: tuple[int, ...] = ()     # convert: the pages of the range the trace knows, in order
     exact: bool = False             # page/hugetlb_alloc: the block is exactly this folio
-    cached: bool = False            # guest_memfd's page cache is observed in the capture
-    after_gmem_free: bool = False   # the folio's previous event was guest_memfd's own free
+    cached: bool = False            # page_free: guest_memfd's page cache is observed in
+                                    # the capture (so far)
+    after_gmem_free: bool = False   # page_free: the folio's previous event was guest_memfd's
+                                    # own free hook
     lapsed: bool = False            # an exact allocation of this folio came before and no
                                     # page-cache add confirmed it (see Planner._on)
