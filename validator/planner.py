@@ -31,7 +31,7 @@ Both engines use this planner; the TLC engine writes its Resolved events into TL
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,6 +40,10 @@ from .resolved import Resolved
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
 STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
+# Folios of up to this many pages (a 2M THP) are replayed page by page.  A bigger folio (a
+# 1G HugeTLB page) is replayed on runs of pages the trace cannot tell apart: memory and
+# time follow the trace, not the folio's order (SlotPlan).
+EXACT_PAGES = 512
 # A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
 # events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
 RET_OTHER = -(1 << 31) + 1
@@ -59,6 +63,24 @@ class Unrelated(Exception):
     """The event does not concern a folio the replay tracks (counted, with the reason)."""
 
 
+class NeedsSurvey(Exception):
+    """A folio bigger than EXACT_PAGES: the trace must first be surveyed for the pages it
+    names (replay.survey_slots), then replayed with that SlotPlan."""
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """The model's pages of each big folio.  `starts[folio]` cuts the folio's offsets into
+    runs, one model page each: the head page alone, each page an event names alone, and
+    between them the runs that the same range conversions cover (or none does).  The pages
+    of a run have the same events, so one page stands for them all: whatever one of them
+    can do, the model page can.  What it cannot show: two pages of a run in different
+    states at once (two pins counted once in the folio's reference count; a conversion
+    refused midway through a run leaves the run converted, or not, as a whole)."""
+    pages: int                                  # model pages per folio (the most runs)
+    starts: dict[int, tuple[int, ...]]          # folio -> first offset of each run, sorted
+
+
 # Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
 NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor")
 U64 = 1 << 64
@@ -73,6 +95,7 @@ class Folio:
     pfn: int
     pages: int
     index: int | None       # the guest_memfd index it is bound to now (None: not cached)
+    runs: tuple[int, ...] | None = None     # a big folio: its runs' first offsets (SlotPlan)
 
 
 @dataclass
@@ -117,8 +140,16 @@ class Planner:
     trace reveals, `note(kind, text)` for remarks the verdict should carry."""
 
     def __init__(self, on_new_folio: Callable[[int], None], note: Callable[[str, str], None],
-                 gmem_dev: tuple[int, int] | None = None):
+                 gmem_dev: tuple[int, int] | None = None,
+                 slot_plan: SlotPlan | None = None, survey: bool = False):
         self.on_new_folio, self.note = on_new_folio, note
+        self.slot_plan = slot_plan
+        self.survey = survey                    # only collect the offsets big folios name
+        self.cuts: dict[int, set[int]] = {}     # survey: folio -> where its runs start
+        self.real_pages: int | None = None      # pages of the trace's folios (one size)
+        self.big: dict[int, int] = {}           # first pfn -> folio, of folios > EXACT_PAGES
+        self.bound: dict[int, int] = {}         # first index -> folio, of big folios cached
+        self.bound_starts: list[int] = []       # ... its keys, sorted
         self.gmem_dev = gmem_dev
         self.gmem_dev_from = "--gmem-dev" if gmem_dev is not None else None
         self.pages_per_folio: int | None = None
@@ -150,19 +181,91 @@ class Planner:
 
     def _new_folio(self, line: int, pfn: int, order: int) -> int:
         pages = 1 << order
-        if self.pages_per_folio is None:
-            self.pages_per_folio = pages
-        elif pages != self.pages_per_folio:
+        if self.real_pages is None:
+            self.real_pages = pages
+            self.pages_per_folio = pages if pages <= EXACT_PAGES else self._model_pages()
+        elif pages != self.real_pages:
             raise PlanInputError(
                 f"line {line}: a folio of order {order} after folios of "
-                f"{self.pages_per_folio} pages; the replay needs one folio size per trace")
+                f"{self.real_pages} pages; the replay needs one folio size per trace")
         f = len(self.folios)
-        self.folios.append(Folio(pfn, pages, None))
-        for i in range(pages):
-            self.by_pfn[pfn + i] = f * pages + i
+        folio = Folio(pfn, pages, None)
+        self.folios.append(folio)
+        if pages <= EXACT_PAGES:
+            for i in range(pages):
+                self.by_pfn[pfn + i] = f * pages + i
+        else:
+            folio.runs = self.slot_plan.starts.get(f, (0,)) if self.slot_plan else (0,)
+            self.big[pfn] = f
         insort(self.starts, pfn)
-        self.on_new_folio(pages)
+        self.on_new_folio(self.pages_per_folio)
         return f
+
+    def _model_pages(self) -> int:
+        if self.survey:
+            return 1                # no model: a folio's page number is the folio's
+        if self.slot_plan is None:
+            raise NeedsSurvey()
+        return self.slot_plan.pages
+
+    def surveyed(self) -> SlotPlan:
+        """The survey's result: the runs of each big folio (see SlotPlan)."""
+        pages = self.real_pages or 1
+        starts = {f: tuple(sorted(c for c in cuts | {0, 1} if c < pages))
+                  for f, cuts in self.cuts.items()}
+        return SlotPlan(max((len(s) for s in starts.values()), default=2), starts)
+
+    def _cut(self, folio: int, lo: int, hi: int) -> None:
+        """Survey: offsets lo..hi-1 of a big folio are named together."""
+        cuts = self.cuts.setdefault(folio, set())
+        cuts.add(lo)
+        cuts.add(hi)
+
+    def _slot(self, folio: int, offset: int) -> int:
+        """The model page of a big folio's page at `offset`: its run's."""
+        if self.survey:
+            self._cut(folio, offset, offset + 1)
+            return folio
+        return folio * self.pages_per_folio + bisect_right(self.folios[folio].runs, offset) - 1
+
+    def _runs_in(self, folio: int, lo: int, hi: int) -> list[int]:
+        """The model pages of offsets lo..hi-1 of a big folio: one per run."""
+        if self.survey:
+            self._cut(folio, lo, hi)
+            return [folio]
+        runs = self.folios[folio].runs
+        first = folio * self.pages_per_folio
+        return [first + i for i in range(bisect_right(runs, lo) - 1, bisect_left(runs, hi))]
+
+    def _page_of_pfn(self, pfn) -> int | None:
+        """The page number of a pfn; -1: a folio forgotten after lost events."""
+        if not isinstance(pfn, int):
+            return None
+        page = self.by_pfn.get(pfn)
+        if page is None and self.big:
+            i = bisect_right(self.starts, pfn) - 1
+            if i >= 0:
+                f = self.big.get(self.starts[i])
+                if f is not None and pfn < self.starts[i] + self.real_pages:
+                    page = self._slot(f, pfn - self.starts[i])
+        if page is not None and page < self.forgotten:
+            return -1
+        return page
+
+    def _page_of_index(self, index) -> int | None:
+        """The page number of a guest_memfd index; -1: forgotten after lost events."""
+        if not isinstance(index, int):
+            return None
+        page = self.by_index.get(index)
+        if page is None and self.bound:
+            i = bisect_right(self.bound_starts, index) - 1
+            if i >= 0:
+                first = self.bound_starts[i]
+                if index < first + self.real_pages:
+                    page = self._slot(self.bound[first], index - first)
+        if page is not None and page < self.forgotten:
+            return -1
+        return page
 
     def _bind(self, folio: int, index: int | None) -> None:
         """The page cache holds `folio` at `index` now (a refill may move a pfn)."""
@@ -171,6 +274,14 @@ class Planner:
             return
         f = self.folios[folio]
         f.index = index
+        if f.runs is not None:      # a big folio: one entry, looked up by range
+            old = self.bound.get(index)
+            if old is not None:
+                self.folios[old].index = None
+            else:
+                insort(self.bound_starts, index)
+            self.bound[index] = folio
+            return
         first = folio * f.pages
         for i in range(f.pages):
             self.by_index[index + i] = first + i
@@ -179,37 +290,35 @@ class Planner:
         f = self.folios[folio]
         if f.index is None:
             return
+        if f.runs is not None:
+            if self.bound.get(f.index) == folio:
+                del self.bound[f.index]
+                self.bound_starts.remove(f.index)
+            f.index = None
+            return
         first = folio * f.pages
         for i in range(f.pages):
             if self.by_index.get(f.index + i) == first + i:
                 del self.by_index[f.index + i]
         f.index = None
 
-    def _page(self, value, table: dict[int, int]) -> int | None:
-        """The page number of a pfn or index; -1: a folio forgotten after lost events."""
-        if not isinstance(value, int):
-            return None
-        page = table.get(value)
-        if page is not None and page < self.forgotten:
-            return -1
-        return page
-
     def _folios_in(self, pfn: int, order: int) -> list[tuple[int, bool]]:
         """The folios a block of 2^order pages at pfn covers: (folio, exactly that folio)."""
+        pages = self.real_pages
         if order == 0:
-            page = self.by_pfn.get(pfn)
-            if page is None or page < self.forgotten:
+            page = self._page_of_pfn(pfn)
+            if page is None or page < 0:
                 return []
             folio = self.folio_of_page(page)
-            return [(folio, self.folios[folio].pfn == pfn and self.pages_per_folio == 1)]
+            return [(folio, self.folios[folio].pfn == pfn and pages == 1)]
         end = pfn + (1 << order)
         out = []
         i = max(0, bisect_right(self.starts, pfn) - 1)
         while i < len(self.starts) and self.starts[i] < end:
-            page = self.by_pfn[self.starts[i]]
-            folio = self.folio_of_page(page)
-            if page >= self.forgotten and self.starts[i] + self.pages_per_folio > pfn:
-                out.append((folio, self.starts[i] == pfn and 1 << order == self.pages_per_folio))
+            page = self._page_of_pfn(self.starts[i])
+            if page >= 0 and self.starts[i] + pages > pfn:
+                out.append((self.folio_of_page(page),
+                            self.starts[i] == pfn and 1 << order == pages))
             i += 1
         return out
 
@@ -230,10 +339,11 @@ class Planner:
                                      f"number the kernel prints there")
         if name in PAGE_EVENTS and name not in BLOCK_EVENTS:     # the most common events
             pfn = f.get("pfn")
-            page = self.by_pfn.get(pfn) if type(pfn) is int else self._page(self._pfn(f),
-                                                                             self.by_pfn)
+            page = self.by_pfn.get(pfn) if type(pfn) is int else None
+            if page is None:
+                page = self._page_of_pfn(pfn if type(pfn) is int else self._pfn(f))
             if page is None and name in ("error_folio", "host_fault"):
-                page = self._page(f.get("index"), self.by_index)
+                page = self._page_of_index(f.get("index"))
             if page is None:
                 raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page < self.forgotten:
@@ -298,12 +408,12 @@ class Planner:
         return order
 
     def _alloc(self, ev, pfn: int, order: int, index: int | None, kind: str) -> list:
-        page = self.by_pfn.get(pfn)
-        if page is not None and page < self.forgotten:
+        page = self._page_of_pfn(pfn)
+        if page == -1:
             raise Unrelated("folio seen before lost events")
         folio = (self._new_folio(ev.line_no, pfn, order) if page is None
                  else self.folio_of_page(page))
-        if page is not None and 1 << order != self.pages_per_folio:
+        if page is not None and 1 << order != self.real_pages:
             raise PlanInputError(f"line {ev.line_no}: pfn {pfn:#x} comes back as a folio of "
                                  f"order {order}; the replay needs one folio size per trace")
         self._bind(folio, index)
@@ -352,7 +462,7 @@ class Planner:
                 self.probe_alloc = None
                 raise Unrelated("page-cache add already shown by gmem_alloc")
             return self._alloc(ev, pfn, order, index, "cache_add")
-        page = self._page(pfn, self.by_pfn)
+        page = self._page_of_pfn(pfn)
         if page is None:
             raise Unrelated("page-cache delete of a pfn the trace never showed added")
         if page == -1:
@@ -369,13 +479,13 @@ class Planner:
             raise Unrelated(f"{name} with no pfn")
         if pfn == 0 and name == "page_alloc":
             raise Unrelated("a failed allocation (pfn 0)")
-        if f.get("order") is None and self.pages_per_folio is not None:
-            order = self.pages_per_folio.bit_length() - 1   # unfetched: the pool's one size
+        if f.get("order") is None and self.real_pages is not None:
+            order = self.real_pages.bit_length() - 1    # unfetched: the pool's one size
         else:
             order = self._order(ev, f)
         covered = self._folios_in(pfn, order)
         if not covered:
-            if self._page(pfn, self.by_pfn) == -1:
+            if self._page_of_pfn(pfn) == -1:
                 raise Unrelated("folio seen before lost events")
             raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
         out = []
@@ -398,6 +508,10 @@ class Planner:
         else:
             indices = sorted(i for i in self.by_index if start <= i < end)
         pages = [self.by_index[i] for i in indices if i in self.by_index]
+        for first in self.bound_starts:     # big folios cached in the range: run by run
+            lo, hi = max(start, first) - first, min(end, first + self.real_pages) - first
+            if lo < hi:
+                pages.extend(self._runs_in(self.bound[first], lo, hi))
         if not pages or min(pages) < self.forgotten:
             raise Unrelated("conversion of indices guest_memfd did not allocate in the trace")
         ppf = self.pages_per_folio

@@ -72,7 +72,7 @@ from typing import Callable, Iterable, NamedTuple
 from . import evidence, meaning, model
 from .ftrace import Event, LostMarker
 from .ftrace.reader import MARKER_NAMES
-from .planner import PlanInputError, Planner, Unrelated
+from .planner import NeedsSurvey, PlanInputError, Planner, SlotPlan, Unrelated
 from .probes import load_catalogue
 
 UNBOUNDED = 1 << 30
@@ -406,13 +406,15 @@ class Replay:
     def __init__(self, design: str, added=(), disabled=(), judge: bool = True,
                  raw_of: Callable[[int], str | None] | None = None,
                  gmem_dev: tuple[int, int] | None = None,
-                 features: frozenset = model.DEFAULT_FEATURES):
+                 features: frozenset = model.DEFAULT_FEATURES,
+                 slot_plan: SlotPlan | None = None, survey: bool = False):
         self.design = design
         self.features = frozenset(features)     # the spec's Features (a run's, for its traces)
         self.raw_of = raw_of        # line number -> text, for Observed items without raw
-        self.judge = judge          # False: only resolve the events (TLC engine)
+        self.judge = judge and not survey   # False: only resolve the events (TLC engine)
+        self.survey = survey        # only name the pages of big folios (survey_slots)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
-        self.planner = Planner(self._new_folio, self._note, gmem_dev)
+        self.planner = Planner(self._new_folio, self._note, gmem_dev, slot_plan, survey)
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
@@ -521,7 +523,8 @@ class Replay:
             if r.ret and (said := meaning.remark(r, item.line_no)) is not None:
                 self._note(*said)
             if not self.judge:
-                self.steps.append((r, item.line_no, self._raw(item), name))
+                if not self.survey:
+                    self.steps.append((r, item.line_no, self._raw(item), name))
                 continue
             known = self._meanings.get(id(r))   # the planner interns equal events
             if known is None or known[0] is not r:
@@ -1093,13 +1096,46 @@ def _convert_refused(pages, to, shown_base: int = 0) -> Step:
     return step
 
 
+def survey_slots(items: Iterable[Event | Observed | LostMarker], design: str,
+                 gmem_dev: tuple[int, int] | None = None,
+                 gmem_dev_from: str | None = None) -> SlotPlan:
+    """The pages of big folios a trace names (see planner.SlotPlan): its events resolved,
+    none judged.  It stops where the replay would stop on bad input."""
+    engine = Replay(design, survey=True, gmem_dev=gmem_dev)
+    if gmem_dev_from:
+        engine.planner.gmem_dev_from = gmem_dev_from
+    relevant = RELEVANT_NAMES
+    try:
+        for item in items:
+            if type(item) is Event and item.name not in relevant:
+                continue
+            engine.feed(item)
+    except PlanInputError:
+        pass
+    return engine.planner.surveyed()
+
+
 def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=(), disabled=(),
            coverage: bool = False, raw_of: Callable[[int], str | None] | None = None,
            gmem_dev: tuple[int, int] | None = None, gmem_dev_from: str | None = None,
-           features: frozenset = model.DEFAULT_FEATURES) -> Verdict:
-    """Judge a trace; raw_of(line_no) gives the text of Observed items read without it."""
+           features: frozenset = model.DEFAULT_FEATURES,
+           slot_plan: SlotPlan | None = None) -> Verdict:
+    """Judge a trace; raw_of(line_no) gives the text of Observed items read without it.
+    A trace of folios bigger than planner.EXACT_PAGES needs a slot_plan: a list of items
+    is surveyed here; an iterator raises NeedsSurvey (survey it, then call again)."""
+    args = (design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from, features)
+    try:
+        return _replay(items, *args, slot_plan)
+    except NeedsSurvey:
+        if slot_plan is not None or not isinstance(items, (list, tuple)):
+            raise
+        return _replay(items, *args, survey_slots(items, design, gmem_dev, gmem_dev_from))
+
+
+def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from,
+            features, slot_plan) -> Verdict:
     engine = Replay(design, added, disabled, raw_of=raw_of, gmem_dev=gmem_dev,
-                    features=features)
+                    features=features, slot_plan=slot_plan)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
     relevant = RELEVANT_NAMES

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import model
 from .ftrace import Event, LostMarker
+from .planner import SlotPlan
 from .replay import Replay, Verdict
 from .resolved import KINDS, Resolved
 from .tlc_output import INVARIANT_VIOLATED, TRACE_STATE, split_messages
@@ -135,9 +136,12 @@ def prepare(workdir: Path, spec_dir: Path, engine: Replay) -> None:
 def validate_tlc(items, design: str, setup: TlcSetup, workdir: Path,
                  added=(), disabled=(), gmem_dev: tuple[int, int] | None = None,
                  gmem_dev_from: str | None = None,
-                 features: frozenset = model.DEFAULT_FEATURES) -> Verdict:
-    """Judge a trace with TLC; returns a Verdict like the Python engine's."""
-    engine = Replay(design, added, disabled, judge=False, gmem_dev=gmem_dev, features=features)
+                 features: frozenset = model.DEFAULT_FEATURES,
+                 slot_plan: SlotPlan | None = None) -> Verdict:
+    """Judge a trace with TLC; returns a Verdict like the Python engine's.  Raises
+    NeedsSurvey for a trace of big folios without a slot_plan (see replay.replay)."""
+    engine = Replay(design, added, disabled, judge=False, gmem_dev=gmem_dev, features=features,
+                    slot_plan=slot_plan)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
     lost_lines: list[int] = []

@@ -21,7 +21,8 @@ from .ftrace.reader import UnparsedCount
 from .model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from .evidence import summary_lines
 from .observations import Observations, default_jobs, scan_gmem_dev
-from .replay import ReplayInputError, Verdict, replay
+from .planner import NeedsSurvey
+from .replay import ReplayInputError, Verdict, replay, survey_slots
 from .tlc_runner import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
@@ -47,19 +48,25 @@ def validate_one(path: str, design: str, added=(), disabled=(),
     gmem_dev: (device, how it was found) as gmem_device() gives it (None: find it here)."""
     unparsed = UnparsedCount()
     dev, how = gmem_dev if gmem_dev is not None else gmem_device(path, None)
-    if tlc is None:
-        items = Observations(path, jobs)
-        verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
-                         gmem_dev=dev, gmem_dev_from=how, features=features)
-        unparsed = items.unparsed_before(verdict.stopped_at)
-    else:
-        from .tlc_engine import validate_tlc
-        name = _work_name(path)
-        read = UnparsedCount(keep_lines=True)
-        verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design, tlc,
-                               tlc.out_dir / name / design, added, disabled, dev, how,
-                               features)
-        unparsed.merge(read, before=verdict.line)    # as far as the Python engine reads
+    plan = None
+    while True:     # twice for a trace of big folios: first the survey of its pages
+        try:
+            if tlc is None:
+                items = Observations(path, jobs)
+                verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
+                                 gmem_dev=dev, gmem_dev_from=how, features=features,
+                                 slot_plan=plan)
+                unparsed = items.unparsed_before(verdict.stopped_at)
+            else:
+                from .tlc_engine import validate_tlc
+                read = UnparsedCount(keep_lines=True)
+                verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design,
+                                       tlc, tlc.out_dir / _work_name(path) / design, added,
+                                       disabled, dev, how, features, plan)
+                unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
+            break
+        except NeedsSurvey:
+            plan = survey_slots(Observations(path, jobs), design, dev, how)
     if dev is None and how and path != "-":
         verdict.notes.append(f"guest_memfd's device: {how}")
     verdict.unparsed = unparsed.count
