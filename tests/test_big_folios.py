@@ -91,3 +91,19 @@ def test_validate_surveys_a_file_of_big_folios(tmp_path):
     by_file = validate_one(str(path), "HWPoison")
     in_memory = replay(list(iter_events(read_file(path))), "HWPoison")
     assert outcome(by_file) == outcome(in_memory)
+
+
+@pytest.mark.parametrize("name", ["poisoned-hugetlb-folio-freed.trace",
+                                  "hwpoison-lost-at-merge.trace"])
+def test_tlc_judges_a_1g_folio_as_the_python_engine_does(tlc_ready, tmp_path, name):
+    """TLC gets the same runs as model pages (PagesPerFolio 4, not 262144)."""
+    from validator.tlc_runner import TlcSetup
+    from validator.tlc_setup import default_jar, find_java
+    from validator.validate_cmd import validate_one
+    path = tmp_path / name
+    path.write_text(widen((ROOT / "traces" / name).read_text(), 18, True))
+    setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path / "out", 300)
+    for design in ("HWPoison", "NoHold"):
+        python = validate_one(str(path), design)
+        tlc = validate_one(str(path), design, tlc=setup)
+        assert outcome(python)[:4] == outcome(tlc)[:4]
