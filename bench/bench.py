@@ -6,7 +6,7 @@
     python bench/bench.py --only validate      # measurements whose name has "validate"
 
 Generates build/bench/trace-<lines>-<seed>.txt once: a valid trace of a TD on 4K pages
-written by validator/benchgen.py (a random walk over the mirror, accepted by HWPoison with
+written by validator/synth/benchgen.py (a random walk over the mirror, accepted by HWPoison with
 three removal failures; kernel `trace` format, interleaved vCPUs, about 30% unrelated
 sched/irq/softirq/timer lines).  Then runs the registered measurements in order, in this
 process or (the commands) each in a subprocess whose peak RSS is reported (its largest
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from validator import benchgen
+from validator.synth import benchgen
 from validator.ftrace import iter_events, read_file, read_lines
 
 BENCH_DIR = Path("build/bench")
@@ -279,7 +279,7 @@ def prefix_of(path: Path, lines: int) -> Path:
 
 
 def _python_prefix(path: Path, lines: int) -> dict:
-    from validator.replay import replay
+    from validator.replay.engine import replay
     prefix = prefix_of(path, lines)
     start = time.perf_counter()
     verdict = replay(iter_events(read_file(prefix)), DESIGN)

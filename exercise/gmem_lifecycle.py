@@ -15,7 +15,7 @@ Steps, in order (each announced on --marker, a tracefs trace_marker, as
                closing it destroys the VM and then evicts the inode), done
 
 The uapi (ioctl numbers, structs, flags) follows include/uapi/linux/kvm.h and
-arch/x86/include/uapi/asm/kvm.h of Linux 6.18; see validator/gmem_device.py.
+arch/x86/include/uapi/asm/kvm.h of Linux 6.18; see validator/recording/gmem_device.py.
 Needs root (pagemap pfns) and /dev/kvm.  Exit 2 with a one-line error when
 /dev/kvm or an ioctl fails; a vCPU that cannot run is reported in the JSON.
 """
@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from validator.gmem_device import (  # noqa: E402
+from validator.recording.gmem_device import (  # noqa: E402
     GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_GUEST_MEMFD_FLAGS,
     KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_EXIT_HLT, KVM_EXIT_INTR,
     KVM_EXIT_NAMES, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_SUPPORTED_CPUID, KVM_GET_VCPU_MMAP_SIZE,

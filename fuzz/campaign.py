@@ -58,7 +58,7 @@ def source_lines(work: Path) -> list[list[str]]:
         texts.append(gzip.decompress(path.read_bytes()).decode("utf-8", "surrogateescape"))
     generated = work / "generated.trace"
     subprocess.run([sys.executable, "-c",
-                    "import sys; from pathlib import Path; from validator import benchgen; "
+                    "import sys; from pathlib import Path; from validator.synth import benchgen; "
                     "benchgen.generate(Path(sys.argv[1]), 20000, seed=5)", str(generated)],
                    cwd=ROOT, check=True)
     texts.append(generated.read_text())

@@ -569,7 +569,7 @@ CrossTdReuse(f) ==
 \* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
 \* or free_huge_folio() (HugeTLB).  A physical page is not a file slot: on a
 \* real kernel guest_memfd's freed pages go to other users at once and come
-\* back later, at any index (see validator/replay.py).
+\* back later, at any index (see validator/replay/engine.py).
 HostUserFree(f) ==
     /\ folioLoc[f] = "reused"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from validator.tlc_setup import SetupError, default_jar, find_java, verify_jar
+from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from validator import ablation
-from validator.ablate_cmd import CLAIMS, answer, render_cell, render_table, to_json
-from validator.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT, SHORTENS, Ablation,
+from validator.check import ablation
+from validator.cli.ablate import CLAIMS, answer, render_cell, render_table, to_json
+from validator.check.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT, SHORTENS, Ablation,
                                 AblationError, AblationRun, Diff, Setting, Shape, Variant,
                                 classify, compare, make_run, masking, pair_candidates,
                                 read_check_sets, run_ablation)
-from validator.properties import PROPERTIES
-from validator.tlc_runner import RunResult, TlcSetup, Verdict, known_checks
+from validator.model.properties import PROPERTIES
+from validator.tlc.runner import RunResult, TlcSetup, Verdict, known_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec"

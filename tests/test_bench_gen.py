@@ -1,4 +1,4 @@
-"""The benchmark's valid trace (validator/benchgen.py) and the bench's command runner.
+"""The benchmark's valid trace (validator/synth/benchgen.py) and the bench's command runner.
 No timing is asserted: `make bench` reports timings."""
 
 import collections
@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from validator import benchgen, model
+from validator.synth import benchgen
+from validator.model import mirror as model
 from validator.ftrace import iter_events, read_file, summarise
-from validator.replay import _CONTEXTS, Replay, replay
+from validator.replay.engine import _CONTEXTS, Replay, replay
 
 from conftest import ROOT
 

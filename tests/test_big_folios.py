@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from validator import model, planner
+from validator.model import mirror as model
+from validator.replay import planner
 from validator.ftrace import iter_events, read_file, read_lines
-from validator.planner import NeedsSurvey
-from validator.replay import Replay, replay, survey_slots
+from validator.replay.planner import NeedsSurvey
+from validator.replay.engine import Replay, replay, survey_slots
 
 from conftest import ROOT
 
@@ -84,7 +85,7 @@ def test_model_pages_follow_the_trace_not_the_order():
 
 def test_validate_surveys_a_file_of_big_folios(tmp_path):
     """validate reads such a file twice: the survey, then the replay (both engines' path)."""
-    from validator.validate_cmd import validate_one
+    from validator.cli.validate import validate_one
     text = widen((ROOT / "traces" / "poisoned-hugetlb-folio-freed.trace").read_text(), 18, True)
     path = tmp_path / "big.trace"
     path.write_text(text)
@@ -97,9 +98,9 @@ def test_validate_surveys_a_file_of_big_folios(tmp_path):
                                   "hwpoison-lost-at-merge.trace"])
 def test_tlc_judges_a_1g_folio_as_the_python_engine_does(tlc_ready, tmp_path, name):
     """TLC gets the same runs as model pages (PagesPerFolio 4, not 262144)."""
-    from validator.tlc_runner import TlcSetup
-    from validator.tlc_setup import default_jar, find_java
-    from validator.validate_cmd import validate_one
+    from validator.tlc.runner import TlcSetup
+    from validator.tlc.setup import default_jar, find_java
+    from validator.cli.validate import validate_one
     path = tmp_path / name
     path.write_text(widen((ROOT / "traces" / name).read_text(), 18, True))
     setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path / "out", 300)

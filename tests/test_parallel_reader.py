@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from validator import benchgen
+from validator.synth import benchgen
 from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file
 from validator.ftrace.parallel import ParallelReader
 from validator.ftrace.reader import hot_event, hot_match
-from validator.observations import Observations, _shortcut
-from validator.replay import INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES, observe
-from validator.validate_cmd import validate_one
+from validator.replay.input import Observations, _shortcut
+from validator.replay.engine import INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES, observe
+from validator.cli.validate import validate_one
 
 from test_ftrace_corpus import CORPUS, EXPECTED, NOT_FTRACE, corpus_files
 from test_ftrace_fuzz import CORPUS_LINES, mutated_line
@@ -284,7 +284,7 @@ def test_validate_gives_the_same_verdicts_and_notes_with_workers(tmp_path, gener
 
 def _validate_chunked(path, design, chunk, jobs):
     """validate_one with small chunks (monkeypatching the default would hide the case)."""
-    import validator.validate_cmd as cmd
+    import validator.cli.validate as cmd
     original = cmd.Observations
     cmd.Observations = lambda p, j: original(p, j, chunk_bytes=chunk)
     try:

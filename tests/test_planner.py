@@ -5,11 +5,11 @@ allocation claim, guest_memfd's device, and evidence."""
 import pytest
 from click.testing import CliRunner
 
-from validator import model
+from validator.model import mirror as model
 from validator.cli import cli
 from validator.ftrace import iter_events, read_lines
-from validator.planner import PageLinks
-from validator.replay import Observed, observe, replay
+from validator.replay.planner import PageLinks
+from validator.replay.engine import Observed, observe, replay
 
 DEV = "0:16"
 HEAD = "# tracer: nop\n#\n"
@@ -189,7 +189,7 @@ def test_a_conversion_range_costs_the_pages_the_trace_knows():
 def test_an_over_long_line_does_not_stop_the_device_scan(tmp_path):
     path = tmp_path / "long.trace"
     path.write_text(HEAD + "x" * 3_000_000 + "\n" + trace(*LIFE).split("\n", 2)[2])
-    from validator.observations import scan_gmem_dev
+    from validator.replay.input import scan_gmem_dev
     assert scan_gmem_dev(str(path))[0] == (0, 16)
     result = CliRunner().invoke(cli, ["validate", str(path), "-d", "NoHold"])
     assert result.exit_code == 0, result.output

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator import record_cmd, recording
+from validator.cli import record as record_cmd
+from validator.recording import tracefs as recording
 from validator.cli import cli
-from validator.cli_errors import Terminated
-from validator.probes import load_catalogue
+from validator.cli.errors import Terminated
+from validator.recording.catalogue import load_catalogue
 
 CAT = load_catalogue()
 FOREIGN = "p:kprobes/myprobe do_sys_open dfd=%ax"

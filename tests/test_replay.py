@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator import model, render
+from validator.model import mirror as model
+from validator.synth import ftrace_text as render
 from validator.cli import cli
 from validator.ftrace import iter_events, read_lines
-from validator.replay import replay
+from validator.replay.engine import replay
 
 
 def text_of(design, backing, actions, pages=1, folios=1, **budgets):
@@ -153,7 +154,7 @@ def test_cli_input_errors_are_exit_2(tmp_path):
 
 
 def test_coverage_names_actions_taken_and_checks_that_refused(tmp_path):
-    from validator.scenarios import LIFECYCLE as PINNED_LIFECYCLE   # one -EAGAIN on a pin
+    from validator.synth.scenarios import LIFECYCLE as PINNED_LIFECYCLE   # one -EAGAIN on a pin
     text = text_of("NoHold", "buddy", PINNED_LIFECYCLE, folios=2)
     assert judge(text, "NoHold").coverage is None
     cov = replay(iter_events(read_lines(text.splitlines())), "NoHold", coverage=True).coverage

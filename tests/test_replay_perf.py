@@ -1,4 +1,4 @@
-"""The factored replay (validator/replay.py) against the plain one (validator/replay_ref.py).
+"""The factored replay (validator/replay/engine.py) against the plain one (validator/replay/reference.py).
 
 Random walks over the mirror are rendered as ftrace logs, then mutated (lines dropped,
 repeated or swapped, return values changed, lost-event markers inserted) so that many
@@ -11,10 +11,11 @@ import random
 
 import pytest
 
-from validator import model, render
+from validator.model import mirror as model
+from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events, read_lines
-from validator.replay import PROPERTIES, Replay
-from validator.replay_ref import ReferenceReplay
+from validator.replay.engine import PROPERTIES, Replay
+from validator.replay.reference import ReferenceReplay
 
 CONFIGS = [  # (backing, pages, folios, removal failures, memory errors)
     ("buddy", 1, 1, 1, 1), ("buddy", 1, 2, 2, 1), ("buddy", 1, 3, 1, 2),

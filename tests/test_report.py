@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from validator.cli import cli
-from validator.costs import compute_cost, design_costs
-from validator import model
-from validator.diagram import folio_edges
+from validator.review.costs import compute_cost, design_costs
+from validator.model import mirror as model
+from validator.review.diagram import folio_edges
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_the_folio_state_machine_tells_designs_apart():
     # PG_hwpoison (the folio looks clean: "poisoned" is the page's truth, not its flag)
     hazards = {(a, b) for a, _, b in hwpoison if b.startswith("reused") and "TD-owned" in b}
     assert hazards == {("pool (TD-owned, poisoned)", "reused (TD-owned, poisoned)")}
-    from validator import diagram, model
+    from validator.review import diagram
+    from validator.model import mirror as model
     cfg = model.Config("HWPoison", "buddy", folios=1, max_remove_failures=1, max_mem_errors=1)
     _, graph = model.reachable(cfg)
     assert not any("TD-owned" in diagram.folio_label(cfg, t, 0) and t.folioLoc[0] == "reused"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from validator import benchgen
+from validator.synth import benchgen
 
 from conftest import ROOT
 

@@ -1,6 +1,6 @@
 import pytest
 
-from validator.tla_values import TlaValueError, parse_state, parse_value
+from validator.tlc.values import TlaValueError, parse_state, parse_value
 
 
 @pytest.mark.parametrize("text, value", [

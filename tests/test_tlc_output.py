@@ -1,6 +1,6 @@
 """The TLC output reader, on outputs recorded from TLC 2.15 runs of this spec."""
 
-from validator.tlc_output import parse_tlc_output, split_messages
+from validator.tlc.output import parse_tlc_output, split_messages
 
 from conftest import DATA
 

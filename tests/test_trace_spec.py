@@ -1,4 +1,4 @@
-"""The two meanings of a resolved event: validator/meaning.py (Python engine) and the IsX
+"""The two meanings of a resolved event: validator/replay/meaning.py (Python engine) and the IsX
 operators of spec/PoisonTrace.tla (TLC engine).  Each is written on its own, so a verdict
 that depends on what an event means is checked in both engines against the same expected
 value: a wrong mapping in either one fails here.  And the checked-in trace spec runs with
@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from validator import meaning, model, render
-from validator.corpus import verdict_text
+from validator.replay import meaning
+from validator.model import mirror as model
+from validator.synth import ftrace_text as render
+from validator.review.corpus import verdict_text
 from validator.ftrace import iter_events, read_lines
-from validator.replay import Replay, replay
-from validator.resolved import Resolved
-from validator.tlc_engine import DATA_MODULE, prepare, validate_tlc
-from validator.tlc_runner import TlcSetup
-from validator.tlc_setup import SetupError, default_jar, find_java, verify_jar
+from validator.replay.engine import Replay, replay
+from validator.replay.resolved import Resolved
+from validator.replay.tlc_engine import DATA_MODULE, prepare, validate_tlc
+from validator.tlc.runner import TlcSetup
+from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
 from conftest import ROOT
 from test_planner import OTHER, add, alloc, delete, free, trace

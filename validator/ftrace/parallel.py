@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import NamedTuple
 
-from ..children import die_with_parent
+from validator.children import die_with_parent
 from .opener import TextLines, piece_lines
 from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
 

@@ -1,0 +1,1 @@
+"""The configuration matrix (spec/matrix.toml) and the guard ablation over it."""

@@ -1,0 +1,180 @@
+"""Load spec/matrix.toml: every TLC run with its constants and expected verdicts."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from validator.model.mirror import ALL_FEATURES, DEFAULT_FEATURES
+from validator.model.properties import BY_KEY, HOLDS, NOT_APPLICABLE, PROPERTIES, VERDICTS
+
+DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
+BACKINGS = ("buddy", "hugetlb", "thp")
+KINDS = ("design", "mutant", "variant")
+_CHECK_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class MatrixError(Exception):
+    """The matrix file is wrong; the message names the file and the run."""
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    design: str
+    backing: str
+    folios: int
+    pages_per_folio: int
+    liveness_folios: int
+    remove_failures: int
+    mem_errors: int
+    disabled: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    features: tuple[str, ...] = tuple(sorted(DEFAULT_FEATURES))
+    kind: str = "design"
+    note: str = ""
+    deep: bool = False          # left to `make check-deep` (too slow for `make check`)
+    expect: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def faults(self) -> bool:
+        return self.remove_failures > 0 or self.mem_errors > 0
+
+    def applies(self, key: str) -> bool:
+        """Is property `key` meaningful for this run?"""
+        if key == "ConversionNeedsNoPoisonCheck":
+            return self.design == "HWPoison"
+        if key == "NoLeakWithoutFaults":
+            return not self.faults
+        return True
+
+    def constants(self) -> dict:
+        return {"Design": self.design, "Backing": self.backing, "Folios": self.folios,
+                "FoliosForLiveness": self.liveness_folios,
+                "PagesPerFolio": self.pages_per_folio,
+                "MaxRemoveFailures": self.remove_failures, "MaxMemErrors": self.mem_errors,
+                "Disabled": list(self.disabled), "Added": list(self.added),
+                "Features": list(self.features)}
+
+
+def _int(raw: dict, key: str, where: str, low: int, high: int) -> int:
+    value = raw[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise MatrixError(f"{where}: {key} must be an integer in {low}..{high}, not {value!r}")
+    return value
+
+
+def _names(raw: dict, key: str, where: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and _CHECK_NAME.match(v)
+                                              for v in value):
+        raise MatrixError(f"{where}: {key} must be a list of check names like "
+                          f"\"gmem_get_pfn.hwpoison\", not {value!r}")
+    return tuple(value)
+
+
+def _features(raw: dict, where: str) -> tuple[str, ...]:
+    value = raw.get("features", sorted(DEFAULT_FEATURES))
+    if not isinstance(value, list) or not set(value) <= ALL_FEATURES:
+        raise MatrixError(f"{where}: features must be a list of {', '.join(sorted(ALL_FEATURES))}")
+    return tuple(sorted(value))
+
+
+def _run(raw: dict, defaults: dict, where: str) -> Run:
+    merged = {**defaults, **raw}
+    known = {"name", "design", "backing", "folios", "liveness_folios", "pages_per_folio",
+             "remove_failures",
+             "mem_errors", "disabled", "added", "features", "kind", "note", "deep", "expect"}
+    unknown = set(merged) - known
+    if unknown:
+        raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "design", "backing", "expect"):
+        if key not in merged:
+            raise MatrixError(f"{where}: missing {key}")
+    name = merged["name"]
+    if not isinstance(name, str) or not _RUN_NAME.match(name):
+        raise MatrixError(f"{where}: name {name!r} must be letters, digits, '-', '_', '.', '+'")
+    where = f"{where} ({name})"
+    if merged["design"] not in DESIGNS:
+        raise MatrixError(f"{where}: design {merged['design']!r} is not one of {', '.join(DESIGNS)}")
+    if merged["backing"] not in BACKINGS:
+        raise MatrixError(f"{where}: backing {merged['backing']!r} is not buddy, hugetlb or thp")
+    kind = merged.get("kind", "design")
+    if kind not in KINDS:
+        raise MatrixError(f"{where}: kind {kind!r} is not design, mutant or variant")
+    pages = merged.get("pages_per_folio", {"buddy": 1, "hugetlb": 2, "thp": 2})
+    if isinstance(pages, dict):
+        pages = pages.get(merged["backing"], 1)
+    merged["pages_per_folio"] = pages
+    if not isinstance(merged.get("deep", False), bool):
+        raise MatrixError(f"{where}: deep must be true or false")
+    for key, default in (("folios", 2), ("liveness_folios", 1), ("remove_failures", 0),
+                         ("mem_errors", 0)):
+        merged.setdefault(key, default)
+    run = Run(
+        name=name, design=merged["design"], backing=merged["backing"],
+        folios=_int(merged, "folios", where, 1, 4),
+        liveness_folios=_int(merged, "liveness_folios", where, 1, 4),
+        pages_per_folio=_int(merged, "pages_per_folio", where, 1, 4),
+        remove_failures=_int(merged, "remove_failures", where, 0, 2),
+        mem_errors=_int(merged, "mem_errors", where, 0, 2),
+        disabled=_names(merged, "disabled", where), added=_names(merged, "added", where),
+        features=_features(merged, where), kind=kind, note=str(merged.get("note", "")),
+        deep=merged.get("deep", False), expect=_expect(merged["expect"], where))
+    if run.backing == "buddy" and run.pages_per_folio != 1:
+        raise MatrixError(f"{where}: buddy folios have one page (upstream guest_memfd is order-0)")
+    if kind == "mutant" and not run.disabled:
+        raise MatrixError(f"{where}: a mutant must disable at least one check")
+    if kind == "variant" and not (run.disabled or run.added):
+        raise MatrixError(f"{where}: a variant must disable or add at least one check")
+    for prop in PROPERTIES:
+        wanted = run.expect[prop.key]
+        if not run.applies(prop.key) and wanted != NOT_APPLICABLE:
+            raise MatrixError(f"{where}: {prop.key} does not apply to this run; expect \"-\"")
+        if run.applies(prop.key) and wanted == NOT_APPLICABLE:
+            raise MatrixError(f"{where}: {prop.key} applies to this run; expect holds or violated")
+    return run
+
+
+def _expect(raw, where: str) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise MatrixError(f"{where}: expect must be a table of property = verdict")
+    unknown = set(raw) - set(BY_KEY)
+    if unknown:
+        raise MatrixError(f"{where}: unknown propert(ies) in expect: {', '.join(sorted(unknown))}")
+    missing = [p.key for p in PROPERTIES if p.key not in raw]
+    if missing:
+        raise MatrixError(f"{where}: expect has no verdict for {', '.join(missing)}")
+    for key, verdict in raw.items():
+        if verdict not in VERDICTS:
+            raise MatrixError(f"{where}: expect.{key} = {verdict!r}; use holds, violated or \"-\"")
+    return dict(raw)
+
+
+def load_matrix(path: Path) -> list[Run]:
+    """Read and validate the matrix; raise MatrixError with file and run on any fault."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise MatrixError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MatrixError(f"{path}: not valid TOML: {err}") from None
+    defaults = data.get("defaults", {})
+    runs_raw = data.get("run")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise MatrixError(f"{path}: no [[run]] entries")
+    runs, seen = [], set()
+    for index, raw in enumerate(runs_raw, 1):
+        run = _run(raw, defaults, f"{path}: run #{index}")
+        if run.name in seen:
+            raise MatrixError(f"{path}: run name {run.name!r} appears twice")
+        seen.add(run.name)
+        runs.append(run)
+    return runs
+
+
+__all__ = ["Run", "MatrixError", "load_matrix", "DESIGNS", "BACKINGS", "HOLDS"]

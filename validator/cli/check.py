@@ -1,0 +1,164 @@
+"""`poisoncheck check`: TLC over the configuration matrix, as a table."""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from validator.cli.errors import InputError
+from validator.check.matrix import MatrixError, load_matrix
+from validator.model.properties import PROPERTIES
+from validator.tlc.runner import RunResult, TlcSetup, check_runs, default_jobs, known_checks
+from validator.paths import build_dir, spec_dir as packaged_spec_dir
+from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
+
+
+def _table(results: list[RunResult]) -> str:
+    headers = ["run"] + [p.short for p in PROPERTIES] + ["states", "states/s", "seconds"]
+    rows = []
+    for r in results:
+        rate = r.generated / r.seconds if r.seconds else 0
+        rows.append([r.run.name] + [r.cell(p.key) for p in PROPERTIES]
+                    + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}"])
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+@contextmanager
+def _exclusive(out_dir: Path):
+    """Hold out_dir for this check: a second check on the same folder is refused."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / ".lock", "w")
+    except OSError as err:
+        raise InputError(f"{out_dir}: cannot write there: {err.strerror or err}") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{out_dir} is in use by another poisoncheck check; wait for it "
+                             f"or give this one another --out") from None
+        yield
+
+
+def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
+    """The runs --only names (all without it); without `deep`, not the deep ones."""
+    if not deep:
+        runs = [r for r in runs if not r.deep]
+    if not patterns:
+        return runs
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
+                                     for p in patterns)]
+    if not chosen:
+        raise InputError(f"--only {' '.join(patterns)} matches no run of the matrix")
+    return chosen
+
+
+@click.command()
+@click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
+                   "with poisoncheck].")
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Matrix file [default: matrix.toml of the spec directory].")
+@click.option("--only", "only", multiple=True, metavar="PATTERN",
+              help="Run only the runs whose name matches (glob or substring); repeatable.")
+@click.option("--deep", is_flag=True,
+              help="Also the runs marked deep in the matrix (make check-deep).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="TLC processes in parallel [default: the number of cores].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one TLC process may take before the check fails.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where configs, TLC output and counterexamples go [default: ./build/check].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, quiet):
+    """Model-check every run of the configuration matrix with TLC.
+
+    Each run fixes a design, a backing, fault budgets and (for mutants) the
+    checks it disables.  Runs marked `deep` (the largest state spaces) run
+    only with --deep.  The table has one column per property of
+    protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
+    Counterexamples are kept under build/check/RUN/PROPERTY.json (of the
+    current folder; --out names another).  Needs Java and the TLC jar
+    (`poisoncheck setup`).
+
+    \b
+    Examples:
+      poisoncheck check
+      poisoncheck check --deep
+      poisoncheck check --only 'NoHold-*' --only mutant-folioref-drop
+      poisoncheck check --json > results.json
+
+    \b
+    Exit codes: 0 every verdict matches the matrix, 1 some verdict differs
+    (each difference is named), 2 bad matrix, missing Java or jar, a TLA+
+    error, or a TLC run over --timeout.
+    """
+    spec_dir = spec_dir or packaged_spec_dir()
+    matrix_path = matrix_path or spec_dir / "matrix.toml"
+    out_dir = out_dir or build_dir() / "check"
+    try:
+        runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
+        if not (spec_dir / "Poison.tla").is_file():
+            raise MatrixError(f"{spec_dir}: no Poison.tla here (--spec-dir)")
+        checks = known_checks(spec_dir)
+        for run in runs:
+            unknown = set(run.disabled + run.added) - checks
+            if unknown:
+                raise MatrixError(f"{matrix_path}: run {run.name}: unknown check(s) "
+                                  f"{', '.join(sorted(unknown))} (see spec/Poison.tla)")
+        setup = TlcSetup(java=find_java(), jar=verify_jar(default_jar()), spec_dir=spec_dir,
+                         out_dir=out_dir, timeout=timeout)
+    except (MatrixError, SetupError) as err:
+        raise InputError(str(err)) from None
+
+    progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    with _exclusive(out_dir):
+        progress(f"checking {len(runs)} runs with TLC, {jobs or default_jobs()} in parallel")
+        # The old results describe folders this run replaces: they go first, so that an
+        # interrupted check leaves no results.json pointing at missing files.
+        (out_dir / "results.json").unlink(missing_ok=True)
+        try:
+            results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+            _finish(out_dir, results, errors, as_json)
+        except OSError as err:      # a read-only or full build folder
+            where = err.filename or out_dir
+            raise InputError(f"{where}: {err.strerror or err}") from None
+
+
+def _finish(out_dir: Path, results, errors, as_json: bool) -> None:
+    if errors:
+        more = f" ({len(errors) - 1} more TLC jobs failed; see {out_dir})" if len(errors) > 1 else ""
+        raise InputError(errors[0] + more)
+    mismatches = [m for r in results for m in r.mismatches()]
+    # Kept for `poisoncheck report` (the last check's results, whatever it printed),
+    # written whole or not at all.
+    partial = out_dir / f"results.json.{os.getpid()}"
+    try:
+        partial.write_text(json.dumps(
+            {"runs": [r.to_json() for r in results], "mismatches": mismatches}, indent=1) + "\n")
+        partial.replace(out_dir / "results.json")
+    finally:
+        partial.unlink(missing_ok=True)     # a full disk leaves no half-written file
+
+    if as_json:
+        json.dump({"runs": [r.to_json() for r in results], "mismatches": mismatches},
+                  sys.stdout, indent=1)
+        click.echo()
+    else:
+        click.echo(_table(results))
+        total = sum(r.seconds for r in results)
+        click.echo(f"\n{len(results)} runs, {sum(r.tlc_runs for r in results)} TLC processes, "
+                   f"{total:.0f} s of TLC time; counterexamples in {out_dir}")
+    if mismatches:
+        for line in mismatches:
+            click.echo(f"differs: {line}", err=True)
+        sys.exit(1)

@@ -1,0 +1,35 @@
+"""The error every command raises for bad input or environment."""
+
+import click
+
+
+class InputError(click.ClickException):
+    """Bad input or environment: one line on stderr, exit code 2.  Control characters
+    (from file names or trace text) are escaped, so a message cannot drive the terminal."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return terminal_safe(self.message)
+
+
+def terminal_safe(text: str) -> str:
+    """text with control characters and undecodable bytes escaped (no length limit)."""
+    from validator.ftrace import printable
+    return printable(text, len(text) + 1)
+
+
+def device_option(ctx, param, value):
+    """A click callback for MAJ:MIN options (guest_memfd's device)."""
+    from validator.replay.planner import parse_dev
+    if value is None:
+        return None
+    dev = parse_dev(value)
+    if dev is None:
+        raise click.BadParameter(f"{value!r} is not MAJ:MIN (e.g. 0:16)")
+    return dev
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
+    processes killed) before poisoncheck exits 143."""

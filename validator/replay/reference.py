@@ -1,0 +1,106 @@
+"""The reference replay: the candidates as a plain set of whole model.States.
+
+This is the engine validator/replay/engine.py had before it factored the candidate set
+(see its docstring): every event applies the step to every candidate state,
+each a tuple over every page of every folio seen so far, so one event costs
+time in proportion to the folios times the candidates.  It shares the planning
+and the step meanings with replay.Replay and differs only in how it holds the
+candidates; tests/test_replay_perf.py checks that both give the same
+verdicts, and the same candidate states, on many generated traces.  Not used
+by `poisoncheck`.
+"""
+
+from __future__ import annotations
+
+from validator.model import mirror as model
+from validator.replay import engine as _r
+from validator.replay.engine import (CHECK_IN_GUARD, Replay, _first_reasons, _StepFailed, build_step,
+                     host_closure)
+
+
+def _grow(s: model.State, pages: int) -> model.State:
+    return s._replace(folioLoc=s.folioLoc + ("pool",), tdxRefs=s.tdxRefs + (0,) * pages,
+                      attr=s.attr + ("private",) * pages, sept=s.sept + ("unmapped",) * pages,
+                      mirror=s.mirror + (False,) * pages, hostMap=s.hostMap + (False,) * pages,
+                      hostPin=s.hostPin + (False,) * pages,
+                      hwpoison=s.hwpoison + (False,) * pages, bad=s.bad + (False,) * pages,
+                      unreset=s.unreset + (False,) * pages)
+
+
+class ReferenceReplay(Replay):
+    """replay.Replay with the candidate set kept whole."""
+
+    def __init__(self, design: str, added=(), disabled=(), judge: bool = True):
+        super().__init__(design, added, disabled, judge)
+        self.states: set[model.State] = set()
+
+    def _start(self, pages: int) -> None:
+        if not self.states:         # else: what the VM-wide steps before any folio reached
+            self.states = {model.init(self._config(0, pages))}
+
+    def _add_folio(self, pages: int) -> None:
+        self.states = {_grow(s, pages) for s in self.states}
+
+    def _forget_known_folios(self) -> None:
+        """After lost events nothing is known of the folios seen so far."""
+        self.planner.forget()
+
+    def candidate_states(self) -> set[model.State]:
+        return set(self.states)
+
+    def _judge(self, event, name: str, desc: tuple, folio: int | None) -> None:
+        step = build_step(desc)
+        cfg = self.cfg
+        if cfg is None:             # no folio yet: a VM-wide step from Init (no pages)
+            cfg = self._config(0, 1)
+            self.states = self.states or {model.init(cfg)}
+        before = self.states
+        pairs: list[tuple[model.State, model.State]] = []
+        why: list[str] = []
+        _r._TAKEN, _r._REFUSED = taken, refused = set(), set()
+        try:
+            for s in before:
+                # The host's unmaps, pins and unpins on this folio are never traced.
+                for u in (host_closure(cfg, s, folio) if folio is not None else [s]):
+                    try:
+                        pairs.extend(step(cfg, u))
+                    except _StepFailed as failed:
+                        why.extend(failed.guards or [failed.reason])
+        finally:
+            _r._TAKEN = _r._REFUSED = None
+        if pairs:
+            self.coverage.actions |= taken
+            self.coverage.refusals |= refused
+        self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
+                                      if m.group(1) in model.ALL_CHECKS)
+        shown = lambda: [model.to_tla(cfg, s) for s in list(before)[:8]]  # noqa: E731
+        if not pairs:
+            self._fail(event, name, "step", None, _first_reasons(why), shown)
+            return
+        after = {t for _, t in pairs}
+        broken = self._broken_property(cfg, pairs, after)
+        self.states = after
+        if broken:
+            self._fail(event, name, "property", broken,
+                       [f"a state the trace may be in after this event breaks {broken}"], shown)
+            return
+        self.verdict.accepted_prefix = event.line_no
+
+    def _broken_property(self, cfg, pairs, after) -> str | None:
+        for prop, holds in model.STATE_PROPERTIES:
+            if any(not holds(cfg, t) for t in after):
+                return prop
+        if any(not model.poison_contained_step(cfg, u, t) for u, t in pairs):
+            return "PoisonContained"
+        return None
+
+
+def replay_reference(items, design: str, added=(), disabled=(), coverage: bool = False):
+    engine = ReferenceReplay(design, added, disabled)
+    for item in items:
+        if not engine.feed(item):
+            break
+    verdict = engine.result()
+    if coverage:
+        verdict.coverage = engine.coverage.to_json()
+    return verdict

@@ -1,0 +1,1 @@
+"""The design-review artifacts: report, state diagrams, costs, the trace corpus."""

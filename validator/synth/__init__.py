@@ -1,0 +1,1 @@
+"""Behaviours written as ftrace text: scenarios from spec behaviours, bench traces."""
