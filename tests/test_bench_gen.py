@@ -9,7 +9,8 @@ import pytest
 from validator.synth import benchgen
 from validator.model import mirror as model
 from validator.ftrace import iter_events, read_file, summarise
-from validator.replay.engine import _CONTEXTS, Replay, replay
+from validator.replay.candidates import _CONTEXTS
+from validator.replay.engine import Replay, replay
 
 from conftest import ROOT
 

@@ -12,7 +12,7 @@ from validator.synth import scenarios
 from validator.cli import cli
 from validator.review.corpus import check_traces, render_counterexamples, verdict_text
 from validator.ftrace import iter_events, read_file
-from validator.replay.engine import ReplayInputError
+from validator.replay.verdict import ReplayInputError
 from validator.replay.tlc_engine import validate_tlc
 from validator.tlc.runner import TlcSetup
 from validator.tlc.setup import default_jar, find_java

@@ -20,7 +20,7 @@ from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file
 from validator.ftrace.parallel import ParallelReader
 from validator.ftrace.reader import hot_event, hot_match
 from validator.replay.input import Observations, _shortcut
-from validator.replay.engine import INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES, observe
+from validator.replay.vocabulary import INFORMATIONAL, INFORMATIONAL_RUN, observe, RELEVANT_NAMES
 from validator.cli.validate import validate_one
 
 from test_ftrace_corpus import CORPUS, EXPECTED, NOT_FTRACE, corpus_files

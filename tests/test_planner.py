@@ -9,7 +9,8 @@ from validator.model import mirror as model
 from validator.cli import cli
 from validator.ftrace import iter_events, read_lines
 from validator.replay.planner import PageLinks
-from validator.replay.engine import Observed, observe, replay
+from validator.replay.engine import replay
+from validator.replay.vocabulary import observe, Observed
 
 DEV = "0:16"
 HEAD = "# tracer: nop\n#\n"

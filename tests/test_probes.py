@@ -292,7 +292,7 @@ TRACE_WRITERS = {"ftrace_text.py", "benchgen.py", "scenarios.py"}   # synth/: th
 
 
 def test_the_replay_and_the_reader_take_the_mapping_from_the_catalogue(cat):
-    from validator.replay import engine as replay
+    from validator.replay import vocabulary as replay
     from validator.ftrace import decoders
     assert replay.PROBE_PROTOCOL == {s.name: s.protocol for s in cat.probes()}
     assert replay.UPSTREAM_PROTOCOL == {(s.system, s.name): s.protocol for s in cat.tracepoints()}

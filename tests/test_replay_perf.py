@@ -14,7 +14,8 @@ import pytest
 from validator.model import mirror as model
 from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events, read_lines
-from validator.replay.engine import PROPERTIES, Replay
+from validator.replay.candidates import PROPERTIES
+from validator.replay.engine import Replay
 from validator.replay.reference import ReferenceReplay
 
 CONFIGS = [  # (backing, pages, folios, removal failures, memory errors)

@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from validator.check.ablation import (ADDS_NOTHING, DEFAULT_SETTINGS, LOAD_BEARING, NOT_PRESENT, REDUNDANT,
-                       SAFETY_KEYS, SHORTENS, Ablation, AblationError, Diff, Outcome, condition,
-                       matrix_shapes, read_check_sets, run_ablation)
+from validator.check.ablation import (ADDS_NOTHING, DEFAULT_SETTINGS, LOAD_BEARING, NOT_PRESENT,
+                                      REDUNDANT, SAFETY_KEYS, SHORTENS, Ablation, AblationError,
+                                      Diff, Outcome, condition, matrix_shapes, read_check_sets,
+                                      run_ablation)
 from validator.cli.errors import InputError
 from validator.check.matrix import BACKINGS, DESIGNS, MatrixError
 from validator.model.properties import BY_KEY, PROPERTIES, VIOLATED

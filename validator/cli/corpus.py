@@ -12,7 +12,7 @@ from validator.cli.errors import InputError
 from validator.review.corpus import CorpusError, check_traces, render_counterexamples
 from validator.review.real_corpus import check_real
 from validator.ftrace import TraceInputError
-from validator.replay.engine import ReplayInputError
+from validator.replay.verdict import ReplayInputError
 from validator.paths import build_dir, traces_dir as default_traces
 
 

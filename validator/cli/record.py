@@ -10,10 +10,11 @@ import click
 
 from validator.cli.errors import InputError, device_option
 from validator.recording.catalogue import CatalogueError, load_catalogue
-from validator.recording.tracefs import (DEFAULT_TRACEFS, Plan, RecordError, apply_steps, check_instance_name,
-                        check_symbols, collect_hint, has_kprobes, lost_without_kprobes,
-                        missing_message, present_tracepoints, remove_steps, render_script,
-                        require_tracefs, setup_steps, undo_steps)
+from validator.recording.tracefs import (DEFAULT_TRACEFS, Plan, RecordError, apply_steps,
+                                         check_instance_name, check_symbols, collect_hint,
+                                         has_kprobes, lost_without_kprobes, missing_message,
+                                         present_tracepoints, remove_steps, render_script,
+                                         require_tracefs, setup_steps, undo_steps)
 
 
 def _instance(ctx, param, value):

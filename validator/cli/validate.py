@@ -22,7 +22,8 @@ from validator.model.mirror import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, D
 from validator.replay.evidence import summary_lines
 from validator.replay.input import Observations, default_jobs, scan_gmem_dev
 from validator.replay.planner import NeedsSurvey
-from validator.replay.engine import ReplayInputError, Verdict, replay, survey_slots
+from validator.replay.engine import replay, survey_slots
+from validator.replay.verdict import ReplayInputError, Verdict
 from validator.tlc.runner import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}

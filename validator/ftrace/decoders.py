@@ -235,7 +235,8 @@ def _tp(system: str, name: str, formats: list[tuple[str, tuple]], required: tupl
 
 
 def _catalogue():
-    from validator.recording.catalogue import load_catalogue     # the catalogue names the events (one source)
+    # the catalogue names the events (one source)
+    from validator.recording.catalogue import load_catalogue
     return load_catalogue()
 
 

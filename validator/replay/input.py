@@ -13,8 +13,9 @@ from validator.ftrace import LostMarker, open_trace
 from validator.ftrace.decoders import CONVERT_CACHE, POISONCHECK_PROBES, TRACEPOINTS, convert_cached
 from validator.ftrace.parallel import CHUNK_BYTES, ParallelReader
 from validator.ftrace.reader import UnparsedCount, read_events
-from validator.replay.engine import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN, PLAN_FIELDS, PROBE_PROTOCOL,
-                     RELEVANT_NAMES, UPSTREAM_PROTOCOL, Observed, observe)
+from validator.replay.vocabulary import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN,
+                                         PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
+                                         UPSTREAM_PROTOCOL, Observed, observe)
 
 # How parallel workers' tuples become items again, by length
 _REBUILD = {len(Observed._fields): Observed, len(LostMarker._fields): LostMarker}

@@ -13,9 +13,9 @@ by `poisoncheck`.
 from __future__ import annotations
 
 from validator.model import mirror as model
-from validator.replay import engine as _r
-from validator.replay.engine import (CHECK_IN_GUARD, Replay, _first_reasons, _StepFailed, build_step,
-                     host_closure)
+from validator.replay.engine import Replay
+from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure, recording
+from validator.replay.verdict import CHECK_IN_GUARD
 
 
 def _grow(s: model.State, pages: int) -> model.State:
@@ -57,8 +57,7 @@ class ReferenceReplay(Replay):
         before = self.states
         pairs: list[tuple[model.State, model.State]] = []
         why: list[str] = []
-        _r._TAKEN, _r._REFUSED = taken, refused = set(), set()
-        try:
+        with recording() as log:
             for s in before:
                 # The host's unmaps, pins and unpins on this folio are never traced.
                 for u in (host_closure(cfg, s, folio) if folio is not None else [s]):
@@ -66,11 +65,9 @@ class ReferenceReplay(Replay):
                         pairs.extend(step(cfg, u))
                     except _StepFailed as failed:
                         why.extend(failed.guards or [failed.reason])
-        finally:
-            _r._TAKEN = _r._REFUSED = None
         if pairs:
-            self.coverage.actions |= taken
-            self.coverage.refusals |= refused
+            self.coverage.actions |= log.taken
+            self.coverage.refusals |= log.refused
         self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
                                       if m.group(1) in model.ALL_CHECKS)
         shown = lambda: [model.to_tla(cfg, s) for s in list(before)[:8]]  # noqa: E731

@@ -26,7 +26,8 @@ from pathlib import Path
 from validator.model import mirror as model
 from validator.ftrace import Event, LostMarker
 from validator.replay.planner import SlotPlan
-from validator.replay.engine import Replay, Verdict
+from validator.replay.engine import Replay
+from validator.replay.verdict import Verdict
 from validator.replay.resolved import KINDS, Resolved
 from validator.tlc.output import INVARIANT_VIOLATED, TRACE_STATE, split_messages
 from validator.tlc.runner import RunnerError, TlcSetup, run_tlc

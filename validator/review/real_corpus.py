@@ -13,7 +13,8 @@ from validator.model import mirror as model
 from validator.review.corpus import CorpusError, Outcome, verdict_text
 from validator.ftrace import iter_events, read_file
 from validator.replay.input import scan_gmem_dev
-from validator.replay.engine import Verdict, replay
+from validator.replay.engine import replay
+from validator.replay.verdict import Verdict
 
 _TIMESTAMP = re.compile(r"\s(\d+\.\d+):\s")
 

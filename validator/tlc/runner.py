@@ -24,8 +24,8 @@ from typing import Callable
 
 from validator import children
 from validator.check.matrix import Run
-from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE, PROPERTIES,
-                         SAFETY, VIOLATED)
+from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE,
+                                        PROPERTIES, SAFETY, VIOLATED)
 from validator.tlc.output import TlcResult, parse_tlc_output
 
 SPEC_MODULE = "MCPoison"

@@ -1,0 +1,84 @@
+"""The replay's words for trace events: which events are protocol events (the probe
+catalogue's mapping, one source) and what the replay reads of each (Observed)."""
+
+from __future__ import annotations
+
+import sys
+from typing import NamedTuple
+
+from validator.ftrace import Event
+from validator.ftrace.reader import MARKER_NAMES
+from validator.recording.catalogue import load_catalogue
+
+# The mapping from trace events to protocol events: the probe catalogue's (one source).
+_CATALOGUE = load_catalogue()
+UPSTREAM_PROTOCOL = _CATALOGUE.tracepoint_protocols()
+PROBE_PROTOCOL = _CATALOGUE.probe_protocols()
+# How each probe's printed fields become the fields the planner reads (derive, values, ret).
+_NORMALISERS = {s.name: s.normalise for s in _CATALOGUE.probes() if s.needs_normalising}
+# The only event names protocol_of() does not map to None (markers: record's own lines).
+RELEVANT_NAMES = (frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
+                  | MARKER_NAMES)
+# Events that carry no information the model holds (counted, and shown as observed).
+INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes", "set_spte", "host_unmap_range"}
+# An Observed that stands for a run of INFORMATIONAL events: fields {protocol: count}
+INFORMATIONAL_RUN = "informational run"
+MARKER_PREFIX = "poisoncheck "
+
+
+def protocol_of(event: Event) -> str | None:
+    if event.system == "poisoncheck" or (event.probe is not None and event.name in PROBE_PROTOCOL):
+        return PROBE_PROTOCOL.get(event.name)
+    if event.name in MARKER_NAMES:
+        return "marker" if _marker_text(event).startswith(MARKER_PREFIX) else None
+    return UPSTREAM_PROTOCOL.get((event.system, event.name))
+
+
+def _marker_text(event: Event) -> str:
+    text = event.fields.get("buf") if event.name == "print" else None
+    return (text if isinstance(text, str) else event.payload or "").strip()
+
+
+class Observed(NamedTuple):
+    """What the replay reads of a protocol event (see observe()): small, so that reader
+    processes can hand it over cheaply."""
+
+    line_no: int
+    raw: str | None          # the traced line; None for INFORMATIONAL events (never shown)
+                             # and where Replay's raw_of() finds it
+    name: str                # the event's own name (for messages)
+    protocol: str            # protocol_of(event)
+    fields: dict | None      # the fields plan() reads, where the event has them
+
+
+# Every field the planner reads.
+PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to", "major", "minor", "ofs",
+               "page")
+
+
+def observe(event: Event) -> Observed | None:
+    """The event as the replay sees it, or None when it is not a protocol event."""
+    protocol = protocol_of(event)
+    if protocol is None:
+        return None
+    name = sys.intern(event.name)
+    if protocol in INFORMATIONAL:
+        return Observed(event.line_no, None, name, protocol, None)
+    if protocol == "marker":
+        pairs = (word.partition("=") for word in _marker_text(event)[len(MARKER_PREFIX):].split())
+        return Observed(event.line_no, event.raw, name, protocol,
+                        {key: value for key, eq, value in pairs if eq})
+    fields = _fields(event)
+    normalise = _NORMALISERS.get(event.name) if event.probe is not None else None
+    if normalise is not None:
+        fields = normalise(fields)
+    return Observed(event.line_no, event.raw, name, protocol,
+                    {key: fields[key] for key in PLAN_FIELDS if key in fields})
+
+
+def _fields(ev: Event):
+    """The event's fields as a dict when the reader decodes them lazily (the Mapping
+    interface costs a Python call per key; the replay reads several keys per event)."""
+    fields = ev.fields
+    decoded = getattr(fields, "_decoded", None)     # validator.ftrace.decoders._Lazy
+    return decoded() if decoded is not None else fields
