@@ -11,7 +11,7 @@ from validator.check.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT,
                                 classify, compare, make_run, masking, pair_candidates,
                                 read_check_sets, run_ablation)
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import RunResult, TlcSetup, Verdict, known_checks
+from validator.tlc.runner import RunResult, TlcSetup, PropertyVerdict, known_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec"
@@ -25,11 +25,11 @@ def result(design="HWPoison", setting=BUDDY, variant=None, **verdicts) -> RunRes
     out = RunResult(run)
     for p in PROPERTIES:
         if not run.applies(p.key):
-            out.verdicts[p.key] = Verdict("-")
+            out.verdicts[p.key] = PropertyVerdict("-")
         elif verdicts.get(p.key) is not None:
-            out.verdicts[p.key] = Verdict("violated", verdicts[p.key])
+            out.verdicts[p.key] = PropertyVerdict("violated", verdicts[p.key])
         else:
-            out.verdicts[p.key] = Verdict("holds")
+            out.verdicts[p.key] = PropertyVerdict("holds")
     return out
 
 
@@ -126,9 +126,9 @@ def test_liveness_lasso_lengths_are_not_compared():
 def test_compare_ignores_missing_settings_errors_and_not_applicable():
     base = {"buddy": result()}
     var = result(PoisonContained=3)
-    var.verdicts["NoHostAccessToTdPage"] = Verdict("error", error="boom")
-    var.verdicts["ConversionCompletes"] = Verdict("-")
-    base["buddy"].verdicts["PoisonContained"] = Verdict("-")
+    var.verdicts["NoHostAccessToTdPage"] = PropertyVerdict("error", error="boom")
+    var.verdicts["ConversionCompletes"] = PropertyVerdict("-")
+    base["buddy"].verdicts["PoisonContained"] = PropertyVerdict("-")
     assert not compare(base, {"buddy": var, "hugetlb": result(setting=HUGE, PoisonContained=2)}).changed
 
 

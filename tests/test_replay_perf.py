@@ -14,7 +14,7 @@ import pytest
 from validator.model import mirror as model
 from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events, read_lines
-from validator.replay.candidates import PROPERTIES
+from validator.replay.candidates import PROPERTY_BITS
 from validator.replay.engine import Replay
 from validator.replay.reference import ReferenceReplay
 
@@ -43,7 +43,7 @@ def random_walk(rng: random.Random, design: str, backing: str, pages: int, folio
         if not moves:
             break
         name, params, nxt = rng.choice(moves)
-        behaviour.append(render.Step(name, params, state, nxt))
+        behaviour.append(render.Transition(name, params, state, nxt))
         state = nxt
     return render.render(cfg, behaviour)
 
@@ -183,5 +183,5 @@ def test_buggy_cleanup_branches_merge_back():
 
 
 def test_a_property_violation_is_reported_in_property_order():
-    assert PROPERTIES == ("NoHostAccessToTdPage", "NoPrivateHostMapping", "RefcountSound",
+    assert PROPERTY_BITS == ("NoHostAccessToTdPage", "NoPrivateHostMapping", "RefcountSound",
                           "PoisonContained")

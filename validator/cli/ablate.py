@@ -21,7 +21,7 @@ from validator.check.ablation import (ADDS_NOTHING, DEFAULT_SETTINGS, LOAD_BEARI
 from validator.cli.errors import InputError
 from validator.check.matrix import BACKINGS, DESIGNS, MatrixError
 from validator.model.properties import BY_KEY, PROPERTIES, VIOLATED
-from validator.tlc.runner import TlcSetup, default_jobs
+from validator.tlc.runner import TlcSetup, default_tlc_jobs
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
@@ -348,7 +348,7 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
                          out_dir=out_dir, timeout=timeout)
         progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
         result = run_ablation(setup, sets, shapes, designs=designs, settings=settings,
-                              checks=tuple(checks) or None, jobs=jobs or default_jobs(),
+                              checks=tuple(checks) or None, jobs=jobs or default_tlc_jobs(),
                               full=full, progress=progress)
     except (AblationError, MatrixError, SetupError) as err:
         raise InputError(str(err)) from None

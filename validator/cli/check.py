@@ -16,7 +16,7 @@ from tabulate import tabulate
 from validator.cli.errors import InputError
 from validator.check.matrix import MatrixError, load_matrix
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import RunResult, TlcSetup, check_runs, default_jobs, known_checks
+from validator.tlc.runner import RunResult, TlcSetup, check_runs, default_tlc_jobs, known_checks
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
@@ -122,12 +122,12 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
 
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     with _exclusive(out_dir):
-        progress(f"checking {len(runs)} runs with TLC, {jobs or default_jobs()} in parallel")
+        progress(f"checking {len(runs)} runs with TLC, {jobs or default_tlc_jobs()} in parallel")
         # The old results describe folders this run replaces: they go first, so that an
         # interrupted check leaves no results.json pointing at missing files.
         (out_dir / "results.json").unlink(missing_ok=True)
         try:
-            results, errors = check_runs(runs, setup, jobs or default_jobs(), progress)
+            results, errors = check_runs(runs, setup, jobs or default_tlc_jobs(), progress)
             _finish(out_dir, results, errors, as_json)
         except OSError as err:      # a read-only or full build folder
             where = err.filename or out_dir

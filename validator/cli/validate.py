@@ -20,7 +20,7 @@ from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
 from validator.model.mirror import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from validator.replay.evidence import summary_lines
-from validator.replay.input import Observations, default_jobs, scan_gmem_dev
+from validator.replay.input import Observations, default_reader_jobs, scan_gmem_dev
 from validator.replay.planner import NeedsSurvey
 from validator.replay.engine import replay, survey_slots
 from validator.replay.verdict import ReplayInputError, Verdict
@@ -255,7 +255,7 @@ def validate(traces, design, disabled, added, features, engine, timeout, coverag
     if coverage and engine == "tlc":
         raise click.UsageError("--coverage works with the Python engine only")
     tlc = tlc_setup(timeout) if engine == "tlc" else None
-    jobs = jobs or default_jobs()
+    jobs = jobs or default_reader_jobs()
     results: list[tuple[str, Verdict]] = []
     try:
         _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,

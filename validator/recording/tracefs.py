@@ -46,7 +46,7 @@ class RecordError(Exception):
 
 
 @dataclass(frozen=True)
-class Step:
+class TracefsStep:
     path: str  # relative to the tracefs root
     text: str = ""  # written followed by a newline ("" writes nothing: truncation only)
     append: bool = False
@@ -100,64 +100,64 @@ def dev_t(dev: tuple[int, int]) -> int:
     return (dev[0] << 20) | dev[1]
 
 
-def setup_steps(plan: Plan) -> list[Step | str]:
+def setup_steps(plan: Plan) -> list[TracefsStep | str]:
     cat, base = plan.cat, plan.base
     probes = plan.probes()
-    steps: list[Step | str] = []
+    steps: list[TracefsStep | str] = []
     if plan.instance:
-        steps.append(Step(f"instances/{plan.instance}", kind="mkdir",
+        steps.append(TracefsStep(f"instances/{plan.instance}", kind="mkdir",
                           comment="0. a private tracefs instance"))
-    steps.append(Step(base + "tracing_on", "0", comment="1. stop tracing while the set-up changes"))
+    steps.append(TracefsStep(base + "tracing_on", "0", comment="1. stop tracing while the set-up changes"))
     if plan.kprobes:
         steps.append(REMOVE_OLD)
-    steps.append(Step(base + "buffer_size_kb", str(plan.buffer_kb or cat.buffer_size_kb),
+    steps.append(TracefsStep(base + "buffer_size_kb", str(plan.buffer_kb or cat.buffer_size_kb),
                       comment="3. ring buffer per CPU (KiB) and one clock for all CPUs"))
     if cat.trace_clock:
-        steps.append(Step(base + "trace_clock", cat.trace_clock, optional=True))
+        steps.append(TracefsStep(base + "trace_clock", cat.trace_clock, optional=True))
     for i, spec in enumerate(probes):
         comment = _probe_comment(spec)
         if i == 0:
             comment = "4. the probes, appended one line at a time\n" + comment
-        steps.append(Step("kprobe_events", spec.kprobe_line(), append=True, comment=comment))
+        steps.append(TracefsStep("kprobe_events", spec.kprobe_line(), append=True, comment=comment))
     filters = [(spec, spec.filter) for spec in probes if spec.filter]
     if plan.gmem_dev is not None:
         filters += [(spec, f"s_dev == {dev_t(plan.gmem_dev)}") for spec in plan.events()
                     if spec.system == FILEMAP]
     for i, (spec, text) in enumerate(filters):
-        steps.append(Step(base + spec.filter_path(), text,
+        steps.append(TracefsStep(base + spec.filter_path(), text,
                           comment="5. keep only the calls that matter" if i == 0 else ""))
     if plan.pid is not None:
-        steps.append(Step(base + "set_event_pid", str(plan.pid), comment="only this process"))
+        steps.append(TracefsStep(base + "set_event_pid", str(plan.pid), comment="only this process"))
     for i, spec in enumerate(plan.events()):
-        steps.append(Step(base + spec.enable_path(), "1",
+        steps.append(TracefsStep(base + spec.enable_path(), "1",
                           comment="6. enable the probes and the upstream tracepoints" if i == 0 else ""))
-    steps.append(Step(base + "trace", "", optional=True, comment="7. empty the buffer and start"))
-    steps.append(Step(base + "tracing_on", "1"))
+    steps.append(TracefsStep(base + "trace", "", optional=True, comment="7. empty the buffer and start"))
+    steps.append(TracefsStep(base + "tracing_on", "1"))
     marker = plan.marker()
     if marker:
-        steps.append(Step(base + "trace_marker", marker,
+        steps.append(TracefsStep(base + "trace_marker", marker,
                           comment="8. name guest_memfd's device in the capture"))
     return steps
 
 
-def remove_steps(plan: Plan) -> list[Step | str]:
+def remove_steps(plan: Plan) -> list[TracefsStep | str]:
     """Undo setup_steps(plan): events off, our probes removed, the instance removed."""
     base = plan.base
-    steps: list[Step | str] = [Step(base + "tracing_on", "0", optional=True,
+    steps: list[TracefsStep | str] = [TracefsStep(base + "tracing_on", "0", optional=True,
                                     comment="1. stop tracing")]
     for i, spec in enumerate(plan.events()):
-        steps.append(Step(base + spec.enable_path(), "0", optional=True,
+        steps.append(TracefsStep(base + spec.enable_path(), "0", optional=True,
                           comment="2. disable the events" if i == 0 else ""))
     if not plan.instance:       # (an instance's filters go with it)
         for spec in plan.events():
             if spec.filter or spec.system == FILEMAP:   # the device filter, whatever it was
-                steps.append(Step(base + spec.filter_path(), "0", optional=True))
+                steps.append(TracefsStep(base + spec.filter_path(), "0", optional=True))
         if plan.pid is not None:
-            steps.append(Step(base + "set_event_pid", "", optional=True))
+            steps.append(TracefsStep(base + "set_event_pid", "", optional=True))
     if plan.kprobes:
         steps.append(REMOVE_OLD)
     if plan.instance:
-        steps.append(Step(f"instances/{plan.instance}", kind="rmdir",
+        steps.append(TracefsStep(f"instances/{plan.instance}", kind="rmdir",
                           comment="4. remove the instance (its buffer goes with it)"))
     return steps
 
@@ -192,7 +192,7 @@ def lost_without_kprobes(cat: Catalogue, only_upstream: bool) -> str:
             "allocator")
 
 
-def render_script(steps: list[Step | str], tracefs: str, plan: Plan, remove: bool = False) -> str:
+def render_script(steps: list[TracefsStep | str], tracefs: str, plan: Plan, remove: bool = False) -> str:
     cat = plan.cat
     probes = plan.probes()
     patched = [s.name for s in probes if not s.upstream]
@@ -326,8 +326,8 @@ def old_probes(root: Path, group: str) -> list[str]:
     return names
 
 
-def apply_steps(root: Path, steps: list[Step | str], plan: Plan, echo,
-                undo: list[Step | str] | None = None) -> int:
+def apply_steps(root: Path, steps: list[TracefsStep | str], plan: Plan, echo,
+                undo: list[TracefsStep | str] | None = None) -> int:
     """Carry out the steps in order and report each through `echo`.  On the first refused
     write, carry out `undo` (best effort) and raise RecordError.  Returns the writes made."""
     try:
@@ -343,7 +343,7 @@ def apply_steps(root: Path, steps: list[Step | str], plan: Plan, echo,
         raise
 
 
-def undo_steps(root: Path, steps: list[Step | str], plan: Plan, echo) -> int:
+def undo_steps(root: Path, steps: list[TracefsStep | str], plan: Plan, echo) -> int:
     """Carry out remove_steps() as far as they go (every step is tried); RecordError
     naming the first step that failed, after all were tried."""
     failed: list[str] = []
@@ -354,7 +354,7 @@ def undo_steps(root: Path, steps: list[Step | str], plan: Plan, echo) -> int:
     return writes
 
 
-def _apply(root: Path, steps: list[Step | str], plan: Plan, echo, strict: bool) -> int:
+def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict: bool) -> int:
     writes = 0
     probe_line = 0
     group = plan.cat.group

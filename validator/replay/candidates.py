@@ -5,7 +5,7 @@ that configuration."""
 from __future__ import annotations
 
 from validator.model import mirror as model
-from validator.replay.steps import Step, _StepFailed, build_step, host_closure, recording
+from validator.replay.steps import StepFn, _StepFailed, build_step, host_closure, recording
 from validator.replay.verdict import CHECK_IN_GUARD
 
 UNBOUNDED = 1 << 30
@@ -13,8 +13,8 @@ UNBOUNDED = 1 << 30
 
 # ---- the factored candidate set (see the module docstring) --------------------
 
-PROPERTIES = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContained",)
-_POISON_BIT = 1 << (len(PROPERTIES) - 1)
+PROPERTY_BITS = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContained",)
+_POISON_BIT = 1 << (len(PROPERTY_BITS) - 1)
 # Descriptor kinds whose first argument is a page, or a folio: the one-folio view
 # renumbers them (see _localize).
 _PAGE_ARG = frozenset({"map", "aug_busy", "remove_ok", "remove_failed", "host_fault",
@@ -58,7 +58,7 @@ def _folio_part(t: model.State) -> tuple:
 
 
 def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
-    """The properties (bits in PROPERTIES order) the step pre -> t breaks."""
+    """The properties (bits in PROPERTY_BITS order) the step pre -> t breaks."""
     mask = 0
     for bit, (_, holds) in enumerate(model.STATE_PROPERTIES):
         if not holds(cfg, t):
@@ -100,7 +100,7 @@ class _Context:
         self.gs: dict[tuple, tuple] = {}
         self.memo: dict[tuple, tuple] = {}
         self.others: dict[tuple, tuple] = {}
-        self.steps: dict[tuple, Step] = {}
+        self.steps: dict[tuple, StepFn] = {}
 
     def intern(self, parts: frozenset) -> int:
         i = self.set_ids.get(parts)

@@ -69,7 +69,7 @@ from typing import Callable, Iterable
 from validator.ftrace import Event, LostMarker
 from validator.model import mirror as model
 from validator.replay import evidence, meaning
-from validator.replay.candidates import (MEMO_LIMIT, NOTES_PER_KIND, PROPERTIES, UNBOUNDED,
+from validator.replay.candidates import (MEMO_LIMIT, NOTES_PER_KIND, PROPERTY_BITS, UNBOUNDED,
                                          _Branch, _changes_others, _Context, _context,
                                          _folio_part, _localize, _view, _vm_part)
 from validator.replay.planner import NeedsSurvey, PlanInputError, Planner, SlotPlan, Unrelated
@@ -384,7 +384,7 @@ class Replay:
         return out
 
     def _fail_property(self, event, name, mask, folio, taken=frozenset()) -> None:
-        prop = PROPERTIES[(mask & -mask).bit_length() - 1]
+        prop = PROPERTY_BITS[(mask & -mask).bit_length() - 1]
         steps = f" (the steps it may stand for are {', '.join(sorted(taken))})" if taken else ""
         self._fail(event, name, "property", prop,
                    [f"a state the trace may be in after this event breaks {prop}"],

@@ -22,7 +22,7 @@ _REBUILD = {len(Observed._fields): Observed, len(LostMarker._fields): LostMarker
 assert len(_REBUILD) == 2
 
 
-def default_jobs() -> int:
+def default_reader_jobs() -> int:
     """Reader processes by default: the cores this process may use, at most 2 (the only
     count measured; --jobs asks for more)."""
     if not can_fork():

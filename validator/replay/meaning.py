@@ -13,15 +13,15 @@ from validator.replay.resolved import Resolved
 
 EHWPOISON, EAGAIN, EBUSY = -133, -11, -16
 
-Step = tuple[tuple, int | None]      # (descriptor, folio or None for the VM's)
+Planned = tuple[tuple, int | None]      # (descriptor, folio or None for the VM's)
 
 
-def steps(r: Resolved) -> list[Step]:
+def steps(r: Resolved) -> list[Planned]:
     """The protocol steps the event stands for, in order."""
     kind, folio, p = r.kind, r.folio, r.page
     if folio is None:
         return [(_vm_step(r), None)]
-    out: list[Step] = []
+    out: list[Planned] = []
     if r.lapsed:
         # No page-cache add followed an allocation of exactly this folio: it was another
         # user's allocation after all, so that user still holds the page.
@@ -65,7 +65,7 @@ def steps(r: Resolved) -> list[Step]:
     return out
 
 
-def _convert(r: Resolved) -> list[Step]:
+def _convert(r: Resolved) -> list[Planned]:
     if r.ret == EAGAIN:             # the refcount check refused: the request stays
         return [(("convert_refused", r.pages, r.to), r.folio)]
     if r.ret:                       # any other failure changes nothing the model holds

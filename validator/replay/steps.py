@@ -18,7 +18,7 @@ class _StepFailed(Exception):
         self.reason, self.guards = reason, guards
 
 
-Step = Callable[[model.Config, model.State], list[model.State]]
+StepFn = Callable[[model.Config, model.State], list[model.State]]
 
 
 # Coverage: the actions a step took and the named checks that refused it.  The step
@@ -60,7 +60,7 @@ DESIGN_WHAT = {"tdx_remove_failed.mark_fd_bugged": "marks the fd bugged",
                "tdx_remove_failed.set_hwpoison": "sets PG_hwpoison"}
 
 
-def build_step(desc: tuple, shown_base: int = 0) -> Step:
+def build_step(desc: tuple, shown_base: int = 0) -> StepFn:
     """The Python meaning of a protocol-step descriptor (the TLC engine has its own).
     `shown_base` is added to page numbers in messages (the one-folio view's pages)."""
     kind, *args = desc
@@ -155,7 +155,7 @@ def _stay(cfg, s):
     return [(s, s)]
 
 
-def _action(fn, *args) -> Step:
+def _action(fn, *args) -> StepFn:
     def step(cfg, s):
         why: list[str] = []
         t = fn(cfg, s, *args, why)
@@ -166,7 +166,7 @@ def _action(fn, *args) -> Step:
     return step
 
 
-def _either(*steps: Step) -> Step:
+def _either(*steps: StepFn) -> StepFn:
     def step(cfg, s):
         out, why = [], []
         for alternative in steps:
@@ -180,7 +180,7 @@ def _either(*steps: Step) -> Step:
     return step
 
 
-def _with_shutdown(inner: Step) -> Step:
+def _with_shutdown(inner: StepFn) -> StepFn:
     """inner, then the rest of a buggy shutdown it started (no probe shows it): the
     failing thread finishes tdx_buggy_shutdown() before it returns, and a CPU may enter
     another TD between its WBINVD and the flag."""
@@ -200,7 +200,7 @@ def _with_shutdown(inner: Step) -> Step:
     return step
 
 
-def _refusal(fn, *args) -> Step:
+def _refusal(fn, *args) -> StepFn:
     """The kernel refused the step: nothing changes.  A refusal for a reason the
     model does not hold is allowed too; for coverage, note the check that refuses."""
     def step(cfg, s):
@@ -211,7 +211,7 @@ def _refusal(fn, *args) -> Step:
     return step
 
 
-def _observe(pred, what: str) -> Step:
+def _observe(pred, what: str) -> StepFn:
     def step(cfg, s):
         if not pred(cfg, s):
             raise _StepFailed(what, [f"expected: {what}"])
@@ -219,7 +219,7 @@ def _observe(pred, what: str) -> Step:
     return step
 
 
-def _design_check(check: str, what: str) -> Step:
+def _design_check(check: str, what: str) -> StepFn:
     def step(cfg, s):
         if not cfg.on(check):
             raise _StepFailed(what, [f"{cfg.design} never {what} ({check} is off)"])
@@ -246,7 +246,7 @@ def host_closure(cfg, s, folio) -> list[model.State]:
     return list(seen)
 
 
-def _truncate_then_free(folio, expect: str | None = None) -> Step:
+def _truncate_then_free(folio, expect: str | None = None) -> StepFn:
     """The last folio_put; truncation (punch hole or eviction) may be hidden before it."""
     def step(cfg, s):
         out, why = [], []
@@ -283,7 +283,7 @@ def _requested(cfg, s, p, to, why) -> model.State | None:
     return model.VmmConvertRequest(cfg, s, p, to, why)
 
 
-def _convert_done(pages, to) -> Step:
+def _convert_done(pages, to) -> StepFn:
     convert = model.KvmGmemConvertPrivate if to == "private" else model.KvmGmemConvertShared
 
     def step(cfg, s):
@@ -312,7 +312,7 @@ def _convert_done(pages, to) -> Step:
     return step
 
 
-def _convert_refused(pages, to, shown_base: int = 0) -> Step:
+def _convert_refused(pages, to, shown_base: int = 0) -> StepFn:
     """-EAGAIN on the first page of the range not yet converted; the request stays."""
     convert = model.KvmGmemConvertPrivate if to == "private" else model.KvmGmemConvertShared
 

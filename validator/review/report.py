@@ -26,7 +26,7 @@ class ReportError(Exception):
 
 
 @dataclass
-class Step:
+class CexStep:
     number: int
     action: str
     kernel: str
@@ -40,7 +40,7 @@ class Counterexample:
     kind: str                 # design | mutant | variant
     property: str
     liveness: bool
-    steps: list[Step]
+    steps: list[CexStep]
     loop_to: int | None
     ftrace: str | None        # the behaviour as a kernel trace (safety only)
 
@@ -145,9 +145,9 @@ def _short(value) -> str:
 def _counterexample(path: Path, kind: str) -> Counterexample:
     data = json.loads(path.read_text())
     trace = data["trace"]
-    steps = [Step(1, "Init", "-", [])]
+    steps = [CexStep(1, "Init", "-", [])]
     for before, after in zip(trace, trace[1:]):
-        steps.append(Step(after["n"], after["action"],
+        steps.append(CexStep(after["n"], after["action"],
                           model.KERNEL_FUNCTION.get(after["action"], "?"),
                           _changes(before["state"], after["state"])))
     c = data["constants"]

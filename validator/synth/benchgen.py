@@ -245,7 +245,7 @@ class Walk:
         r = self.r
         r.folio_pfn_now, r.folio_index_now = self.slot_pfn[f], f
         before = len(r.lines)
-        r.step(render.Step(name, params, s, t))
+        r.step(render.Transition(name, params, s, t))
         self.protocol_lines += len(r.lines) - before
         self.g = {"vm": t.vm, "tdx": t.tdx, "otherTds": t.otherTds, "fd": t.fd}
         if t.convReq is None:

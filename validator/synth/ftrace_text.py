@@ -59,7 +59,7 @@ PFN_BASE, PFN_STRIDE = 0x100000, 0x400
 
 
 @dataclass
-class Step:
+class Transition:
     action: str
     params: tuple
     before: model.State
@@ -101,13 +101,13 @@ class Renderer:
         self.emit(who, name, payload, flags)
 
     # ---- actions ---------------------------------------------------------------
-    def step(self, st: Step) -> None:
+    def step(self, st: Transition) -> None:
         getattr(self, "r_" + st.action, self.r_hidden)(st)
 
-    def r_hidden(self, st: Step) -> None:
+    def r_hidden(self, st: Transition) -> None:
         """Steps no probe shows: host pins/unmaps, requests, inode eviction."""
 
-    def r_KvmGmemAllocFolio(self, st: Step) -> None:
+    def r_KvmGmemAllocFolio(self, st: Transition) -> None:
         (f,) = st.params
         pfn = self.folio_pfn(f)
         if self.cfg.backing == "buddy":
@@ -118,13 +118,13 @@ class Renderer:
         index = self.folio_index(f)
         self.probe(VMM, "gmem_alloc", f"index=0x{index:x} pfn=0x{pfn:x} order={self.order}")
 
-    def r_KvmTdpMapPrivate(self, st: Step) -> None:
+    def r_KvmTdpMapPrivate(self, st: Transition) -> None:
         self._guest_fault(st, aug_ret=0)
 
-    def r_TdxAugBusy(self, st: Step) -> None:
+    def r_TdxAugBusy(self, st: Transition) -> None:
         self._guest_fault(st, aug_ret=-16)          # -EBUSY: TDX_OPERAND_BUSY
 
-    def _guest_fault(self, st: Step, aug_ret: int) -> None:
+    def _guest_fault(self, st: Transition, aug_ret: int) -> None:
         (p,) = st.params
         gfn = self.index(p)
         self.emit(VCPU, "kvm_page_fault", f"vcpu 0 rip 0xffffffff81511f37 address "
@@ -133,7 +133,7 @@ class Renderer:
         self.probe(VCPU, "tdx_aug", f"gfn=0x{gfn:x} pfn=0x{self.pfn(p):x} level=1 "
                    f"ret={aug_ret}", "d..1.")
 
-    def _remove(self, st: Step, ret: int) -> None:
+    def _remove(self, st: Transition, ret: int) -> None:
         (p,) = st.params
         if st.before.vm == "destroyed":
             self.probe(VMM, "tdx_reclaim", f"pfn=0x{self.pfn(p):x} ret={ret}")
@@ -142,10 +142,10 @@ class Renderer:
             self.probe(who, "tdx_remove", f"gfn=0x{self.index(p):x} pfn=0x{self.pfn(p):x} "
                        f"level=1 ret={ret}", "d..1.")
 
-    def r_TdxSeptRemoveOk(self, st: Step) -> None:
+    def r_TdxSeptRemoveOk(self, st: Transition) -> None:
         self._remove(st, 0)
 
-    def r_TdxSeptRemoveFailed(self, st: Step) -> None:
+    def r_TdxSeptRemoveFailed(self, st: Transition) -> None:
         (p,) = st.params
         who = VCPU if st.before.vm == "running" else VMM
         self.probe(who, "vm_bugged", "", "d..1.")
@@ -157,29 +157,29 @@ class Renderer:
             self.probe(who, "tdx_shutdown", "", "d..1.")
         self._remove(st, -5)
 
-    def r_TdxSeptRemoveAfterShutdown(self, st: Step) -> None:
+    def r_TdxSeptRemoveAfterShutdown(self, st: Transition) -> None:
         self._remove(st, -5)
 
-    def _convert(self, st: Step, to: str, ret: int) -> None:
+    def _convert(self, st: Transition, to: str, ret: int) -> None:
         i = self.index(st.before.convReq[0])
         self.probe(VMM, "gmem_convert", f'start=0x{i:x} end=0x{i + 1:x} to="{to}" ret={ret}')
 
-    def r_KvmGmemConvertShared(self, st: Step) -> None:
+    def r_KvmGmemConvertShared(self, st: Transition) -> None:
         self._convert(st, "shared", 0 if st.after.convReq is None else -11)
 
-    def r_KvmGmemConvertPrivate(self, st: Step) -> None:
+    def r_KvmGmemConvertPrivate(self, st: Transition) -> None:
         self._convert(st, "private", 0 if st.after.convReq is None else -11)
 
-    def r_KvmGmemHostFault(self, st: Step) -> None:
+    def r_KvmGmemHostFault(self, st: Transition) -> None:
         (p,) = st.params
         self.probe(VMM, "gmem_host_fault", f"index=0x{self.index(p):x} pfn=0x{self.pfn(p):x} ret=0")
 
-    def r_KvmGmemPunchHole(self, st: Step) -> None:
+    def r_KvmGmemPunchHole(self, st: Transition) -> None:
         (f,) = st.params
         start = self.folio_index(f)
         self.probe(VMM, "gmem_punch_hole", f"start=0x{start:x} end=0x{start + self.cfg.pages_per_folio:x}")
 
-    def r_FreeFolio(self, st: Step) -> None:
+    def r_FreeFolio(self, st: Transition) -> None:
         (f,) = st.params
         pfn = self.folio_pfn(f)
         self.probe(VMM, "gmem_free", f"pfn=0x{pfn:x} order={self.order}")
@@ -188,7 +188,7 @@ class Renderer:
         elif st.after.folioLoc[f] == "pool":
             self.probe(VMM, "hugetlb_free", f"pfn=0x{pfn:x} order={self.order}")
 
-    def r_AllocatorReuse(self, st: Step) -> None:
+    def r_AllocatorReuse(self, st: Transition) -> None:
         (f,) = st.params
         pfn = self.folio_pfn(f)
         if self.cfg.backing == "buddy":
@@ -197,7 +197,7 @@ class Renderer:
         else:
             self.probe(OTHER, "hugetlb_alloc", f"pfn=0x{pfn:x} order={self.order}")
 
-    def r_HostUserFree(self, st: Step) -> None:
+    def r_HostUserFree(self, st: Transition) -> None:
         (f,) = st.params
         pfn = self.folio_pfn(f)
         if self.cfg.backing == "buddy":
@@ -210,30 +210,30 @@ class Renderer:
         self.emit(KWORKER, "memory_failure_event",
                   f"pfn 0x{self.pfn(p):x}: recovery action for unevictable LRU page: {result}")
 
-    def r_MemoryFailure(self, st: Step) -> None:
+    def r_MemoryFailure(self, st: Transition) -> None:
         (p,) = st.params
         self._memory_failure(p)
 
-    def r_KvmGmemBuggyCleanup(self, st: Step) -> None:
+    def r_KvmGmemBuggyCleanup(self, st: Transition) -> None:
         for p in range(self.cfg.pages):
             if st.before.folioLoc[self.cfg.folio_of(p)] == "gmem":
                 self._memory_failure(p)
 
-    def r_TdxReleaseHkid(self, st: Step) -> None:
+    def r_TdxReleaseHkid(self, st: Transition) -> None:
         self.probe(VMM, "hkid_release", "ret=0")
 
     def text(self) -> str:
         return HEADER.format(n=len(self.lines)) + "\n".join(self.lines) + "\n"
 
 
-def render(cfg: model.Config, steps: Iterable[Step]) -> str:
+def render(cfg: model.Config, steps: Iterable[Transition]) -> str:
     renderer = Renderer(cfg)
     for st in steps:
         renderer.step(st)
     return renderer.text()
 
 
-def steps_from_states(cfg: model.Config, trace: list[tuple[str, dict]]) -> list[Step]:
+def steps_from_states(cfg: model.Config, trace: list[tuple[str, dict]]) -> list[Transition]:
     """Recover the parameters of TLC's counterexample steps with the mirror.
 
     `trace` is [(action, state as parsed from TLC)], the first being Init.
@@ -245,7 +245,7 @@ def steps_from_states(cfg: model.Config, trace: list[tuple[str, dict]]) -> list[
     for number, (action, wanted) in enumerate(trace[1:], 2):
         for name, params, nxt in model.successors(cfg, state):
             if name == action and model.to_tla(cfg, nxt) == wanted:
-                steps.append(Step(name, params, state, nxt))
+                steps.append(Transition(name, params, state, nxt))
                 state = nxt
                 break
         else:
@@ -253,7 +253,7 @@ def steps_from_states(cfg: model.Config, trace: list[tuple[str, dict]]) -> list[
     return steps
 
 
-def steps_from_actions(cfg: model.Config, actions: list[tuple]) -> list[Step]:
+def steps_from_actions(cfg: model.Config, actions: list[tuple]) -> list[Transition]:
     """Build a behaviour from (action name, *params); fails on a step Next forbids."""
     state = model.init(cfg)
     steps = []
@@ -264,6 +264,6 @@ def steps_from_actions(cfg: model.Config, actions: list[tuple]) -> list[Step]:
             why: list[str] = []
             fn(cfg, state, *params, why)
             raise ValueError(f"{name}{tuple(params)} is not allowed: {'; '.join(why)}")
-        steps.append(Step(name, tuple(params), state, nxt))
+        steps.append(Transition(name, tuple(params), state, nxt))
         state = nxt
     return steps

@@ -42,7 +42,7 @@ def known_checks(spec_dir: Path) -> set[str]:
 
 
 @dataclass
-class Verdict:
+class PropertyVerdict:
     verdict: str                      # holds | violated | - | error
     steps: int | None = None
     counterexample: str | None = None  # path of the JSON counterexample
@@ -52,7 +52,7 @@ class Verdict:
 @dataclass
 class RunResult:
     run: Run
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    verdicts: dict[str, PropertyVerdict] = field(default_factory=dict)
     distinct: int = 0
     generated: int = 0
     seconds: float = 0.0
@@ -197,7 +197,7 @@ class _Job:
                 self.result.distinct = tlc.distinct
                 self.result.generated = tlc.generated or 0
 
-    def _record(self, key: str, verdict: Verdict) -> None:
+    def _record(self, key: str, verdict: PropertyVerdict) -> None:
         with self.lock:
             self.result.verdicts[key] = verdict
 
@@ -213,21 +213,21 @@ class _Job:
                 tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir)
             except RunnerError as err:
                 for key in pending:
-                    self._record(key, Verdict("error", error=str(err)))
+                    self._record(key, PropertyVerdict("error", error=str(err)))
                 raise
             self._account(tlc, seconds)
             if tlc.status == HOLDS:
                 for key in pending:
-                    self._record(key, Verdict(HOLDS))
+                    self._record(key, PropertyVerdict(HOLDS))
                 return pending
             key = self._violated_key(tlc)
             if tlc.status == "error" or key not in pending:
                 reason = tlc.error or f"unexpected violation {tlc.named_property or tlc.violation}"
                 for k in pending:
-                    self._record(k, Verdict("error", error=reason))
+                    self._record(k, PropertyVerdict("error", error=reason))
                 raise RunnerError(f"{self.run.name}: {reason} (see {cfg.with_suffix('.out')})")
             path = _save_counterexample(self.run, key, tlc, self.workdir)
-            self._record(key, Verdict(VIOLATED, tlc.steps, path))
+            self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
             pending.remove(key)
         return []
 
@@ -244,17 +244,17 @@ class _Job:
         try:
             tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir)
         except RunnerError as err:
-            self._record(key, Verdict("error", error=str(err)))
+            self._record(key, PropertyVerdict("error", error=str(err)))
             raise
         self._account(tlc, seconds)
         if tlc.status == HOLDS:
-            self._record(key, Verdict(HOLDS))
+            self._record(key, PropertyVerdict(HOLDS))
         elif tlc.status == VIOLATED and tlc.violation == "temporal":
             path = _save_counterexample(self.run, key, tlc, self.workdir)
-            self._record(key, Verdict(VIOLATED, tlc.steps, path))
+            self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
         else:
             reason = tlc.error or f"unexpected {tlc.violation} violation"
-            self._record(key, Verdict("error", error=reason))
+            self._record(key, PropertyVerdict("error", error=reason))
             raise RunnerError(f"{self.run.name}: {key}: {reason} (see {cfg.with_suffix('.out')})")
 
 
@@ -263,17 +263,17 @@ def _derive(result: RunResult) -> None:
     run = result.run
     for prop in PROPERTIES:
         if not run.applies(prop.key):
-            result.verdicts[prop.key] = Verdict(NOT_APPLICABLE)
+            result.verdicts[prop.key] = PropertyVerdict(NOT_APPLICABLE)
     key = "ConversionNeedsNoPoisonCheck"
     if run.applies(key):
         base = [result.verdicts.get(k) for k in DERIVED_FROM]
         if any(v is None or v.verdict == "error" for v in base):
-            result.verdicts[key] = Verdict("error", error="a property it derives from has no verdict")
+            result.verdicts[key] = PropertyVerdict("error", error="a property it derives from has no verdict")
         elif all(v.verdict == HOLDS for v in base):
-            result.verdicts[key] = Verdict(HOLDS)
+            result.verdicts[key] = PropertyVerdict(HOLDS)
         else:
             shortest = min(v.steps for v in base if v.verdict == VIOLATED)
-            result.verdicts[key] = Verdict(VIOLATED, shortest)
+            result.verdicts[key] = PropertyVerdict(VIOLATED, shortest)
 
 
 def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
@@ -331,5 +331,5 @@ def _run_tasks(tasks, runs, results, jobs: int, progress) -> tuple[list, list[st
     return ordered, errors
 
 
-def default_jobs() -> int:
+def default_tlc_jobs() -> int:
     return os.cpu_count() or 1
