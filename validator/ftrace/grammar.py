@@ -2,7 +2,7 @@
 
 It is exact but slow (tens of microseconds a line); the reader uses fastpath.py by default,
 whose regexes are assembled from this grammar's own terminals and must agree with it on
-every corpus line (tests/test_ftrace_agreement.py)."""
+every corpus line (tests/ftrace/test_ftrace_agreement.py)."""
 
 from functools import lru_cache
 

@@ -4,7 +4,7 @@ Each event becomes protocol-step descriptors (see replay.build_step) on the mode
 and folios.  spec/PoisonTrace.tla states the same meaning in TLA+ (one IsX operator per
 kind) for the TLC engine; the two are written separately so that the tests comparing the
 engines' verdicts also compare these mappings.  Keep them in step: a change here without
-the same change there shows up as a disagreement (tests/test_trace_spec.py).
+the same change there shows up as a disagreement (tests/replay/test_trace_spec.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ This is the engine validator/replay/engine.py had before it factored the candida
 each a tuple over every page of every folio seen so far, so one event costs
 time in proportion to the folios times the candidates.  It shares the planning
 and the step meanings with replay.Replay and differs only in how it holds the
-candidates; tests/test_replay_perf.py checks that both give the same
+candidates; tests/replay/test_replay_perf.py checks that both give the same
 verdicts, and the same candidate states, on many generated traces.  Not used
 by `poisoncheck`.
 """

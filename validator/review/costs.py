@@ -1,6 +1,6 @@
 """What each design costs, computed over the reachable states of the Python mirror.
 
-The mirror's reachable graph equals TLC's (tests/test_conformance_graph.py), so
+The mirror's reachable graph equals TLC's (tests/model/test_conformance_graph.py), so
 exploring it here is exploring the spec.  Along each path the explorer also
 remembers which pages were *bad*: a removal failed on them or a hardware
 memory error hit them.  Then, over every reachable state:

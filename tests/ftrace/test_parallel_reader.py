@@ -27,7 +27,7 @@ from test_ftrace_corpus import CORPUS, EXPECTED, NOT_FTRACE, corpus_files
 from test_ftrace_fuzz import CORPUS_LINES, mutated_line
 
 TRACES = sorted(Path("traces").glob("*.trace"))
-DATA = sorted((Path(__file__).parent / "data" / "ftrace").glob("*"))
+DATA = sorted((Path(__file__).parent.parent / "data" / "ftrace").glob("*"))
 
 
 def reference(path) -> tuple[list, int, list]:

@@ -10,7 +10,7 @@ import pytest
 from validator.recording.catalogue import (PROTOCOL_EVENTS, CatalogueError, default_path, load_catalogue,
                               normalise_ret)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # The table (§1): probe -> (fields, protocol event), in table order.
 PROBE_TABLE = [

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from validator.cli import cli
 
-SAMPLE = Path(__file__).parent / "data" / "ftrace" / "poisoncheck-sample.trace"
+SAMPLE = Path(__file__).parent.parent / "data" / "ftrace" / "poisoncheck-sample.trace"
 MIXED = (
     "# tracer: nop\n#\n"
     "            bash-5402    [001] .....   584.034896: sys_write -> 0x2\n"
@@ -73,7 +73,7 @@ def test_several_files_add_up(tmp_path):
     assert out["events"] == 50 and len(out["files"]) == 2
 
 
-CR_ONLY = (Path(__file__).parent.parent / "traces" / "lifecycle-buddy.trace").read_bytes().replace(b"\n", b"\r")
+CR_ONLY = (Path(__file__).parents[2] / "traces" / "lifecycle-buddy.trace").read_bytes().replace(b"\n", b"\r")
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00\x01binary", b"<!DOCTYPE html>\n<html>", b"just words\n",

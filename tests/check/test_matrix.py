@@ -6,7 +6,7 @@ from validator.check.matrix import DESIGNS, MatrixError, load_matrix
 from validator.model.properties import PROPERTIES
 from validator.tlc.runner import known_checks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "spec" / "matrix.toml"
 
 

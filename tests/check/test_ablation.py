@@ -13,7 +13,7 @@ from validator.check.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT,
 from validator.model.properties import PROPERTIES
 from validator.tlc.runner import RunResult, TlcSetup, PropertyVerdict, known_checks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec"
 SHAPES = {"buddy": Shape(2, 1, 1), "hugetlb": Shape(2, 2, 1)}
 BUDDY, HUGE = DEFAULT_SETTINGS

@@ -203,7 +203,7 @@ def test_names_pipes_and_folders_are_input_errors_or_read(tmp_path):
     assert "violation (property NoHostAccessToTdPage)" in result.output
 
 
-LIFECYCLE_TEXT = Path(__file__).resolve().parent.parent / "traces" / "lifecycle-buddy.trace"
+LIFECYCLE_TEXT = Path(__file__).resolve().parents[2] / "traces" / "lifecycle-buddy.trace"
 
 
 @pytest.mark.parametrize("old, new, says", [

@@ -11,7 +11,7 @@ from validator.ftrace import (
 )
 from validator.ftrace.decoders import compile_format, decode_probe
 
-SAMPLE = Path(__file__).parent / "data" / "ftrace" / "poisoncheck-sample.trace"
+SAMPLE = Path(__file__).parent.parent / "data" / "ftrace" / "poisoncheck-sample.trace"
 PREFIX = "       CPU 0/KVM-4145    [001] .....   100.000010: "
 
 

@@ -9,7 +9,7 @@ from validator.ftrace.decoders import decode_probe
 
 from test_ftrace_corpus import CORPUS, corpus_files
 
-DATA = Path(__file__).parent / "data" / "ftrace"
+DATA = Path(__file__).parent.parent / "data" / "ftrace"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 
 # Lines no capture holds but the grammar has rules for, or that sit on rule boundaries.

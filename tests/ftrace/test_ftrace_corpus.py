@@ -13,7 +13,7 @@ from validator.ftrace.reader import R_BAD_BODY
 
 # The shared corpus sits next to the repository (../shared/corpus/ftrace); read-only.
 # A clone elsewhere (CI) finds it at the workplace's fixed place.
-_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ftrace",
+_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared" / "corpus" / "ftrace",
                Path("/work/shared/corpus/ftrace")]
 CORPUS = Path(os.environ.get("POISONCHECK_FTRACE_CORPUS") or next(
     (c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0]))

@@ -16,7 +16,7 @@ from validator.ftrace import (
 
 from test_ftrace_corpus import CORPUS, corpus_files
 
-DATA = Path(__file__).parent / "data" / "ftrace"
+DATA = Path(__file__).parent.parent / "data" / "ftrace"
 
 
 def _corpus_lines() -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 
 from validator.tlc.setup import JAR_SHA256, SetupError, default_jar, find_java, verify_jar
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN = "NoHold-buddy-nofault"
 TRACE = "hwpoison-removal-fails-4k.trace"     # HWPoison accepts it (traces/manifest.toml)
 
