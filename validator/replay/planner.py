@@ -239,30 +239,25 @@ class Planner:
 
     def _page_of_pfn(self, pfn) -> int | None:
         """The page number of a pfn; -1: a folio forgotten after lost events."""
-        if not isinstance(pfn, int):
-            return None
-        page = self.by_pfn.get(pfn)
-        if page is None and self.big:
-            i = bisect_right(self.starts, pfn) - 1
-            if i >= 0:
-                f = self.big.get(self.starts[i])
-                if f is not None and pfn < self.starts[i] + self.real_pages:
-                    page = self._slot(f, pfn - self.starts[i])
-        if page is not None and page < self.forgotten:
-            return -1
-        return page
+        return self._page_of(pfn, self.by_pfn, self.starts, self.big)
 
     def _page_of_index(self, index) -> int | None:
         """The page number of a guest_memfd index; -1: forgotten after lost events."""
-        if not isinstance(index, int):
+        return self._page_of(index, self.by_index, self.bound_starts, self.bound)
+
+    def _page_of(self, value, table: dict[int, int], starts: list[int],
+                 big: dict[int, int]) -> int | None:
+        """A folio page by the table of small folios' pages, else by the range of a big
+        folio (`starts`: sorted first values; `big`: first value -> folio)."""
+        if not isinstance(value, int):
             return None
-        page = self.by_index.get(index)
-        if page is None and self.bound:
-            i = bisect_right(self.bound_starts, index) - 1
+        page = table.get(value)
+        if page is None and big:
+            i = bisect_right(starts, value) - 1
             if i >= 0:
-                first = self.bound_starts[i]
-                if index < first + self.real_pages:
-                    page = self._slot(self.bound[first], index - first)
+                f = big.get(starts[i])
+                if f is not None and value < starts[i] + self.real_pages:
+                    page = self._slot(f, value - starts[i])
         if page is not None and page < self.forgotten:
             return -1
         return page
