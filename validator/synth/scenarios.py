@@ -10,7 +10,8 @@ verdicts live in traces/manifest.toml and were checked by reading the traces.
 
 from __future__ import annotations
 
-import sys
+import argparse
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -151,5 +152,8 @@ def write_all(target: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "traces")):
+    parser = argparse.ArgumentParser(prog="python -m validator.synth.scenarios",
+                                     description="Write the scenario traces of traces/.")
+    parser.add_argument("folder", nargs="?", default="traces", type=Path)
+    for path in write_all(parser.parse_args().folder):
         print(path)
