@@ -179,3 +179,19 @@ def test_a_nul_in_a_header_line_is_a_torn_write(tmp_path):
     summary = summarise(read_file(path))
     assert summary.events == 2
     assert [(u.line, u.reason) for u in summary.first_unparsed] == [(1, reader.R_NUL)]
+
+
+@pytest.mark.parametrize("engine", ["fast", "lark"])
+@pytest.mark.parametrize("line", [
+    # a plain record (the hot path) and a marker: the kernel prints a NUL in neither
+    "            bash-5402    [001] d..2.   584.035950: sched_switch: prev_comm=ba\x00sh",
+    "            bash-5402    [001] .....   584.035951: tracing_mark_write: glued\x00 more",
+])
+def test_a_nul_spoils_its_line_in_every_way_of_reading(tmp_path, engine, line):
+    path = tmp_path / "nul.trace"
+    path.write_bytes(TRACE + line.encode() + b"\n")
+    from_file = list(read_lines(iter_lines(path.open("rb"), "nul"), engine=engine))
+    from_list = list(read_lines(TRACE.decode().splitlines() + [line], engine=engine))
+    for lines in (from_file, from_list):
+        assert [(x.kind, x.reason) for x in lines[-2:]] == [(LineKind.EVENT, None),
+                                                           (LineKind.UNPARSED, reader.R_NUL)]

@@ -150,8 +150,9 @@ class LastLine(bytes):
 
 
 class NulLine(str):
-    """A line holding a NUL byte: a torn write, or binary text in a marker.  Only a marker
-    may hold one; the reader takes such a line off its hot path (one search per piece)."""
+    """A line holding a NUL byte, which the kernel never prints in text (a marker's text
+    ends at its NUL): a torn write.  The reader takes it off its hot path (one search per
+    piece) and counts it as unparsed."""
 
 
 class Lines(list):

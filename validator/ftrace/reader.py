@@ -51,7 +51,7 @@ _MAX_CANDIDATES = 4
 _MAX_GLUED = 16
 
 # Reasons for unparsed lines
-R_NUL = "NUL byte outside a marker's text (a torn write?)"
+R_NUL = "NUL byte: the kernel prints none in text (a torn write?)"
 R_TOO_LONG = f"line longer than {MAX_LINE_BYTES} bytes (truncated)"
 R_NO_CONTEXT = "event body without the task-pid [cpu] timestamp columns"
 R_BAD_BODY = "task-pid [cpu] timestamp columns, but the rest fits no known record form"
@@ -65,8 +65,6 @@ _LOOKS_LIKE_CONTEXT = re.compile(
 
 def explain(text: str) -> str:
     """Why a line that matched nothing is unparsed, in one phrase."""
-    if "\x00" in text:
-        return R_NUL
     if _LOOKS_LIKE_CONTEXT.search(text[:512]):  # the columns come first; bounded on long lines
         return R_BAD_BODY
     return R_NOT_FTRACE
@@ -380,12 +378,12 @@ def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
         state.owner = None
         state.armed = False
         return Line(line_no, UNPARSED, text, R_TOO_LONG)
-    parsed = parse(text)
-    kind = parsed.kind
-    if "\x00" in text and not _may_hold_nul(parsed, state):
+    if "\x00" in text:     # the kernel prints no NUL (a marker's text ends at one): torn
         state.owner = None
         state.armed = False
         return Line(line_no, UNPARSED, text, R_NUL)
+    parsed = parse(text)
+    kind = parsed.kind
     if kind == "record" or (kind == "body" and (state.nocontext or state.armed)):
         state.nocontext = kind == "body"
         state.armed = False
@@ -433,15 +431,6 @@ def general_line(text: str, line_no: int, state: ReaderState, parse) -> Line:
         return Line(line_no, LineKind.CONTINUATION, text, "marker text", continues=state.owner)
     state.owner = None
     return Line(line_no, UNPARSED, text, R_NO_CONTEXT if kind == "body" else explain(text))
-
-
-def _may_hold_nul(parsed: Parsed, state: ReaderState) -> bool:
-    """Only text written into the trace (a marker, its continuation lines) holds NULs; in
-    any other line a NUL is a torn write."""
-    if parsed.kind == "record":
-        return _is_marker(parsed)
-    return state.owner is not None and state.owner_marker and parsed.kind in ("bad", "body",
-                                                                               "stack_entry")
 
 
 def _batched(lines: Iterable[str], size: int = 4096) -> Iterator[list[str]]:
