@@ -164,3 +164,12 @@ def test_the_trace_carries_what_a_real_capture_has_beside_the_probes(trace):
         engine.feed(item)
     # the page cache is observed: frees are judged without a hidden truncation
     assert engine.planner.gmem_dev == (0, 16) and engine.planner.cache_observed
+
+
+def test_scenarios_help_writes_nothing(tmp_path):
+    """`python -m validator.synth.scenarios --help` once wrote the traces into ./--help."""
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "validator.synth.scenarios", "--help"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout
+    assert list(tmp_path.iterdir()) == []
