@@ -1,5 +1,8 @@
 """The entry point's own exit codes: a bug is one line and 70, an interrupt is 130."""
 
+import errno
+from pathlib import Path
+
 import pytest
 
 from validator import cli
@@ -53,10 +56,26 @@ def test_usage_and_input_errors_keep_their_codes(capsys):
 
 def test_a_closed_pipe_is_not_a_bug(monkeypatch, capsys):
     def closed(*args, **kwargs):
-        raise BrokenPipeError
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")   # as a write raises it
     monkeypatch.setattr(parse_cmd, "summarise", closed)
     code, out = run_main(["parse", TRACE], capsys)
     assert code == cli.BROKEN_PIPE == 141 and "internal error" not in out.err
+
+
+def test_a_reader_that_goes_away_gives_141_not_1():
+    """`poisoncheck parse t | head -0`: click alone would exit 1, a violation's code."""
+    import os
+    import subprocess
+    import sys
+    read_end, write_end = os.pipe()
+    os.close(read_end)                  # the reader is gone before the first write
+    try:
+        done = subprocess.run([sys.executable, "-m", "validator", "parse", TRACE],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert b"Traceback" not in done.stderr and b"internal error" not in done.stderr
 
 
 def test_an_interrupted_check_leaves_later_tlc_runs_possible(monkeypatch, tmp_path):

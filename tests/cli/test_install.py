@@ -247,3 +247,15 @@ def test_setup_says_when_java_is_missing(monkeypatch, tmp_path, local_jar):
     result = _invoke("setup")
     assert result.exit_code == 2
     assert "TLC jar:" in result.output and "Java not found" in result.output
+
+
+def test_setup_into_a_folder_that_cannot_be_made(monkeypatch, tmp_path, local_jar):
+    """A file where the cache folder should be: one line, exit 2 (was an internal error)."""
+    _clear_env(monkeypatch, tmp_path)
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("POISONCHECK_CACHE", str(tmp_path / "afile"))
+    from validator.tlc import setup as tlc_setup
+    monkeypatch.setattr(tlc_setup, "checkout_root", lambda: None)
+    result = _invoke("setup", "--from", local_jar)
+    assert result.exit_code == 2, result.output
+    assert "cannot write" in result.output and len(result.output.strip().splitlines()) == 1

@@ -97,7 +97,7 @@ def test_interrupted_validate_json_says_what_was_decided(long_trace, sig, code, 
     proc = subprocess.Popen(POISONCHECK + ["validate", "--json", "--jobs", "1", "-d", "NoHold",
                                            str(short), str(long)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    time.sleep(5)       # the short trace takes well under a second; the long one ~20 s
     assert proc.poll() is None, "validate ended before the signal"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)

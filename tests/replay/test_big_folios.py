@@ -77,7 +77,7 @@ def test_model_pages_follow_the_trace_not_the_order():
         for item in items:
             engine.feed(item)
     plan = survey_slots(items, "HWPoison")
-    assert plan.pages == 4 and plan.starts == {0: (0, 1, TAIL, TAIL + 1)}
+    assert plan.pages == 4 and plan.starts == {BASE: (0, 1, TAIL, TAIL + 1)}
     big = replay(items, "HWPoison")
     small = replay(events_of(story + convert_all), "HWPoison")
     assert outcome(big) == outcome(small) and big.line == items[-1].line_no
@@ -108,3 +108,24 @@ def test_tlc_judges_a_1g_folio_as_the_python_engine_does(tlc_ready, tmp_path, na
         python = validate_one(str(path), design)
         tlc = validate_one(str(path), design, tlc=setup)
         assert outcome(python)[:4] == outcome(tlc)[:4]
+
+
+def test_a_page_the_survey_did_not_see_is_a_bug_not_a_neighbour():
+    """The plan comes from another pass: a page it does not know must not fold silently
+    into the run beside it."""
+    story = widen((ROOT / "traces" / "lifecycle-hugetlb.trace").read_text(), 18, True)
+    items = events_of(story)
+    plan = survey_slots(items, "HWPoison")
+    blind = planner.SlotPlan(plan.pages, {BASE: (0, 1)})      # page TAIL never surveyed
+    with pytest.raises(AssertionError, match="the survey did not see page 700"):
+        replay(items, "HWPoison", slot_plan=blind)
+
+
+def test_stdin_with_big_folios_is_refused_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    text = widen((ROOT / "traces" / "lifecycle-hugetlb.trace").read_text(), 18, True)
+    done = subprocess.run([sys.executable, "-m", "validator", "validate", "-"], input=text,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "save stdin to a file" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -58,6 +58,7 @@ CONVERT = rendered("NoHold", "buddy", [
     ("KvmGmemAllocFolio", 0), ("VmmConvertRequest", 0, "shared"), ("KvmGmemConvertShared",),
     ("VmmConvertRequest", 0, "private"), ("KvmGmemConvertPrivate",)])
 SHARED_POISON = (TRACES / "memory-error-on-shared-page.trace").read_text()
+HWPOISON_4K = (TRACES / "hwpoison-removal-fails-4k.trace").read_text()
 # A memory error on the tail page of a whole HugeTLB folio, reported twice: PG_hwpoison
 # sits on the head only, so "already poisoned" must be read from the page's own poison.
 TAIL_ERROR = rendered("NoHold", "hugetlb", [("KvmGmemAllocFolio", 0), ("MemoryFailure", 1)],
@@ -74,6 +75,8 @@ CASES = [
     # another error is not modelled, 0 maps the page (so the second AUG cannot)
     ("aug busy", BUSY, "FolioRef", MUTANT, "violation:RefcountSound@17"),
     ("aug busy, no mutant", BUSY, "FolioRef", (), "accepted"),
+    # only FolioRef takes a reference on AUG: elsewhere a busy AUG changes nothing
+    ("aug busy, another design", BUSY, "NoHold", (), "accepted"),
     ("aug other error", with_ret(BUSY, "tdx_aug", -5, 0), "FolioRef", MUTANT, "accepted"),
     ("aug ok twice", with_ret(BUSY, "tdx_aug", 0, 0), "FolioRef", MUTANT, "violation:step@20"),
     # gmem_convert: -EAGAIN is the refcount check's refusal, which nothing here explains;
@@ -87,6 +90,9 @@ CASES = [
     ("host fault mapped", SHARED_POISON.replace("ret=-133", "ret=0"), "HWPoison", (),
      "violation:step@19"),
     ("repeated memory error on a tail page", TAIL_ERROR, "NoHold", (), "accepted"),
+    # set_hwpoison is HWPoison's hook: in another design it is a step no behaviour takes
+    ("set_hwpoison, its design", HWPOISON_4K, "HWPoison", (), "accepted"),
+    ("set_hwpoison, another design", HWPOISON_4K, "NoHold", (), "violation:step@19"),
     # the allocation claim and the free's strictness (planner flags, meaning in each engine)
     ("claim lapses", trace(alloc(0x9), add(0x9, 0), delete(0x9, 0), free(0x9),
                            (OTHER, alloc(0x9)), (OTHER, alloc(0x9))), "HWPoison", (),

@@ -195,3 +195,12 @@ def test_tlc_engine_replaces_a_work_folder_that_is_a_symlink(tlc_ready, tmp_path
     items = iter_events(read_file(TRACES / "lifecycle-buddy.trace"))
     assert verdict_text(validate_tlc(items, "NoHold", setup, work)) == "accepted"
     assert work.is_dir() and not work.is_symlink() and elsewhere.is_dir()
+
+
+def test_corpus_output_and_named_folders_are_checked(tmp_path):
+    """An unwritable --out and a named --counterexamples that is missing: one line, exit 2."""
+    (tmp_path / "afile").write_text("")
+    unwritable = CliRunner().invoke(cli, ["corpus", "--out", str(tmp_path / "afile" / "x")])
+    assert unwritable.exit_code == 2 and "cannot write there" in unwritable.output
+    missing = CliRunner().invoke(cli, ["corpus", "--counterexamples", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no such folder (--counterexamples)" in missing.output

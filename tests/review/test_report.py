@@ -101,3 +101,15 @@ def test_the_folio_state_machine_tells_designs_apart():
     _, graph = model.reachable(cfg)
     assert not any("TD-owned" in diagram.folio_label(cfg, t, 0) and t.folioLoc[0] == "reused"
                    for _, _, t in graph)
+
+
+def test_an_output_folder_that_cannot_be_written_is_exit_2(checked, tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = report(checked, "-o", str(tmp_path / "afile" / "review"))
+    assert result.exit_code == 2, result.output
+    assert "cannot write there" in result.output and "Traceback" not in result.output
+
+
+def test_a_named_ablation_file_that_is_missing_is_exit_2(checked, tmp_path):
+    result = report(checked, "--ablation", str(tmp_path / "none.json"))
+    assert result.exit_code == 2 and "no such file (--ablation)" in result.output

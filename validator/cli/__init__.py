@@ -11,7 +11,7 @@ from importlib import import_module
 import click
 
 from validator import __version__
-from validator.cli.errors import Terminated
+from validator.cli.errors import PipeClosed, Terminated
 
 # command name -> (module, attribute, its help's first sentence for `poisoncheck --help`)
 COMMANDS = {
@@ -43,6 +43,13 @@ class LazyGroup(click.Group):
             return None
         module, attribute, _ = COMMANDS[name]
         return getattr(import_module(f".{module}", __package__), attribute)
+
+    def invoke(self, ctx):
+        # click turns an EPIPE into exit 1 (a violation's code) before main() sees it
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as err:
+            raise PipeClosed() from err
 
     def format_commands(self, ctx, formatter):
         # The listing from the table: `--help` does not import every command.
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         click.echo("poisoncheck: terminated", err=True)
         sys.exit(TERMINATED)
-    except BrokenPipeError:
+    except (BrokenPipeError, PipeClosed):
         # Not a bug: stop quietly, and keep Python's final flush from failing again.
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -18,7 +18,7 @@ from validator.check.ablation import (ADDS_NOTHING, DEFAULT_SETTINGS, LOAD_BEARI
                                       REDUNDANT, SAFETY_KEYS, SHORTENS, Ablation, AblationError,
                                       Diff, Outcome, condition, matrix_shapes, read_check_sets,
                                       run_ablation)
-from validator.cli.errors import InputError
+from validator.cli.errors import InputError, writing_to
 from validator.check.matrix import BACKINGS, DESIGNS, MatrixError
 from validator.model.properties import BY_KEY, PROPERTIES, VIOLATED
 from validator.tlc.runner import TlcSetup, default_tlc_jobs
@@ -347,14 +347,17 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
         setup = TlcSetup(java=find_java(), jar=verify_jar(default_jar()), spec_dir=spec_dir,
                          out_dir=out_dir, timeout=timeout)
         progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
-        result = run_ablation(setup, sets, shapes, designs=designs, settings=settings,
-                              checks=tuple(checks) or None, jobs=jobs or default_tlc_jobs(),
-                              full=full, progress=progress)
+        with writing_to(out_dir):
+            result = run_ablation(setup, sets, shapes, designs=designs, settings=settings,
+                                  checks=tuple(checks) or None,
+                                  jobs=jobs or default_tlc_jobs(), full=full, progress=progress)
     except (AblationError, MatrixError, SetupError) as err:
         raise InputError(str(err)) from None
 
     data = to_json(result)
-    (out_dir / "ablation.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    with writing_to(out_dir):
+        (out_dir / "ablation.json").write_text(json.dumps(data, indent=1, ensure_ascii=False)
+                                               + "\n")
     if as_json:
         json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
         click.echo()

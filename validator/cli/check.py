@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from validator.cli.errors import InputError
+from validator.cli.errors import InputError, writing_to
 from validator.check.matrix import MatrixError, load_matrix
 from validator.model.properties import PROPERTIES
 from validator.tlc.runner import RunResult, TlcSetup, check_runs, default_tlc_jobs, known_checks
@@ -34,11 +34,9 @@ def _table(results: list[RunResult]) -> str:
 @contextmanager
 def _exclusive(out_dir: Path):
     """Hold out_dir for this check: a second check on the same folder is refused."""
-    try:
+    with writing_to(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = open(out_dir / ".lock", "w")
-    except OSError as err:
-        raise InputError(f"{out_dir}: cannot write there: {err.strerror or err}") from None
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -68,7 +66,8 @@ def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Matrix file [default: matrix.toml of the spec directory].")
 @click.option("--only", "only", multiple=True, metavar="PATTERN",
-              help="Run only the runs whose name matches (glob or substring); repeatable.")
+              help="Run only the runs whose name matches (glob or substring), deep ones "
+                   "included; repeatable.")
 @click.option("--deep", is_flag=True,
               help="Also the runs marked deep in the matrix (make check-deep).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
@@ -84,7 +83,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
     checks it disables.  Runs marked `deep` (the largest state spaces) run
-    only with --deep.  The table has one column per property of
+    only with --deep, or when --only names them.  The table has one column per property of
     protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
     Counterexamples are kept under build/check/RUN/PROPERTY.json (of the
     current folder; --out names another).  Needs Java and the TLC jar

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from validator.cli.errors import InputError
+from validator.cli.errors import InputError, cannot_write
 from validator.review.corpus import CorpusError, check_traces, render_counterexamples
 from validator.review.real_corpus import check_real
 from validator.ftrace import TraceInputError
@@ -38,8 +38,11 @@ def corpus(traces_dir, check_dir, out_dir):
     Exit codes: 0 all as expected, 1 some verdict differs, 2 bad input.
     """
     traces_dir = traces_dir or default_traces()
+    check_dir_given = check_dir is not None
     check_dir = check_dir or build_dir() / "check"
     out_dir = out_dir or build_dir() / "traces"
+    if check_dir_given and not check_dir.is_dir():
+        raise InputError(f"{check_dir}: no such folder (--counterexamples)")
     try:
         outcomes = check_traces(traces_dir)
         if (traces_dir / "real" / "manifest.toml").is_file():
@@ -47,6 +50,8 @@ def corpus(traces_dir, check_dir, out_dir):
         rendered = render_counterexamples(check_dir, out_dir) if check_dir.is_dir() else []
     except (CorpusError, TraceInputError, ReplayInputError, ValueError) as err:
         raise InputError(str(err)) from None
+    except OSError as err:          # the rendered traces' folder (reading raises the others)
+        raise cannot_write(err, out_dir) from None
     rows = [[o.trace, o.design, o.expected, o.got, "ok" if o.ok else "DIFFERS"]
             for o in outcomes]
     click.echo(tabulate(rows, headers=["trace", "design", "expected", "got", ""]))

@@ -1,5 +1,7 @@
 """The error every command raises for bad input or environment."""
 
+from contextlib import contextmanager
+
 import click
 
 
@@ -11,6 +13,22 @@ class InputError(click.ClickException):
 
     def format_message(self) -> str:
         return terminal_safe(self.message)
+
+
+@contextmanager
+def writing_to(folder):
+    """An output folder that cannot be written (read-only, full, a file in the way) is
+    bad input, said in one line, not a bug."""
+    try:
+        yield
+    except BrokenPipeError:         # our reader went away: not the folder's fault
+        raise
+    except OSError as err:
+        raise cannot_write(err, folder) from None
+
+
+def cannot_write(err: OSError, folder) -> InputError:
+    return InputError(f"{err.filename or folder}: cannot write there: {err.strerror or err}")
 
 
 def terminal_safe(text: str) -> str:
@@ -33,3 +51,7 @@ def device_option(ctx, param, value):
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
     processes killed) before poisoncheck exits 143."""
+
+
+class PipeClosed(Exception):
+    """The reader of the output went away (EPIPE): exit 141, quietly."""

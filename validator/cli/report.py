@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from validator.cli.errors import InputError
+from validator.cli.errors import InputError, writing_to
 from validator.review.corpus import CorpusError
 from validator.review.diagram import write_diagrams
 from validator.ftrace import TraceInputError
@@ -49,6 +49,8 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
     """
     check_dir = check_dir or build_dir() / "check"
     traces_dir = traces_dir or default_traces()
+    if ablation_path is not None and not ablation_path.is_file():
+        raise InputError(f"{ablation_path}: no such file (--ablation)")
     ablation_path = ablation_path or build_dir() / "ablate" / "ablation.json"
     try:
         data = collect(check_dir, traces_dir, ablation_path)
@@ -60,24 +62,25 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
             click.echo(render_html(data) if fmt == "html" else RENDERERS[fmt][1](data), nl=False)
         return
     chosen = formats or ("text", "md", "html")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    diagrams = write_diagrams(out_dir / "diagrams")
-    svgs = {p.stem.removeprefix("folio-"): p.read_text() for p in diagrams if p.suffix == ".svg"}
-    traces = out_dir / "counterexamples"
-    shutil.rmtree(traces, ignore_errors=True)
-    traces.mkdir()
-    for cex in data.counterexamples:
-        if cex.ftrace:
-            (traces / f"{cex.run}--{cex.property}.trace").write_text(cex.ftrace)
-    for fmt in chosen:
-        if fmt == "html":
-            path = out_dir / "report.html"
-            path.write_text(render_html(data, svgs))
-        else:
-            name, render = RENDERERS[fmt]
-            path = out_dir / name
-            path.write_text(render(data))
-        click.echo(f"wrote {path}")
+    with writing_to(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        diagrams = write_diagrams(out_dir / "diagrams")
+        svgs = {p.stem.removeprefix("folio-"): p.read_text() for p in diagrams if p.suffix == ".svg"}
+        traces = out_dir / "counterexamples"
+        shutil.rmtree(traces, ignore_errors=True)
+        traces.mkdir()
+        for cex in data.counterexamples:
+            if cex.ftrace:
+                (traces / f"{cex.run}--{cex.property}.trace").write_text(cex.ftrace)
+        for fmt in chosen:
+            if fmt == "html":
+                path = out_dir / "report.html"
+                path.write_text(render_html(data, svgs))
+            else:
+                name, render = RENDERERS[fmt]
+                path = out_dir / name
+                path.write_text(render(data))
+            click.echo(f"wrote {path}")
     click.echo(f"wrote {len(diagrams)} diagram file(s) ({'with' if svgs else 'no'} SVG: "
                f"{'Graphviz found' if svgs else 'install graphviz for SVG'}) and "
                f"{sum(1 for c in data.counterexamples if c.ftrace)} counterexample traces "

@@ -67,6 +67,9 @@ def validate_one(path: str, design: str, added=(), disabled=(),
                 unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
             break
         except NeedsSurvey:
+            if path == "-":
+                raise InputError("<stdin>: folios of more than 512 pages are read twice (their "
+                                 "pages first); save stdin to a file") from None
             plan = survey_slots(Observations(path, jobs), design, dev, how)
     if dev is None and how and path != "-":
         verdict.notes.append(f"guest_memfd's device: {how}")

@@ -508,7 +508,8 @@ def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=()
            slot_plan: SlotPlan | None = None) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it.
     A trace of folios bigger than planner.EXACT_PAGES needs a slot_plan: a list of items
-    is surveyed here; an iterator raises NeedsSurvey (survey it, then call again)."""
+    is surveyed here; an iterator raises NeedsSurvey (survey it, then call again).  The
+    corpus and the report pass lists: their traces are small."""
     args = (design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from, features)
     try:
         return _replay(items, *args, slot_plan)

@@ -78,7 +78,7 @@ class SlotPlan:
     states at once (two pins counted once in the folio's reference count; a conversion
     refused midway through a run leaves the run converted, or not, as a whole)."""
     pages: int                                  # model pages per folio (the most runs)
-    starts: dict[int, tuple[int, ...]]          # folio -> first offset of each run, sorted
+    starts: dict[int, tuple[int, ...]]          # head pfn -> first offset of each run, sorted
 
 
 # Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
@@ -145,7 +145,7 @@ class Planner:
         self.on_new_folio, self.note = on_new_folio, note
         self.slot_plan = slot_plan
         self.survey = survey                    # only collect the offsets big folios name
-        self.cuts: dict[int, set[int]] = {}     # survey: folio -> where its runs start
+        self.cuts: dict[int, set[int]] = {}     # survey: head pfn -> where its runs start
         self.real_pages: int | None = None      # pages of the trace's folios (one size)
         self.big: dict[int, int] = {}           # first pfn -> folio, of folios > EXACT_PAGES
         self.bound: dict[int, int] = {}         # first index -> folio, of big folios cached
@@ -195,7 +195,7 @@ class Planner:
             for i in range(pages):
                 self.by_pfn[pfn + i] = f * pages + i
         else:
-            folio.runs = self.slot_plan.starts.get(f, (0,)) if self.slot_plan else (0,)
+            folio.runs = self.slot_plan.starts.get(pfn, (0,)) if self.slot_plan else (0,)
             self.big[pfn] = f
         insort(self.starts, pfn)
         self.on_new_folio(self.pages_per_folio)
@@ -217,7 +217,7 @@ class Planner:
 
     def _cut(self, folio: int, lo: int, hi: int) -> None:
         """Survey: offsets lo..hi-1 of a big folio are named together."""
-        cuts = self.cuts.setdefault(folio, set())
+        cuts = self.cuts.setdefault(self.folios[folio].pfn, set())
         cuts.add(lo)
         cuts.add(hi)
 
@@ -226,7 +226,12 @@ class Planner:
         if self.survey:
             self._cut(folio, offset, offset + 1)
             return folio
-        return folio * self.pages_per_folio + bisect_right(self.folios[folio].runs, offset) - 1
+        runs = self.folios[folio].runs
+        i = bisect_right(runs, offset) - 1
+        if runs[i] != offset or (runs[i + 1] if i + 1 < len(runs) else self.real_pages) != offset + 1:
+            raise AssertionError(f"the survey did not see page {offset} of the folio at "
+                                 f"pfn {self.folios[folio].pfn:#x}")   # a bug: both read alike
+        return folio * self.pages_per_folio + i
 
     def _runs_in(self, folio: int, lo: int, hi: int) -> list[int]:
         """The model pages of offsets lo..hi-1 of a big folio: one per run."""
@@ -235,7 +240,12 @@ class Planner:
             return [folio]
         runs = self.folios[folio].runs
         first = folio * self.pages_per_folio
-        return [first + i for i in range(bisect_right(runs, lo) - 1, bisect_left(runs, hi))]
+        start, stop = bisect_left(runs, lo), bisect_left(runs, hi)
+        if start == len(runs) or runs[start] != lo or (hi < self.real_pages and (
+                stop == len(runs) or runs[stop] != hi)):
+            raise AssertionError(f"the survey did not see pages {lo}..{hi - 1} of the folio "
+                                 f"at pfn {self.folios[folio].pfn:#x}")
+        return [first + i for i in range(start, stop)]
 
     def _page_of_pfn(self, pfn) -> int | None:
         """The page number of a pfn; -1: a folio forgotten after lost events."""

@@ -68,7 +68,7 @@ def check_traces(traces_dir: Path) -> list[Outcome]:
         if not path.is_file():
             raise CorpusError(f"{traces_dir / 'manifest.toml'}: {entry['file']}: no such trace")
         for design, expected in entry["expect"].items():
-            got = verdict_text(replay(iter_events(read_file(path)), design))
+            got = verdict_text(replay(list(iter_events(read_file(path))), design))
             outcomes.append(Outcome(entry["file"], design, expected, got))
     return outcomes
 
@@ -101,7 +101,7 @@ def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
         steps = render.steps_from_states(cfg, [(s["action"], s["state"]) for s in data["trace"]])
         trace = out_dir / f"{name}.trace"
         trace.write_text(render.render(cfg, steps))
-        v = replay(iter_events(read_file(trace)), cfg.design, cfg.added, cfg.disabled,
+        v = replay(list(iter_events(read_file(trace))), cfg.design, cfg.added, cfg.disabled,
                    features=cfg.features)
         note = ""
         if v.verdict == "violation" and v.kind == "property" and v.property != data["property"]:

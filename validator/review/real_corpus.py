@@ -79,7 +79,7 @@ def splice(text: str, s: Splice) -> tuple[str, int]:
 
 def judge(path: Path, design: str) -> Verdict:
     dev, how = scan_gmem_dev(str(path))
-    return replay(iter_events(read_file(path)), design, gmem_dev=dev, gmem_dev_from=how)
+    return replay(list(iter_events(read_file(path))), design, gmem_dev=dev, gmem_dev_from=how)
 
 
 def check_real(real_dir: Path, out_dir: Path) -> list[Outcome]:

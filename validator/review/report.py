@@ -171,7 +171,8 @@ def _coverage(traces_dir: Path) -> tuple[list[TraceCoverage], dict, dict]:
     refused = {d: set() for d in model.DESIGNS}
     for entry in load_manifest(traces_dir / "manifest.toml"):
         for design in entry["expect"]:
-            v = replay(iter_events(read_file(traces_dir / entry["file"])), design, coverage=True)
+            events = list(iter_events(read_file(traces_dir / entry["file"])))
+            v = replay(events, design, coverage=True)
             cov = v.coverage
             rows.append(TraceCoverage(entry["file"], design, verdict_text(v), cov["actions"],
                                       cov["checks_refused"]))

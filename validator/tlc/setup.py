@@ -18,6 +18,7 @@ in this order:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -89,7 +90,8 @@ def verify_jar(path: Path) -> Path:
     """Return the jar's path if it exists and has the pinned hash."""
     if not path.is_file():
         make = " (or `make setup`)" if checkout_root() is not None else ""
-        raise SetupError(f"TLC jar not found at {path}: {SETUP_HINT}{make} to fetch it")
+        named = " (named by $POISONCHECK_JAR)" if os.environ.get("POISONCHECK_JAR") else ""
+        raise SetupError(f"TLC jar not found at {path}{named}: {SETUP_HINT}{make} to fetch it")
     actual = sha256_of(path)
     if actual != JAR_SHA256:
         raise SetupError(f"TLC jar {path} has sha256 {actual}, expected {JAR_SHA256} "
@@ -149,7 +151,8 @@ def fetch_jar(dest: Path, source: Path | None = None) -> Path:
     except OSError as err:
         raise SetupError(f"cannot write {dest}: {err.strerror or err}") from None
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):     # never there when its folder is not
+            partial.unlink()
     return dest
 
 
