@@ -5,13 +5,18 @@ from pathlib import Path
 import pytest
 
 from validator.check import ablation
-from validator.cli.ablate import CLAIMS, answer, render_cell, render_table, to_json
-from validator.check.ablation import (DEFAULT_SETTINGS, LOAD_BEARING, REDUNDANT, SHORTENS, Ablation,
-                                AblationError, AblationRun, Diff, Setting, Shape, Variant,
-                                classify, compare, make_run, masking, pair_candidates,
-                                read_check_sets, run_ablation)
+from validator.check.ablation import (DEFAULT_SETTINGS, Ablation, AblationError, AblationRun,
+                                      Setting, Shape, Variant, make_run, run_ablation,
+                                      select_checks, select_designs)
+from validator.check.ablation_outcomes import (LOAD_BEARING, REDUNDANT, SHORTENS, Diff, classify,
+                                               compare, masking, pair_candidates, role_of)
+from validator.check.ablation_output import to_json, to_text
+from validator.check.ablation_render import render_cell, render_table
+from validator.check.claims import CLAIMS, answer
+from validator.model import CHECKS, DESIGNS
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import RunResult, TlcSetup, PropertyVerdict, known_checks
+from validator.tlc.runner import PropertyVerdict, RunResult
+from validator.tlc.setup import TlcSetup
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec"
@@ -33,59 +38,21 @@ def result(design="HWPoison", setting=BUDDY, variant=None, **verdicts) -> RunRes
     return out
 
 
-# ---- the spec's check sets -------------------------------------------------
+# ---- the check sets' use ------------------------------------------------
 
-def test_check_sets_are_read_from_the_spec():
-    sets = read_check_sets(SPEC)
-    assert "gmem_get_pfn.hwpoison" in sets.upstream
-    assert sets.by_design["NoHold"] == ()
-    assert set(sets.by_design["HWPoison"]) == {"tdx_remove_failed.set_hwpoison",
-                                               "gmem_fault.hwpoison", "gmem_free.hwpoison"}
-    assert "convert.hwpoison" in sets.proposed
-    # Every quoted check name of Poison.tla is a row, and no row is invented.
-    assert set(sets.rows()) == known_checks(SPEC)
-
-
-def test_every_check_is_used_by_some_action():
-    sets = read_check_sets(SPEC)
-    unused = [c for c in sets.rows() if not sets.sites[c]]
-    assert unused == []
-    assert sets.sites["punch_hole.bugged_fd"] == {"KvmGmemPunchHole"}
-    assert sets.sites["hugetlb_dequeue.hwpoison"] == {"KvmGmemAllocFolio", "AllocatorReuse",
-                                                       "CrossTdReuse"}
-    # TdxSeptRemove is split into its cases.
-    assert sets.sites["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed"}
-
-
-def test_the_actions_are_next_s_disjuncts():
-    defs = ablation._definitions(ablation._strip_comments((SPEC / "Poison.tla").read_text()))
-    actions = ablation._Uses(defs).actions("Next")
-    assert {"TdxSeptRemoveOk", "TdxSeptRemoveFailed", "KvmGmemPunchHole", "FreeFolio"} <= actions
-    # Not actions: the disjunction that was split, sets, helpers called inside actions.
-    assert not actions & {"TdxSeptRemove", "Pages", "Truncate", "MayHandOut", "On"}
-
-
-def test_liveness_follows_the_conversion_fairness():
-    sets = read_check_sets(SPEC)
-    assert {"convert.safe_refcount", "convert.hwpoison", "tdx_remove_failed.hold_ref"} <= sets.conversion
-    assert "do_fault.hwpoison" not in sets.conversion
-
-
-def test_a_check_no_action_uses_has_no_site(spec_copy):
-    module = spec_copy / "Poison.tla"
-    module.write_text(module.read_text().replace('~FdRefuses("punch_hole.bugged_fd")', "TRUE"))
-    assert read_check_sets(spec_copy).sites["punch_hole.bugged_fd"] == frozenset()
-
-
-def test_a_design_missing_from_design_checks_is_an_error(spec_copy):
-    module = spec_copy / "Poison.tla"
-    module.write_text(module.read_text().replace("NoHold          |-> {},", ""))
-    with pytest.raises(AblationError, match="DesignChecks has designs"):
-        read_check_sets(spec_copy)
+def test_designs_and_checks_are_selected_by_name():
+    assert select_designs(()) == select_designs(("all",)) == DESIGNS
+    assert select_designs(("hwpoison", "NoHold")) == ("NoHold", "HWPoison")
+    with pytest.raises(AblationError, match="--design Nope is not one of NoHold, FolioRef"):
+        select_designs(("Nope",))
+    assert select_checks((), SPEC) is None
+    assert select_checks(("do_fault.hwpoison",), SPEC) == ("do_fault.hwpoison",)
+    with pytest.raises(AblationError, match="--check x.y is not a check of .*Poison.tla"):
+        select_checks(("do_fault.hwpoison", "x.y"), SPEC)
 
 
 def test_same_path_pairs_only():
-    sets = read_check_sets(SPEC)
+    sets = CHECKS
     quiet = [classify("HWPoison", c, "present", Diff()) for c in
              ("do_fault.hwpoison", "gmem_fault.hwpoison", "restructure.safe_refcount")]
     loud = classify("HWPoison", "gmem_fault.shared", "present",
@@ -183,11 +150,11 @@ def test_cells():
 
 def fake_ablation(cells: dict[str, dict], base_violations=None) -> Ablation:
     """An Ablation for HWPoison with the given checks' variant results on buddy."""
-    sets = read_check_sets(SPEC)
+    sets = CHECKS
     base = {"buddy-f1m1": result(**(base_violations or {}))}
     outcomes = {}
     for check in sets.rows():
-        role = sets.role("HWPoison", check)
+        role = role_of(sets, "HWPoison", check)
         var = {"buddy-f1m1": result(**cells.get(check, base_violations or {}))}
         outcomes[("HWPoison", check)] = outcome(check, role, base, var)
     return Ablation(("HWPoison",), (BUDDY,), sets, outcomes, {"HWPoison": base}, [], 1.0, 1.0,
@@ -236,6 +203,18 @@ def test_json_has_what_the_review_report_reads():
     assert data["claims"][1]["answer"].startswith("In HWPoison, `free_pages_prepare.hwpoison`")
 
 
+def test_text_has_the_table_the_baselines_and_every_claim(tmp_path):
+    a = fake_ablation({"gmem_fault.shared": {"NoPrivateHostMapping": 2}},
+                      {"NoHostAccessToTdPage": 6})
+    text = to_text(a, tmp_path)
+    assert text.startswith(render_table(a) + "\n\nP1 NoHostAccessToTdPage, P2 ")
+    assert "settings: buddy-f1m1 (backing" in text
+    assert "\nBaselines (every check on):\n  HWPoison: P1 on buddy-f1m1 (6 steps)\n" in text
+    for claim in CLAIMS:
+        assert f'- "{claim.quote}": {answer(a, claim)}' in text
+    assert text.endswith(f"JSON and counterexamples in {tmp_path}")
+
+
 # ---- orchestration, with check_runs replaced -------------------------------
 
 def test_staging_and_pairs(monkeypatch, tmp_path):
@@ -262,7 +241,7 @@ def test_staging_and_pairs(monkeypatch, tmp_path):
     setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
     checks = ("gmem_fault.shared", "do_fault.hwpoison", "gmem_fault.hwpoison", "convert.hwpoison",
               "host_fault.bugged_fd", "restructure.safe_refcount")
-    a = run_ablation(setup, read_check_sets(SPEC), SHAPES, designs=("HWPoison",), checks=checks)
+    a = run_ablation(setup, SHAPES, designs=("HWPoison",), checks=checks)
     first, huge, pairs = calls   # no HugeTLB pair: the only pair broke on buddy
     assert {"HWPoison.buddy-f1m1.base", "HWPoison.hugetlb-f1m1.base",
             "HWPoison.buddy-f1m1.off.gmem_fault.shared",
@@ -293,7 +272,7 @@ def test_full_runs_everything_everywhere(monkeypatch, tmp_path):
 
     monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
     setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
-    a = run_ablation(setup, read_check_sets(SPEC), SHAPES, designs=("NoHold",),
+    a = run_ablation(setup, SHAPES, designs=("NoHold",),
                      checks=("gmem_fault.shared", "host_fault.bugged_fd"), full=True)
     assert sorted(r.name for r in calls[1]) == ["NoHold.hugetlb-f1m1.add.host_fault.bugged_fd",
                                                 "NoHold.hugetlb-f1m1.off.gmem_fault.shared"]
@@ -302,8 +281,10 @@ def test_full_runs_everything_everywhere(monkeypatch, tmp_path):
 
 
 def test_a_proposed_check_is_tried_where_its_condition_or_its_site_is_checked():
-    sets = read_check_sets(SPEC)
-    assert sets.role("NoMoreSeamcalls", "tdx_buggy_shutdown.flag_first") == "proposed"  # site
-    assert sets.role("NoHold", "tdx_buggy_shutdown.flag_first") == "untried"
-    assert sets.role("NoHold", "merge.hwpoison") == "proposed"                          # condition
-    assert sets.role("NoHold", "host_fault.bugged_fd") == "untried"
+    sets = CHECKS
+    assert role_of(sets, "NoMoreSeamcalls", "tdx_buggy_shutdown.flag_first") == "proposed"  # site
+    assert role_of(sets, "NoHold", "tdx_buggy_shutdown.flag_first") == "untried"
+    assert role_of(sets, "NoHold", "merge.hwpoison") == "proposed"                  # condition
+    assert role_of(sets, "NoHold", "host_fault.bugged_fd") == "untried"
+    assert role_of(sets, "NoHold", "gmem_fault.shared") == "present"
+    assert role_of(sets, "NoHold", "gmem_fault.hwpoison") == "absent"

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from validator.check.matrix import DESIGNS, MatrixError, load_matrix
+from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
+from validator.model import ALL_CHECKS, DESIGNS
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import known_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "spec" / "matrix.toml"
@@ -30,10 +30,31 @@ def test_real_matrix_loads_and_covers_every_design_and_backing():
 
 
 def test_real_matrix_names_only_checks_the_spec_defines():
-    checks = known_checks(ROOT / "spec")
-    assert "gmem_get_pfn.hwpoison" in checks
-    for run in load_matrix(MATRIX):
-        assert set(run.disabled) | set(run.added) <= checks, run.name
+    # validator.model's checks are the spec's (tests/model/test_designs_match_spec.py).
+    assert "gmem_get_pfn.hwpoison" in ALL_CHECKS
+    runs = load_matrix(MATRIX)
+    for run in runs:
+        assert set(run.disabled) | set(run.added) <= ALL_CHECKS, run.name
+    check_names_known(runs, MATRIX)
+
+
+def test_a_check_the_spec_does_not_define_is_named(tmp_path):
+    run = load_matrix(MATRIX)[0]
+    wrong = type(run)(**{**run.__dict__, "disabled": ("gmem_fault.nope",)})
+    with pytest.raises(MatrixError, match=r"run NoHold-buddy-nofault: unknown check\(s\) "
+                                          r"gmem_fault.nope \(see spec/Poison.tla\)"):
+        check_names_known([run, wrong], MATRIX)
+
+
+def test_only_selects_by_glob_or_substring_and_deep_runs_need_asking():
+    runs = load_matrix(MATRIX)
+    assert [r.name for r in select_runs(runs, ("NoHold-buddy-nofault",))] == [
+        "NoHold-buddy-nofault", "NoHold-buddy-nofault-erratum"]
+    assert {r.name for r in select_runs(runs, ("NoHold-*-fail1",))} == {
+        "NoHold-buddy-fail1", "NoHold-hugetlb-fail1"}
+    assert not any(r.deep for r in select_runs(runs, (), deep=False))
+    with pytest.raises(MatrixError, match="--only nothing-like-this matches no run"):
+        select_runs(runs, ("nothing-like-this",))
 
 
 def test_some_mutant_breaks_refcount_sound():

@@ -3,7 +3,7 @@
 
 from collections import deque
 
-from validator.model import mirror as model
+from validator import model
 
 
 def shortest_violation(cfg: model.Config, prop: str):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from validator.model import mirror as model
+from validator import model
 from validator.replay import planner
 from validator.ftrace import iter_events, read_file, read_lines
 from validator.replay.planner import NeedsSurvey

@@ -5,7 +5,7 @@ allocation claim, guest_memfd's device, and evidence."""
 import pytest
 from click.testing import CliRunner
 
-from validator.model import mirror as model
+from validator import model
 from validator.cli import cli
 from validator.ftrace import iter_events, read_lines
 from validator.replay.planner import PageLinks

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 from validator.cli import cli
 from validator.ftrace import iter_events, read_lines

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events, read_lines
 from validator.replay.candidates import PROPERTY_BITS

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from validator.replay import meaning
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 from validator.review.corpus import verdict_text
 from validator.ftrace import iter_events, read_lines

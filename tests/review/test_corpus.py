@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import scenarios
 from validator.cli import cli
 from validator.review.corpus import check_traces, render_counterexamples, verdict_text

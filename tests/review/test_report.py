@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from validator.cli import cli
 from validator.review.costs import compute_cost, design_costs
-from validator.model import mirror as model
+from validator import model
 from validator.review.diagram import folio_edges
 
 
@@ -96,7 +96,7 @@ def test_the_folio_state_machine_tells_designs_apart():
     hazards = {(a, b) for a, _, b in hwpoison if b.startswith("reused") and "TD-owned" in b}
     assert hazards == {("pool (TD-owned, poisoned)", "reused (TD-owned, poisoned)")}
     from validator.review import diagram
-    from validator.model import mirror as model
+    from validator import model
     cfg = model.Config("HWPoison", "buddy", folios=1, max_remove_failures=1, max_mem_errors=1)
     _, graph = model.reachable(cfg)
     assert not any("TD-owned" in diagram.folio_label(cfg, t, 0) and t.folioLoc[0] == "reused"

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from validator.synth import benchgen
-from validator.model import mirror as model
+from validator import model
 from validator.ftrace import iter_events, read_file, summarise
 from validator.replay.candidates import _CONTEXTS
 from validator.replay.engine import Replay, replay

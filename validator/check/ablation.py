@@ -21,168 +21,52 @@ proposed check is tried only in designs that test its condition elsewhere
 and not rerun where it already broke something and the baseline has nothing
 to close; ConversionCompletes is checked only for checks its fair actions
 use; pairs are tried only on one path.  All TLC work goes through
-tlc_runner.check_runs, as for `poisoncheck check`.
+tlc.runner.check_runs, as for `poisoncheck check`.  The checks, where each
+is used and which ones the conversion's fair actions use come from
+validator.model (CHECKS), as the spec writes them.
+
+This module plans and runs; ablation_outcomes compares and classifies,
+ablation_render, claims and ablation_output turn the result into text and JSON.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from validator.check.matrix import DESIGNS, Run, load_matrix
-from validator.model.properties import HOLDS, PROPERTIES, VIOLATED
+from validator.check.ablation_outcomes import (LIVENESS_KEYS, LOAD_BEARING, Outcome, classify,
+                                               compare, masking, pair_candidates, role_of)
+from validator.check.matrix import Run, load_matrix
+from validator.model import CHECKS, DESIGNS, CheckSets
+from validator.model.properties import VIOLATED
 from validator.tlc.runner import RunResult, TlcSetup, check_runs
-
-# Property 5 only restates 1-4 for HWPoison; comparing it would repeat them.
-COMPARED = tuple(p.key for p in PROPERTIES if p.kind != "derived")
-SAFETY_KEYS = tuple(p.key for p in PROPERTIES if p.kind in ("invariant", "action"))
-LIVENESS_KEYS = tuple(p.key for p in PROPERTIES if p.kind == "liveness")
-# ConversionCompletes rests on these fairness conditions of Poison.tla.  A cost
-# rule, not a proof: runs of checks their actions do not use skip liveness
-# (such a check can still matter indirectly; docs/ablation.md names a case).
-CONVERSION_FAIRNESS = ("ConversionZap", "ConversionDone")
 
 
 class AblationError(Exception):
     """The ablation cannot go on; one line for the user."""
 
 
-# ---------------------------------------------------------------------------
-# What the spec says: the check sets and where each check is used.
-
-@dataclass(frozen=True)
-class CheckSets:
-    upstream: tuple[str, ...]
-    by_design: dict[str, tuple[str, ...]]   # the design's own checks, beyond upstream
-    proposed: tuple[str, ...]
-    sites: dict[str, frozenset[str]]         # check -> the Next actions that use it
-    conversion: frozenset[str]               # checks the conversion's fair actions use
-
-    def present(self, design: str) -> tuple[str, ...]:
-        return self.upstream + self.by_design[design]
-
-    def role(self, design: str, check: str) -> str:
-        """present | proposed (added, since the design tests its condition elsewhere or
-        checks at the same site) | untried (neither) | absent."""
-        if check in self.present(design):
-            return "present"
-        if check not in self.proposed:
-            return "absent"
-        tested = {c.split(".")[1] for c in self.present(design)}
-        sites = {c.split(".")[0] for c in self.present(design)}
-        near = condition(check) in tested or check.split(".")[0] in sites
-        return "proposed" if near else "untried"
-
-    def rows(self) -> tuple[str, ...]:
-        """Every check once, in the spec's order: upstream, per design, proposed."""
-        seen = dict.fromkeys(self.upstream)
-        for design in DESIGNS:
-            seen.update(dict.fromkeys(self.by_design[design]))
-        seen.update(dict.fromkeys(self.proposed))
-        return tuple(seen)
+def select_designs(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The designs --design names, any case, in the spec's order ('all' or none: every one)."""
+    if not values or "all" in values:
+        return DESIGNS
+    by_lower = {d.lower(): d for d in DESIGNS}
+    unknown = [v for v in values if v.lower() not in by_lower]
+    if unknown:
+        raise AblationError(f"--design {unknown[0]} is not one of {', '.join(DESIGNS)} or all")
+    return tuple(d for d in DESIGNS if d.lower() in {v.lower() for v in values})
 
 
-_NAME = re.compile(r'"([a-z_]+\.[a-z_]+)"')
-_CALL_WITH_CHECK = re.compile(r'\w+\(\s*"([a-z_]+\.[a-z_]+)"\s*\)')   # On("x"), FdRefuses("x")
-_DEF = re.compile(r"^(\w+)\s*(?:\([^)]*\))?\s*==", re.M)
-_WORD = re.compile(r"[A-Za-z_]\w*")
-_CALL = r"\w+(?:\([^()]*\))?"
-_DISJUNCTION = re.compile(rf"^(?:\\/\s*)?{_CALL}(?:\s*\\/\s*{_CALL})*$")
-
-
-def _strip_comments(text: str) -> str:
-    # Keep the line structure so that definitions still start a line.
-    text = re.sub(r"\(\*.*?\*\)", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
-    return re.sub(r"\\\*[^\n]*", "", text)
-
-
-def _definitions(text: str) -> dict[str, str]:
-    """Top-level operator definitions: name -> body (up to the next one)."""
-    starts = list(_DEF.finditer(text))
-    out = {}
-    for here, after in zip(starts, starts[1:] + [None]):
-        body = text[here.end():after.start() if after else len(text)]
-        out[here.group(1)] = re.split(r"^-{4,}|^={4,}", body, flags=re.M)[0]
-    return out
-
-
-def _set_body(defs: dict[str, str], name: str, opening: str, closing: str) -> str:
-    body = defs.get(name, "").strip()
-    if not body.startswith(opening) or closing not in body:
-        raise AblationError(f"Poison.tla: no definition `{name} == {opening}...{closing}`")
-    return body[1:body.index(closing)]
-
-
-class _Uses:
-    """Which checks a definition uses, directly or through the helpers it calls."""
-
-    def __init__(self, defs: dict[str, str]):
-        self.defs, self.memo = defs, {}
-
-    def refs(self, name: str) -> set[str]:
-        return {w for w in _WORD.findall(self.defs[name]) if w in self.defs and w != name}
-
-    def checks(self, name: str, seen: frozenset = frozenset()) -> set[str]:
-        if name in self.memo:
-            return self.memo[name]
-        found = set(_CALL_WITH_CHECK.findall(self.defs[name]))
-        for ref in self.refs(name) - seen:
-            found |= self.checks(ref, seen | {name})
-        self.memo[name] = found
-        return found
-
-    def primed(self, name: str) -> bool:
-        return "'" in self.defs[name] or any(self.primed(r) for r in self.refs(name))
-
-    def actions(self, name: str, top: bool = True) -> set[str]:
-        """The actions `name` is made of: Next's disjuncts, with a definition that
-        is only a disjunction of others (TdxSeptRemove) split into them."""
-        if top or _DISJUNCTION.match(self.defs[name].strip()):
-            return set().union(set(), *(self.actions(r, False) for r in self.refs(name)))
-        return {name} if self.primed(name) else set()
-
-
-def read_check_sets(spec_dir: Path) -> CheckSets:
-    """Parse the check sets out of Poison.tla, and where each check is used."""
-    path = spec_dir / "Poison.tla"
-    try:
-        defs = _definitions(_strip_comments(path.read_text()))
-    except OSError as err:
-        raise AblationError(f"{path}: cannot read: {err.strerror}") from None
-    upstream = tuple(_NAME.findall(_set_body(defs, "UpstreamChecks", "{", "}")))
-    proposed = tuple(_NAME.findall(_set_body(defs, "ProposedChecks", "{", "}")))
-    # A record of sets: the record closes with "]", each set with "}".
-    records = re.findall(r"(\w+)\s*\|->\s*\{([^}]*)\}", _set_body(defs, "DesignChecks", "[", "]"))
-    by_design = {d: tuple(_NAME.findall(s)) for d, s in records}
-    if set(by_design) != set(DESIGNS):
-        raise AblationError(f"{path}: DesignChecks has designs {sorted(by_design)}, "
-                            f"expected {sorted(DESIGNS)}")
-    if not upstream or not proposed:
-        raise AblationError(f"{path}: UpstreamChecks or ProposedChecks is empty")
-    for name in ("Next",) + CONVERSION_FAIRNESS:
-        if name not in defs:
-            raise AblationError(f"{path}: no definition of {name}")
-    uses = _Uses(defs)
-    actions = uses.actions("Next")
-    every = upstream + sum((by_design[d] for d in DESIGNS), ()) + proposed
-    sites = {c: frozenset(a for a in actions if c in uses.checks(a)) for c in every}
-    conversion = frozenset().union(*(uses.checks(n) for n in CONVERSION_FAIRNESS))
-    return CheckSets(upstream, {d: by_design[d] for d in DESIGNS}, proposed, sites, conversion)
-
-
-def condition(check: str) -> str:
-    """What a check tests: `hwpoison` in `do_fault.hwpoison`."""
-    return check.split(".")[1]
-
-
-def same_path(sets: CheckSets, a: str, b: str) -> bool:
-    """Two checks on one path: used by the same action, or testing the same condition."""
-    return bool(sets.sites[a] & sets.sites[b]) or condition(a) == condition(b)
+def select_checks(values: tuple[str, ...], spec_dir: Path,
+                  sets: CheckSets = CHECKS) -> tuple[str, ...] | None:
+    """The checks --check names (None: every one); spec_dir only names the spec in the error."""
+    unknown = sorted(set(values) - set(sets.rows()))
+    if unknown:
+        raise AblationError(f"--check {unknown[0]} is not a check of {spec_dir / 'Poison.tla'}")
+    return tuple(values) or None
 
 
 # ---------------------------------------------------------------------------
@@ -257,106 +141,6 @@ def make_run(variant: Variant, setting: Setting, shape: Shape, liveness: bool) -
         kind="design" if variant.label == "base" else "variant", liveness=liveness)
 
 
-# ---------------------------------------------------------------------------
-# Comparing a variant with its baseline.
-
-@dataclass
-class Violation:
-    key: str
-    steps: int
-    setting: str
-    counterexample: str | None = None
-
-
-@dataclass
-class Diff:
-    """What changed from the baseline, over the settings both were run on."""
-
-    broken: dict[str, Violation] = field(default_factory=dict)   # holds -> violated (shortest)
-    closed: dict[str, list[str]] = field(default_factory=dict)   # violated -> holds: settings
-    still: dict[str, list[str]] = field(default_factory=dict)    # violated in both: settings
-    shorter: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (base, variant, setting)
-    longer: dict[str, tuple[int, int, str]] = field(default_factory=dict)
-    settings: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.broken or self.closed or self.shorter or self.longer)
-
-
-def compare(baseline: dict[str, RunResult], variant: dict[str, RunResult]) -> Diff:
-    """Per setting and property, what the variant does differently from the baseline."""
-    diff = Diff()
-    for setting, var in variant.items():
-        base = baseline.get(setting)
-        if base is None:
-            continue
-        diff.settings.append(setting)
-        for key in COMPARED:
-            b, v = base.verdicts.get(key), var.verdicts.get(key)
-            if b is None or v is None or {b.verdict, v.verdict} - {HOLDS, VIOLATED}:
-                continue   # not run, not applicable, or an error
-            if b.verdict == HOLDS and v.verdict == VIOLATED:
-                old = diff.broken.get(key)
-                if old is None or v.steps < old.steps:
-                    diff.broken[key] = Violation(key, v.steps, setting, v.counterexample)
-            elif b.verdict == VIOLATED and v.verdict == HOLDS:
-                diff.closed.setdefault(key, []).append(setting)
-            elif b.verdict == VIOLATED:
-                diff.still.setdefault(key, []).append(setting)
-                # Only breadth-first (safety) counterexamples are shortest; a
-                # liveness lasso's length varies with TLC's fingerprint seed.
-                if key in SAFETY_KEYS and v.steps != b.steps:
-                    into = diff.shorter if v.steps < b.steps else diff.longer
-                    old = into.get(key)
-                    if old is None or abs(v.steps - b.steps) > abs(old[1] - old[0]):
-                        into[key] = (b.steps, v.steps, setting)
-    return diff
-
-
-# ---------------------------------------------------------------------------
-# Classification.
-
-LOAD_BEARING, SHORTENS, REDUNDANT = "load-bearing", "shortens", "redundant"
-NOT_PRESENT, NOT_TRIED, ADDS_NOTHING, CHANGES = "not present", "not tried", "adds nothing", "changes"
-
-
-@dataclass
-class Outcome:
-    design: str
-    check: str
-    role: str                      # "present" | "proposed" | "untried" | "absent"
-    status: str
-    diff: Diff | None = None
-    masked_by: dict[str, Diff] = field(default_factory=dict)   # partner -> the pair's diff
-    pairs_tried: list[str] = field(default_factory=list)
-
-
-def classify(design: str, check: str, role: str, diff: Diff | None) -> Outcome:
-    if role in ("absent", "untried") or diff is None:
-        return Outcome(design, check, role, NOT_PRESENT if role == "absent" else NOT_TRIED)
-    if role == "proposed":
-        return Outcome(design, check, role, CHANGES if diff.changed else ADDS_NOTHING, diff)
-    status = LOAD_BEARING if diff.broken else SHORTENS if diff.shorter else REDUNDANT
-    return Outcome(design, check, role, status, diff)
-
-
-def pair_candidates(sets: CheckSets, outcomes: list[Outcome], full: bool = False
-                    ) -> list[tuple[str, str]]:
-    """Pairs of redundant checks of one design on one path (all pairs if `full`)."""
-    quiet = [o.check for o in outcomes if o.role == "present" and o.status == REDUNDANT]
-    return [(a, b) for a, b in itertools.combinations(quiet, 2) if full or same_path(sets, a, b)]
-
-
-def masking(singles: dict[str, Diff], pairs: dict[tuple[str, str], Diff]
-            ) -> dict[str, dict[str, Diff]]:
-    """check -> {partner: pair diff} when removing both breaks what neither alone breaks."""
-    out: dict[str, dict[str, Diff]] = {}
-    for (a, b), diff in pairs.items():
-        if set(diff.broken) - set(singles[a].broken) - set(singles[b].broken):
-            out.setdefault(a, {})[b] = diff
-            out.setdefault(b, {})[a] = diff
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -403,12 +187,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_ablation(setup: TlcSetup, sets: CheckSets, shapes: dict[str, Shape],
-                 designs: tuple[str, ...] = DESIGNS,
+def run_ablation(setup: TlcSetup, shapes: dict[str, Shape], designs: tuple[str, ...] = DESIGNS,
                  settings: tuple[Setting, ...] = DEFAULT_SETTINGS,
                  checks: tuple[str, ...] | None = None, jobs: int = 2, liveness: bool = True,
                  pairs: bool = True, full: bool = False,
-                 progress: Progress = lambda _: None) -> Ablation:
+                 progress: Progress = lambda _: None, sets: CheckSets = CHECKS) -> Ablation:
     """Every baseline and the first setting's variants; then each later setting
     with only the variants it can still tell something about; then pairs.
     `full` drops every shortcut: all variants everywhere, proposed checks in
@@ -436,7 +219,7 @@ def run_ablation(setup: TlcSetup, sets: CheckSets, shapes: dict[str, Shape],
         return {s.name: got[(v, s.name)] for s in settings if (v, s.name) in got}
 
     def role(design: str, check: str) -> str:
-        found = sets.role(design, check)
+        found = role_of(sets, design, check)
         return "proposed" if full and found == "untried" else found
 
     def variant(design: str, check: str) -> Variant:
@@ -497,3 +280,4 @@ def run_ablation(setup: TlcSetup, sets: CheckSets, shapes: dict[str, Shape],
     baselines = {d: results_of(Variant(d)) for d in designs}
     return Ablation(tuple(designs), tuple(settings), sets, outcomes, baselines, every,
                     time.monotonic() - start, _children_cpu() - cpu, jobs, rows)
+

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from validator.model.mirror import ALL_FEATURES, DEFAULT_FEATURES
-from validator.model.properties import BY_KEY, HOLDS, NOT_APPLICABLE, PROPERTIES, VERDICTS
+from validator.model import ALL_CHECKS, ALL_FEATURES, BACKINGS, DEFAULT_FEATURES, DESIGNS
+from validator.model.properties import BY_KEY, NOT_APPLICABLE, PROPERTIES, VERDICTS
 
-DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
-BACKINGS = ("buddy", "hugetlb", "thp")
 KINDS = ("design", "mutant", "variant")
 _CHECK_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -177,4 +176,26 @@ def load_matrix(path: Path) -> list[Run]:
     return runs
 
 
-__all__ = ["Run", "MatrixError", "load_matrix", "DESIGNS", "BACKINGS", "HOLDS"]
+def select_runs(runs: list[Run], patterns: tuple[str, ...], deep: bool = True) -> list[Run]:
+    """The runs --only names (all without it); without `deep`, not the deep ones."""
+    if not deep:
+        runs = [r for r in runs if not r.deep]
+    if not patterns:
+        return runs
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
+                                     for p in patterns)]
+    if not chosen:
+        raise MatrixError(f"--only {' '.join(patterns)} matches no run of the matrix")
+    return chosen
+
+
+def check_names_known(runs: list[Run], matrix_path: Path) -> None:
+    """Every check a run disables or adds is one of the spec's (validator.model's)."""
+    for run in runs:
+        unknown = set(run.disabled + run.added) - ALL_CHECKS
+        if unknown:
+            raise MatrixError(f"{matrix_path}: run {run.name}: unknown check(s) "
+                              f"{', '.join(sorted(unknown))} (see spec/Poison.tla)")
+
+
+__all__ = ["Run", "MatrixError", "load_matrix", "select_runs", "check_names_known"]

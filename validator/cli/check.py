@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import fnmatch
 import json
 import os
 import sys
@@ -14,11 +13,11 @@ import click
 from tabulate import tabulate
 
 from validator.cli.errors import InputError, writing_to
-from validator.check.matrix import MatrixError, load_matrix
+from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import RunResult, TlcSetup, check_runs, default_tlc_jobs, known_checks
+from validator.tlc.runner import RunResult, check_runs, default_tlc_jobs
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
-from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
+from validator.tlc.setup import SetupError, tlc_setup
 
 
 def _table(results: list[RunResult]) -> str:
@@ -44,19 +43,6 @@ def _exclusive(out_dir: Path):
             raise InputError(f"{out_dir} is in use by another poisoncheck check; wait for it "
                              f"or give this one another --out") from None
         yield
-
-
-def select_runs(runs, patterns: tuple[str, ...], deep: bool = True):
-    """The runs --only names (all without it); without `deep`, not the deep ones."""
-    if not deep:
-        runs = [r for r in runs if not r.deep]
-    if not patterns:
-        return runs
-    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
-                                     for p in patterns)]
-    if not chosen:
-        raise InputError(f"--only {' '.join(patterns)} matches no run of the matrix")
-    return chosen
 
 
 @click.command()
@@ -106,16 +92,8 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
     out_dir = out_dir or build_dir() / "check"
     try:
         runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
-        if not (spec_dir / "Poison.tla").is_file():
-            raise MatrixError(f"{spec_dir}: no Poison.tla here (--spec-dir)")
-        checks = known_checks(spec_dir)
-        for run in runs:
-            unknown = set(run.disabled + run.added) - checks
-            if unknown:
-                raise MatrixError(f"{matrix_path}: run {run.name}: unknown check(s) "
-                                  f"{', '.join(sorted(unknown))} (see spec/Poison.tla)")
-        setup = TlcSetup(java=find_java(), jar=verify_jar(default_jar()), spec_dir=spec_dir,
-                         out_dir=out_dir, timeout=timeout)
+        check_names_known(runs, matrix_path)
+        setup = tlc_setup(out_dir, timeout, spec_dir)
     except (MatrixError, SetupError) as err:
         raise InputError(str(err)) from None
 

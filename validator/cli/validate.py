@@ -18,7 +18,7 @@ from validator.cli.errors import InputError, Terminated, device_option, terminal
 from validator.ftrace import LineKind, TraceInputError, iter_events, read_file
 from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
-from validator.model.mirror import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
+from validator.model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from validator.replay.evidence import summary_lines
 from validator.replay.input import Observations, default_reader_jobs, scan_gmem_dev
 from validator.replay.planner import NeedsSurvey
@@ -125,13 +125,11 @@ def _counting(lines, unparsed: UnparsedCount):
 
 
 def tlc_setup(timeout: float):
-    from validator.tlc.runner import TlcSetup
-    from validator.paths import build_dir, spec_dir
-    from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
+    from validator.paths import build_dir
+    from validator.tlc import setup
     try:
-        return TlcSetup(find_java(), verify_jar(default_jar()), spec_dir(),
-                        build_dir() / "validate", timeout)
-    except SetupError as err:
+        return setup.tlc_setup(build_dir() / "validate", timeout)
+    except setup.SetupError as err:
         raise InputError(str(err)) from None
 
 

@@ -1,8 +1,12 @@
-"""The properties of protocol.md section 4, as the checker runs them."""
+"""The properties of protocol.md section 4: how the checker names and runs them,
+and the safety properties as predicates over the mirror's states."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from validator.model.designs import Config
+from validator.model.state import State, folio_refs_safe, is_bad, tdx_holds
 
 
 @dataclass(frozen=True)
@@ -41,3 +45,46 @@ DERIVED_FROM = ("NoHostAccessToTdPage", "NoPrivateHostMapping", "PoisonContained
 # Verdicts a matrix entry may expect.
 HOLDS, VIOLATED, NOT_APPLICABLE = "holds", "violated", "-"
 VERDICTS = (HOLDS, VIOLATED, NOT_APPLICABLE)
+
+
+# ---- safety properties (spec section "Properties") ---------------------------
+
+def td_may_own(s: State, p: int) -> bool:
+    return (s.sept[p] == "mapped" and s.tdx != "off") or s.unreset[p]
+
+
+def host_can_touch(cfg: Config, s: State, p: int) -> bool:
+    return s.hostMap[p] or s.hostPin[p] or s.folioLoc[cfg.folio_of(p)] == "reused"
+
+
+def no_host_access_to_td_page(cfg: Config, s: State) -> bool:
+    return s.otherTds != "dead_unsafe" and not any(
+        td_may_own(s, p) and host_can_touch(cfg, s, p) for p in range(cfg.pages))
+
+
+def no_private_host_mapping(cfg: Config, s: State) -> bool:
+    return all(s.attr[p] == "shared" for p in range(cfg.pages)
+               if s.folioLoc[cfg.folio_of(p)] == "gmem" and (s.hostMap[p] or s.hostPin[p]))
+
+
+def refcount_sound(cfg: Config, s: State) -> bool:
+    return all(s.tdxRefs[p] == int(tdx_holds(cfg, s, p)) for p in range(cfg.pages)) and all(
+        folio_refs_safe(cfg, s, f) for f in range(cfg.folios)
+        if s.folioLoc[f] in ("pool", "reused", "buddy"))
+
+
+def poison_contained_step(cfg: Config, s: State, t: State) -> bool:
+    for p in range(cfg.pages):
+        if s.bad[p] and ((t.mirror[p] and not s.mirror[p]) or (t.hostMap[p] and not s.hostMap[p])
+                              or (t.hostPin[p] and not s.hostPin[p])):
+            return False
+    for f in range(cfg.folios):
+        if (is_bad(cfg, s, f) and s.folioLoc[f] in ("pool", "detached", "leaked", "buddy")
+                and t.folioLoc[f] in ("gmem", "reused")):
+            return False
+    return True
+
+
+STATE_PROPERTIES = (("NoHostAccessToTdPage", no_host_access_to_td_page),
+                    ("NoPrivateHostMapping", no_private_host_mapping),
+                    ("RefcountSound", refcount_sound))

@@ -4,7 +4,7 @@ that configuration."""
 
 from __future__ import annotations
 
-from validator.model import mirror as model
+from validator import model
 from validator.replay.steps import StepFn, _StepFailed, build_step, host_closure, recording
 from validator.replay.verdict import CHECK_IN_GUARD
 

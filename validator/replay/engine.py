@@ -67,7 +67,7 @@ from itertools import chain
 from typing import Callable, Iterable
 
 from validator.ftrace import Event, LostMarker
-from validator.model import mirror as model
+from validator import model
 from validator.replay import evidence, meaning
 from validator.replay.candidates import (MEMO_LIMIT, NOTES_PER_KIND, PROPERTY_BITS, UNBOUNDED,
                                          _Branch, _changes_others, _Context, _context,

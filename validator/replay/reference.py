@@ -12,7 +12,7 @@ by `poisoncheck`.
 
 from __future__ import annotations
 
-from validator.model import mirror as model
+from validator import model
 from validator.replay.engine import Replay
 from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure, recording
 from validator.replay.verdict import CHECK_IN_GUARD

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from validator.model import mirror as model
+from validator import model
 from validator.replay.verdict import CHECK_IN_GUARD
 
 

@@ -23,7 +23,7 @@ import re
 import shutil
 from pathlib import Path
 
-from validator.model import mirror as model
+from validator import model
 from validator.ftrace import Event, LostMarker
 from validator.replay.planner import SlotPlan
 from validator.replay.engine import Replay

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from validator.model import mirror as model
+from validator import model
 from validator.replay.planner import PlanInputError
 
 ReplayInputError = PlanInputError     # the trace cannot be replayed at all (line given); exit 2

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events, read_file
 from validator.replay.engine import replay

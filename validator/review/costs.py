@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from validator.model import mirror as model
+from validator import model
 
 
 @dataclass

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from validator.model import mirror as model
+from validator import model
 
 def folio_label(cfg: model.Config, s: model.State, f: int) -> str:
     """Where the folio is, and what matters about it: a page the TDX module still

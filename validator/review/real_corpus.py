@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from validator.model import mirror as model
+from validator import model
 from validator.review.corpus import CorpusError, Outcome, verdict_text
 from validator.ftrace import iter_events, read_file
 from validator.replay.input import scan_gmem_dev

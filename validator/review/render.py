@@ -8,7 +8,7 @@ import textwrap
 import tabulate as tabulate_module
 from tabulate import tabulate
 
-from validator.model import mirror as model
+from validator import model
 from validator.model.properties import PROPERTIES
 from validator.review.report import Report
 

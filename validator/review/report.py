@@ -13,7 +13,7 @@ from pathlib import Path
 
 from validator.review import costs
 from validator.review import diagram
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 from validator.review.corpus import load_manifest, verdict_text
 from validator.ftrace import iter_events, read_file

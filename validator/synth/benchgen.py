@@ -29,7 +29,7 @@ import random
 import sys
 from pathlib import Path
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 
 UNBOUNDED = 1 << 30

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from validator.model import mirror as model
+from validator import model
 
 HEADER = """\
 # tracer: nop

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from validator.model import mirror as model
+from validator import model
 from validator.synth import ftrace_text as render
 
 

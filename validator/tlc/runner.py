@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -27,18 +26,13 @@ from validator.check.matrix import Run
 from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE,
                                         PROPERTIES, SAFETY, VIOLATED)
 from validator.tlc.output import TlcResult, parse_tlc_output
+from validator.tlc.setup import TlcSetup
 
 SPEC_MODULE = "MCPoison"
-_CHECK_LITERAL = re.compile(r'"([a-z_]+\.[a-z_]+)"')
 
 
 class RunnerError(Exception):
     """A TLC job could not give a verdict (timeout, TLA+ error, crash)."""
-
-
-def known_checks(spec_dir: Path) -> set[str]:
-    """Every check name the spec defines (the quoted `area.check` strings)."""
-    return set(_CHECK_LITERAL.findall((spec_dir / "Poison.tla").read_text()))
 
 
 @dataclass
@@ -123,16 +117,6 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> No
         prop = BY_KEY[key]
         lines.append(f"{'INVARIANT' if prop.kind == 'invariant' else 'PROPERTY'} {prop.tla}")
     path.write_text("\n".join(lines) + "\n")
-
-
-@dataclass
-class TlcSetup:
-    java: str
-    jar: Path
-    spec_dir: Path
-    out_dir: Path
-    timeout: float
-    heap: str = "2g"
 
 
 def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,

