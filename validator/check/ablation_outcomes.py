@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from validator.model import CheckSets
 from validator.model.properties import HOLDS, PROPERTIES, VIOLATED
@@ -52,6 +53,13 @@ class Violation:
     counterexample: str | None = None
 
 
+class StepChange(NamedTuple):
+    """A violation both runs have, reached in a different number of steps."""
+    base: int
+    variant: int
+    setting: str
+
+
 @dataclass
 class Diff:
     """What changed from the baseline, over the settings both were run on."""
@@ -59,8 +67,8 @@ class Diff:
     broken: dict[str, Violation] = field(default_factory=dict)   # holds -> violated (shortest)
     closed: dict[str, list[str]] = field(default_factory=dict)   # violated -> holds: settings
     still: dict[str, list[str]] = field(default_factory=dict)    # violated in both: settings
-    shorter: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (base, variant, setting)
-    longer: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    shorter: dict[str, StepChange] = field(default_factory=dict)
+    longer: dict[str, StepChange] = field(default_factory=dict)
     settings: list[str] = field(default_factory=list)
 
     @property
@@ -93,8 +101,8 @@ def compare(baseline: dict[str, RunResult], variant: dict[str, RunResult]) -> Di
                 if key in SAFETY_KEYS and v.steps != b.steps:
                     into = diff.shorter if v.steps < b.steps else diff.longer
                     old = into.get(key)
-                    if old is None or abs(v.steps - b.steps) > abs(old[1] - old[0]):
-                        into[key] = (b.steps, v.steps, setting)
+                    if old is None or abs(v.steps - b.steps) > abs(old.variant - old.base):
+                        into[key] = StepChange(b.steps, v.steps, setting)
     return diff
 
 

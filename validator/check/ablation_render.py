@@ -8,7 +8,8 @@ from tabulate import tabulate
 
 from validator.check.ablation import Ablation
 from validator.check.ablation_outcomes import (ADDS_NOTHING, LOAD_BEARING, NOT_PRESENT,
-                                               REDUNDANT, SHORTENS, Diff, Outcome, condition)
+                                               REDUNDANT, SHORTENS, Diff, Outcome, StepChange,
+                                               condition)
 from validator.model.properties import BY_KEY, VIOLATED
 
 
@@ -28,9 +29,9 @@ def _violations(diff: Diff) -> str:
                      + [f"{prop_label(v.key)} ({v.steps})" for v in rest])
 
 
-def steps_text(changes: dict[str, tuple[int, int, str]]) -> str:
+def steps_text(changes: dict[str, StepChange]) -> str:
     """P1 (7→6 steps), for a shortened or delayed counterexample."""
-    return ", ".join(f"{prop_label(k)} ({changes[k][0]}→{changes[k][1]} steps)"
+    return ", ".join(f"{prop_label(k)} ({changes[k].base}→{changes[k].variant} steps)"
                      for k in by_number(changes))
 
 

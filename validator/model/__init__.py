@@ -23,8 +23,8 @@ from validator.model.actions import (ACTION_NAMES, FOLIO_ACTIONS, GLOBAL_ACTIONS
 from validator.model.designs import (ALL_CHECKS, ALL_FEATURES, BACKINGS, CHECKS, DEFAULT_FEATURES,
                                      DESIGN_CHECKS, DESIGNS, PROPOSED_CHECKS, UPSTREAM_CHECKS,
                                      CheckSets, Config)
-from validator.model.mirror import (KERNEL_FUNCTION, folio_name, page_name, reachable,
-                                    successors, to_tla)
+from validator.model.mirror import (KERNEL_FUNCTION, Edge, Transition, folio_name, page_name,
+                                    reachable, successors, to_tla)
 from validator.model.properties import (STATE_PROPERTIES, no_host_access_to_td_page,
                                         no_private_host_mapping, poison_contained_step,
                                         refcount_sound)
@@ -49,7 +49,7 @@ __all__ = [
     "HostUserFree", "MemoryFailure", "HugetlbDissolve", "KvmGmemBuggyCleanup", "TdxReleaseHkid",
     "FOLIO_ACTIONS", "PAGE_ACTIONS", "GLOBAL_ACTIONS", "ACTION_NAMES",
     # mirror
-    "successors", "reachable", "folio_name", "page_name", "to_tla", "KERNEL_FUNCTION",
+    "Transition", "Edge", "successors", "reachable", "folio_name", "page_name", "to_tla", "KERNEL_FUNCTION",
     # properties
     "STATE_PROPERTIES", "no_host_access_to_td_page", "no_private_host_mapping",
     "refcount_sound", "poison_contained_step",

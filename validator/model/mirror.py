@@ -9,7 +9,7 @@ actions here and the spec's shows up as a failing test.  Folios are named
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from validator.model.actions import (FOLIO_ACTIONS, GLOBAL_ACTIONS, PAGE_ACTIONS,
                                      VmmConvertRequest)
@@ -17,8 +17,22 @@ from validator.model.designs import Config
 from validator.model.state import State, init
 
 
-def successors(cfg: Config, s: State) -> Iterator[tuple[str, tuple, State]]:
-    """Every step Next allows from s: (action name, parameters, successor).
+class Transition(NamedTuple):
+    """One step Next allows: the action's name, its parameters, the successor."""
+    action: str
+    params: tuple       # (folio,), (page,), (page, "private" | "shared") or ()
+    state: State
+
+
+class Edge(NamedTuple):
+    """An edge of the reachable graph, labelled with its action as TLC labels it."""
+    source: State
+    action: str
+    target: State
+
+
+def successors(cfg: Config, s: State) -> Iterator[Transition]:
+    """Every step Next allows from s.
 
     A step may leave the state unchanged (a refused conversion that had
     nothing to unmap); TLC's state graph has these self-loops too.
@@ -27,30 +41,30 @@ def successors(cfg: Config, s: State) -> Iterator[tuple[str, tuple, State]]:
         for action in FOLIO_ACTIONS:
             t = action(cfg, s, f)
             if t is not None:
-                yield action.__name__, (f,), t
+                yield Transition(action.__name__, (f,), t)
     for p in range(cfg.pages):
         for action in PAGE_ACTIONS:
             t = action(cfg, s, p)
             if t is not None:
-                yield action.__name__, (p,), t
+                yield Transition(action.__name__, (p,), t)
         for to in ("private", "shared"):
             t = VmmConvertRequest(cfg, s, p, to)
             if t is not None:
-                yield "VmmConvertRequest", (p, to), t
+                yield Transition("VmmConvertRequest", (p, to), t)
     for action in GLOBAL_ACTIONS:
         t = action(cfg, s)
         if t is not None:
-            yield action.__name__, (), t
+            yield Transition(action.__name__, (), t)
 
 
-def reachable(cfg: Config) -> tuple[set[State], set[tuple[State, str, State]]]:
+def reachable(cfg: Config) -> tuple[set[State], set[Edge]]:
     """The whole reachable graph from Init (for small constants only)."""
     start = init(cfg)
     seen, edges, todo = {start}, set(), [start]
     while todo:
         s = todo.pop()
         for name, _, t in successors(cfg, s):
-            edges.add((s, name, t))
+            edges.add(Edge(s, name, t))
             if t not in seen:
                 seen.add(t)
                 todo.append(t)
