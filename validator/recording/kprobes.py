@@ -2,8 +2,8 @@
 to enable and filter, and the rules a probe must follow for the kernel to accept it.
 
 The catalogue itself (what each event means) is the replay's (validator/replay/catalogue.py);
-`load_catalogue()` here reads it and adds the probe-making rules, with the same kind of
-messages: each names the file and the event.
+`load_catalogue()` here reads it with the probe-making rules added (ProbeMakingRules; each
+message names the file and the event).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from validator.replay.catalogue import (Catalogue, CatalogueError, default_path,
+from validator.replay.catalogue import (Catalogue, CatalogueError, LoaderRules, default_path,
                                         load_catalogue as load_replay_catalogue)
 from validator.replay.probe_spec import ProbeSpec
 
-__all__ = ["CatalogueError", "check_probes", "default_path", "enable_path", "filter_path",
+__all__ = ["CatalogueError", "PROBE_MAKING_RULES", "default_path", "enable_path", "filter_path",
            "kprobe_line", "kprobe_lines", "load_catalogue", "remove_line", "upstream_events"]
 
 # Field names the kernel reserves in every probe event (kernel/trace/trace_probe.c).
@@ -30,48 +30,45 @@ _SYMBOL = re.compile(r"(?:[A-Za-z0-9_-]+:)?[A-Za-z_][A-Za-z0-9_.]*")  # [MOD:]SY
 _FILTER_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 
+class ProbeMakingRules(LoaderRules):
+    """The rules of kprobe_events, checked where the loader reads the probe: the symbol,
+    `upstream`, each fetch-arg (name, reserved names, spaces, $retval) and the filter."""
+
+    def probe(self, table: dict, kind: str, fail) -> None:
+        symbol = table.get("symbol")
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
+            fail(f"symbol must be a kernel function name ([MODULE:]SYMBOL), not {symbol!r}")
+        if not isinstance(table.get("upstream"), bool):
+            fail("upstream must be true or false (false: the function exists only with a "
+                 "design's patch)")
+
+    def arg(self, item: str, name: str, fetch: str, kind: str, fail) -> None:
+        if not _GOOD_NAME.fullmatch(name) or len(name) > MAX_ARG_NAME_LEN:
+            fail(f"args: {name!r} is not a valid argument name")
+        if name in RESERVED_NAMES:
+            fail(f"args: {name!r} is reserved by the kernel")
+        if not fetch or any(c.isspace() for c in fetch):
+            fail(f"args: {item!r}: the fetch-arg is empty or has spaces")
+        if "$retval" in fetch and kind != "kretprobe":
+            fail(f"args: {item!r}: $retval exists only in a kretprobe")
+
+    def probe_done(self, table: dict, arg_names: list[str], fail) -> None:
+        flt = table.get("filter")
+        if flt is not None:
+            if not isinstance(flt, str) or not flt.strip() or "\n" in flt:
+                fail("filter must be a one-line string")
+            for word in _FILTER_NAME.findall(flt):
+                if word not in arg_names:
+                    fail(f"filter uses {word!r}, which is not one of args")
+
+
+PROBE_MAKING_RULES = ProbeMakingRules()
+
+
 def load_catalogue(path: Path | str | None = None) -> Catalogue:
     """The catalogue (the packaged one by default), checked for the replay and for making
     its probes. Raises CatalogueError."""
-    return check_probes(load_replay_catalogue(path))
-
-
-def check_probes(cat: Catalogue) -> Catalogue:
-    """The rules of kprobe_events for every probe, in file order: the symbol, the
-    fetch-args (names, reserved names, spaces, $retval) and the filter."""
-    for spec in cat.probes():
-        _check_probe(spec, lambda m, s=spec: _fail(cat, s, m))
-    return cat
-
-
-def _fail(cat: Catalogue, spec: ProbeSpec, message: str):
-    raise CatalogueError(f"{cat.path}: [{spec.system}.{spec.name}]: {message}")
-
-
-def _check_probe(spec: ProbeSpec, fail) -> None:
-    symbol = spec.symbol
-    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-        fail(f"symbol must be a kernel function name ([MODULE:]SYMBOL), not {symbol!r}")
-    if not isinstance(spec.upstream, bool):
-        fail("upstream must be true or false (false: the function exists only with a design's patch)")
-    for arg in spec.args:
-        item = str(arg)
-        if not _GOOD_NAME.fullmatch(arg.name) or len(arg.name) > MAX_ARG_NAME_LEN:
-            fail(f"args: {arg.name!r} is not a valid argument name")
-        if arg.name in RESERVED_NAMES:
-            fail(f"args: {arg.name!r} is reserved by the kernel")
-        if not arg.fetch or any(c.isspace() for c in arg.fetch):
-            fail(f"args: {item!r}: the fetch-arg is empty or has spaces")
-        if "$retval" in arg.fetch and spec.kind != "kretprobe":
-            fail(f"args: {item!r}: $retval exists only in a kretprobe")
-    flt = spec.filter
-    if flt is not None:
-        if not isinstance(flt, str) or not flt.strip() or "\n" in flt:
-            fail("filter must be a one-line string")
-        arg_names = {a.name for a in spec.args}
-        for word in _FILTER_NAME.findall(flt):
-            if word not in arg_names:
-                fail(f"filter uses {word!r}, which is not one of args")
+    return load_replay_catalogue(path, PROBE_MAKING_RULES)
 
 
 def kprobe_line(spec: ProbeSpec) -> str:

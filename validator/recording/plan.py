@@ -154,3 +154,11 @@ def remove_steps(plan: Plan) -> list[TracefsStep | str]:
         steps.append(TracefsStep(f"instances/{plan.instance}", kind="rmdir",
                           comment="4. remove the instance (its buffer goes with it)"))
     return steps
+
+
+def _probe_comment(spec: ProbeSpec) -> str:
+    where = "" if spec.upstream else " [needs the design's patch]"
+    text = f"{spec.name} -> {spec.protocol}: {spec.summary}{where}"
+    if spec.unfetched:
+        text += f" (not printed: {', '.join(spec.unfetched)})"
+    return text

@@ -8,17 +8,8 @@ import textwrap
 
 from validator.recording.plan import REMOVE_OLD, Plan, TracefsStep
 from validator.replay.catalogue import Catalogue
-from validator.replay.probe_spec import ProbeSpec
 
 DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
-
-
-def _probe_comment(spec: ProbeSpec) -> str:
-    where = "" if spec.upstream else " [needs the design's patch]"
-    text = f"{spec.name} -> {spec.protocol}: {spec.summary}{where}"
-    if spec.unfetched:
-        text += f" (not printed: {', '.join(spec.unfetched)})"
-    return text
 
 
 def collect_hint(tracefs: str, plan: Plan) -> str:

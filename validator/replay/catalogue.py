@@ -102,22 +102,42 @@ def default_path() -> Path:
     return Path(str(resources.files("validator") / "data" / "probes.toml"))
 
 
-def load_catalogue(path: Path | str | None = None) -> Catalogue:
-    """Read and check a catalogue (the packaged one by default)."""
+class LoaderRules:
+    """Checks a consumer of the catalogue adds to the loader (validator/recording adds the
+    rules of kprobe_events), called where the loader reads what they check, so that the
+    first fault of a file is the one reported.  `fail(message)` raises CatalogueError
+    naming the file and the event.  These add none."""
+
+    def probe(self, table: dict, kind: str, fail) -> None:
+        """A kprobe/kretprobe's table, before its args are read."""
+
+    def arg(self, item: str, name: str, fetch: str, kind: str, fail) -> None:
+        """One "NAME=FETCHARG" of a probe's args."""
+
+    def probe_done(self, table: dict, arg_names: list[str], fail) -> None:
+        """A probe's table, after every other check."""
+
+
+NO_EXTRA_RULES = LoaderRules()
+
+
+def load_catalogue(path: Path | str | None = None,
+                   rules: LoaderRules = NO_EXTRA_RULES) -> Catalogue:
+    """Read and check a catalogue (the packaged one by default), with `rules` added."""
     if path is None:
-        return _default_catalogue()
-    return _load(Path(path))
+        return _default_catalogue(rules)
+    return _load(Path(path), rules)
 
 
-@lru_cache(maxsize=1)
-def _default_catalogue() -> Catalogue:
-    return _load(default_path())
+@lru_cache(maxsize=4)
+def _default_catalogue(rules: LoaderRules) -> Catalogue:
+    return _load(default_path(), rules)
 
 
 CATALOGUE_MAX_BYTES = 1 << 20      # the packaged one is about 27 KB
 
 
-def _load(path: Path) -> Catalogue:
+def _load(path: Path, rules: LoaderRules) -> Catalogue:
     try:
         with open(path, "rb") as fh:
             raw = fh.read(CATALOGUE_MAX_BYTES + 1)     # /dev/zero must not fill memory
@@ -131,10 +151,10 @@ def _load(path: Path) -> Catalogue:
         raise CatalogueError(f"{path}: not UTF-8 text: {err.reason} at byte {err.start}") from None
     except tomllib.TOMLDecodeError as err:
         raise CatalogueError(f"{path}: not valid TOML: {err}") from None
-    return _parse(data, str(path))
+    return _parse(data, str(path), rules)
 
 
-def _parse(data: dict, path: str) -> Catalogue:
+def _parse(data: dict, path: str, rules: LoaderRules) -> Catalogue:
     def fail(msg: str):
         raise CatalogueError(f"{path}: {msg}")
 
@@ -152,7 +172,7 @@ def _parse(data: dict, path: str) -> Catalogue:
             for name, table in value.items():
                 if not isinstance(table, dict):
                     fail(f"[{key}]: {name} = ... is not an event table ([{key}.{name}])")
-                events.append(_parse_event(key, name, table, lambda m, s=key, n=name:
+                events.append(_parse_event(key, name, table, rules, lambda m, s=key, n=name:
                                            fail(f"[{s}.{n}]: {m}")))
         else:
             fail(f"unknown top-level key {key!r} (expected {', '.join(_TOP_KEYS)} or event tables)")
@@ -188,7 +208,7 @@ def _parse(data: dict, path: str) -> Catalogue:
                      trace_clock=settings.get("trace_clock"), events=tuple(events))
 
 
-def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
+def _parse_event(system: str, name: str, t: dict, rules: LoaderRules, fail) -> ProbeSpec:
     if not _GOOD_NAME.fullmatch(name) or len(name) > MAX_EVENT_NAME_LEN:
         fail("not a valid event name (letters, digits, _; at most 64)")
     kind = t.get("kind")
@@ -225,7 +245,8 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
                          formats=formats, required=required)
 
     # --- kprobe / kretprobe (symbol, upstream, the fetch-args' syntax and the filter are
-    # about making the probe: recording/kprobes.py checks them)
+    # about making the probe: `rules` checks them, see recording/kprobes.py)
+    rules.probe(t, kind, fail)
     raw_args = t.get("args")
     if not isinstance(raw_args, list):
         fail("args must be a list of \"NAME=FETCHARG\" strings (args = [] for none)")
@@ -234,6 +255,7 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
         if not isinstance(item, str) or "=" not in item:
             fail(f"args: {item!r} is not NAME=FETCHARG")
         aname, fetch = item.split("=", 1)
+        rules.arg(item, aname, fetch, kind, fail)
         if any(a.name == aname for a in args):
             fail(f"args: {aname!r} twice")
         args.append(FetchArg(aname, fetch))
@@ -317,6 +339,7 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
     elif "ret" in arg_names:
         fail(f"ret = ... is missing: say how `ret` reads ({', '.join(RET_CONVENTIONS)})")
 
+    rules.probe_done(t, arg_names, fail)
     return ProbeSpec(system=system, name=name, protocol=protocol, kind=kind, fields=fields_t,
                      summary=t.get("summary", ""), source=t.get("source", ""),
                      symbol=t.get("symbol"), upstream=t.get("upstream"), args=tuple(args),
