@@ -50,8 +50,10 @@ class CatalogueError(ValueError):
 
 @dataclass(frozen=True)
 class Catalogue:
+    """The file's events in file order; the settings are recording's, kept as given."""
+
     path: str
-    group: str
+    group: str                   # the kprobe event group of every probe
     buffer_size_kb: int
     trace_clock: str | None
     events: tuple[ProbeSpec, ...]
@@ -86,7 +88,7 @@ class Catalogue:
         return [s for s in self.events if s.is_probe and (s.upstream or not only_upstream)]
 
     def tracepoints(self) -> list[ProbeSpec]:
-        """The upstream events to enable."""
+        """The upstream tracepoints."""
         return [s for s in self.events if not s.is_probe]
 
     def probe_protocols(self) -> dict[str, str]:
