@@ -138,7 +138,7 @@ def read_events(lines: Iterable[str], wanted: frozenset, unparsed: UnparsedCount
 
 
 def general_line(text: str, line_no: int, state: ReaderState, parse,
-                 known: KnownEvents = NO_KNOWN_EVENTS) -> Line:
+                 known: KnownEvents) -> Line:
     """One line that is not a plain record (see hot_match): parse it and update state."""
     if type(text) is Truncated:
         state.owner = None
