@@ -21,6 +21,7 @@ KNOWN_EVENTS = KnownEvents.of(
     probe_group=_CATALOGUE.group, probe_names=[s.name for s in _CATALOGUE.probes()])
 UPSTREAM_PROTOCOL = _CATALOGUE.tracepoint_protocols()
 PROBE_PROTOCOL = _CATALOGUE.probe_protocols()
+PROBE_GROUP = _CATALOGUE.group
 # How each probe's printed fields become the fields the planner reads (derive, values, ret).
 _NORMALISERS = {s.name: s.normalise for s in _CATALOGUE.probes() if s.needs_normalising}
 # The only event names protocol_of() does not map to None (markers: record's own lines).
@@ -34,7 +35,7 @@ MARKER_PREFIX = "poisoncheck "
 
 
 def protocol_of(event: Event) -> str | None:
-    if event.system == "poisoncheck" or (event.probe is not None and event.name in PROBE_PROTOCOL):
+    if event.system == PROBE_GROUP or (event.probe is not None and event.name in PROBE_PROTOCOL):
         return PROBE_PROTOCOL.get(event.name)
     if event.name in MARKER_NAMES:
         return "marker" if _marker_text(event).startswith(MARKER_PREFIX) else None
