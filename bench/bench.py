@@ -40,7 +40,8 @@ from itertools import islice
 from pathlib import Path
 
 from validator.synth import benchgen
-from validator.ftrace import iter_events, read_file, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_file, read_lines
 
 BENCH_DIR = Path("build/bench")
 DEFAULT_LINES = 1_000_000

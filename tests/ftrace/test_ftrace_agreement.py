@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from validator.ftrace import TraceInputError, fastpath, grammar, read_file, read_lines
+from validator.ftrace import TraceInputError, fastpath, grammar
+# the reader as poisoncheck runs it: the probe catalogue's events typed
+from validator.replay.input import read_file, read_lines
 from validator.ftrace.decoders import decode_probe
 
 from test_ftrace_corpus import CORPUS, corpus_files

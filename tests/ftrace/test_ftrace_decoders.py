@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from validator.ftrace import (
-    POISONCHECK_PROBES, LineKind, Probe, convert, decode_kv, iter_events, read_file, read_lines,
-)
+from validator.ftrace import LineKind, Probe, convert, decode_kv, iter_events
+# the reader as poisoncheck runs it: the probe catalogue's events typed
+from validator.replay.input import read_file, read_lines
+from validator.replay.vocabulary import KNOWN_EVENTS
 from validator.ftrace.decoders import compile_format, decode_probe
 
 SAMPLE = Path(__file__).parent.parent / "data" / "ftrace" / "poisoncheck-sample.trace"
@@ -89,7 +90,7 @@ def test_perf_system_overrides_name_lookup():
 def test_poisoncheck_sample():
     events = list(iter_events(read_file(SAMPLE)))
     names = {e.name for e in events if hasattr(e, "name")}
-    assert POISONCHECK_PROBES - {"hugetlb_alloc"} <= names   # the sample predates hugetlb_alloc
+    assert KNOWN_EVENTS.probe_names - {"hugetlb_alloc"} <= names   # the sample predates hugetlb_alloc
     probes = [e for e in events if getattr(e, "probe", None)]
     assert {e.system for e in probes} == {"poisoncheck"}
     by_name = {e.name: e for e in events if hasattr(e, "name")}

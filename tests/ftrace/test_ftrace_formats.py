@@ -2,8 +2,10 @@
 
 import pytest
 
-from validator.ftrace import LineKind, read_lines
-from validator.ftrace.reader import R_BAD_BODY, R_NO_CONTEXT, R_NOT_FTRACE
+from validator.ftrace import LineKind
+from validator.ftrace.state import R_BAD_BODY, R_NO_CONTEXT, R_NOT_FTRACE
+# the reader as poisoncheck runs it: the probe catalogue's events typed
+from validator.replay.input import read_lines
 
 ENGINES = ["fast", "lark"]
 

@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from validator.ftrace import (
-    LineKind, TraceInputError, fastpath, grammar, iter_lines, printable, read_lines, summarise,
+    LineKind, TraceInputError, fastpath, grammar, iter_lines, printable, summarise,
 )
+# the reader as poisoncheck runs it: the probe catalogue's events typed
+from validator.replay.input import read_lines
 
 from test_ftrace_corpus import CORPUS, corpus_files
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from validator.ftrace import (
     LineKind, NotFtraceError, TraceInputError, iter_lines, open_trace, read_file, read_lines, summarise,
 )
-from validator.ftrace import opener, reader
+from validator.ftrace import opener
+from validator.ftrace import state as reader
 
 TRACE = (
     b"# tracer: nop\n#\n"
@@ -50,7 +51,6 @@ def test_overlong_line_is_cut_and_reported(monkeypatch):
     monkeypatch.setattr(opener, "MAX_LINE_BYTES", 200)
     monkeypatch.setattr(opener, "CHUNK_BYTES", 16)
     monkeypatch.setattr(opener, "SNIFF_BYTES", 16)
-    monkeypatch.setattr(reader, "_SHORT", 0)
     data = TRACE + b"x" * 500 + b"\n" + TRACE.splitlines()[2] + b"\n"
     lines = list(read_lines(iter_lines(io.BytesIO(data), "<test>")))
     assert [line.kind for line in lines] == [LineKind.HEADER] * 2 + [LineKind.EVENT] * 2 + [

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from validator.synth import benchgen
-from validator.ftrace import LineKind, LostMarker, NotFtraceError, read_file
+from validator.ftrace import LineKind, LostMarker, NotFtraceError
+from validator.ftrace.hot import hot_event, hot_match
 from validator.ftrace.parallel import ParallelReader
-from validator.ftrace.reader import hot_event, hot_match
-from validator.replay.input import Observations, _shortcut
-from validator.replay.vocabulary import INFORMATIONAL, INFORMATIONAL_RUN, observe, RELEVANT_NAMES
+from validator.replay.input import Observations, _shortcut, read_file
+from validator.replay.vocabulary import (INFORMATIONAL, INFORMATIONAL_RUN, KNOWN_EVENTS, observe,
+                                         RELEVANT_NAMES)
 from validator.cli.validate import validate_one
 
 from test_ftrace_corpus import CORPUS, EXPECTED, NOT_FTRACE, corpus_files
@@ -225,7 +226,7 @@ def test_the_shortcut_takes_the_usual_renderings():
     for text in usual:
         groups = hot_match(text)
         short = _shortcut(groups[6], groups[8], text, 7)
-        assert short is not None and short == observe(hot_event(groups, text, 7)), text
+        assert short is not None and short == observe(hot_event(groups, text, 7, KNOWN_EVENTS)), text
     assert short.fields == {"index": 1, "pfn": 0x1001, "ret": 2}
     for text in (TRICKY[15], TRICKY[16], TRICKY[18], TRICKY[20], TRICKY[21]):  # the long way
         groups = hot_match(text)
@@ -259,7 +260,7 @@ def test_the_shortcut_gives_what_observe_gives_or_steps_aside(name, payload):
     short = _shortcut(groups[6], groups[8], text, 7)
     if short is None:
         return
-    event = hot_event(groups, text, 7)      # raises where the line would be unparsed
+    event = hot_event(groups, text, 7, KNOWN_EVENTS)      # raises where the line would be unparsed
     assert short == observe(event)
 
 

@@ -45,7 +45,7 @@ def test_real_trace_says_what_is_missing(tmp_path):
 
 
 def test_record_without_kvm_notes_the_missing_device(tmp_path, monkeypatch):
-    from validator.cli.record import discover_gmem_dev
+    from validator.recording.session import discover_gmem_dev
     monkeypatch.setenv("POISONCHECK_KVM_DEV", "/nonexistent/kvm")
     notes = []
     assert discover_gmem_dev(notes.append) is None

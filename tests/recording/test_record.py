@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from validator.cli import record as record_cmd
+from validator.recording import session
 from validator.recording import tracefs as recording
+from validator.recording.kprobes import enable_path, kprobe_line, kprobe_lines, upstream_events
+from validator.recording.plan import Plan, remove_steps, setup_steps
 from validator.cli import cli
 from validator.cli.errors import Terminated
-from validator.recording.catalogue import load_catalogue
+from validator.recording.kprobes import load_catalogue
 
 CAT = load_catalogue()
 FOREIGN = "p:kprobes/myprobe do_sys_open dfd=%ax"
@@ -25,7 +27,7 @@ UPSTREAM_SYMBOLS = [s.symbol for s in CAT.probes(only_upstream=True)]
 @pytest.fixture(autouse=True)
 def no_kvm(monkeypatch):
     """Tests never need /dev/kvm: guest_memfd's device is not found unless given."""
-    monkeypatch.setattr(record_cmd, "discover_gmem_dev", lambda echo: None)
+    monkeypatch.setattr(session, "discover_gmem_dev", lambda echo: None)
 
 
 def make_tracefs(root: Path, functions=UPSTREAM_SYMBOLS, with_probe_dirs=True) -> Path:
@@ -39,7 +41,7 @@ def make_tracefs(root: Path, functions=UPSTREAM_SYMBOLS, with_probe_dirs=True) -
     (root / "error_log").write_text("")
     (root / "available_filter_functions").write_text(
         "".join(f"{name}{' [kvm]' if 'gmem' in name else ''}\n" for name in functions))
-    events = [(s, n) for s, n in CAT.upstream_events()] + [("kprobes", "myprobe"),
+    events = [(s, n) for s, n in upstream_events(CAT)] + [("kprobes", "myprobe"),
                                                            ("poisoncheck", "old_probe")]
     if with_probe_dirs:
         events += [("poisoncheck", s.name) for s in CAT.probes()]
@@ -72,7 +74,7 @@ def expected_after_apply(before: dict, only_upstream=False, buffer_kb=32768) -> 
     after = dict(before)
     probes = CAT.probes(only_upstream)
     after["kprobe_events"] = (before["kprobe_events"] + "-:poisoncheck/old_probe\n"
-                              + "".join(s.kprobe_line() + "\n" for s in probes))
+                              + "".join(kprobe_line(s) + "\n" for s in probes))
     after["events/poisoncheck/old_probe/enable"] = "0\n"
     after["tracing_on"] = "1\n"
     after["buffer_size_kb"] = f"{buffer_kb}\n"
@@ -82,7 +84,7 @@ def expected_after_apply(before: dict, only_upstream=False, buffer_kb=32768) -> 
         if spec.filter:
             after[f"events/poisoncheck/{spec.name}/filter"] = spec.filter + "\n"
     for spec in probes + CAT.tracepoints():
-        after[spec.enable_path()] = "1\n"
+        after[enable_path(spec)] = "1\n"
     return after
 
 
@@ -106,10 +108,10 @@ def test_default_prints_the_setup_and_writes_nothing(tmp_path):
     script = result.stdout
     assert script.startswith("#!/bin/sh\n")
     assert f"T={root}\n" in script
-    for line in CAT.kprobe_lines():
+    for line in kprobe_lines(CAT):
         assert script.count(f"echo '{line}' >> \"$T/kprobe_events\"\n") == 1, line
     assert "> \"$T/kprobe_events\"" not in script.replace(">> \"$T/kprobe_events\"", "")
-    for system, name in CAT.upstream_events():
+    for system, name in upstream_events(CAT):
         assert f'echo 1 > "$T/events/{system}/{name}/enable"\n' in script
     assert "echo \"-:poisoncheck/$e\" >> \"$T/kprobe_events\"" in script
     assert "echo 'req == 0x301 && bugged == 1' > \"$T/events/poisoncheck/vm_bugged/filter\"" in script
@@ -135,7 +137,7 @@ def test_only_upstream_and_buffer_size():
     result = run("--only-upstream", "--buffer-kb", "4096", "--tracefs", "/nonexistent")
     assert result.exit_code == 0
     for spec in CAT.probes():
-        assert (spec.kprobe_line() in result.stdout) == spec.upstream, spec.name
+        assert (kprobe_line(spec) in result.stdout) == spec.upstream, spec.name
         assert (f"/poisoncheck/{spec.name}/enable" in result.stdout) == spec.upstream
     assert 'echo 4096 > "$T/buffer_size_kb"' in result.stdout
     assert "needs the design's patch" not in result.stdout
@@ -165,10 +167,10 @@ def test_apply_writes_exactly_the_setup(tmp_path):
     assert out[1] == f"wrote {root}/events/poisoncheck/old_probe/enable: 0"
     assert out[2] == f"appended to {root}/kprobe_events: -:poisoncheck/old_probe"
     assert out[3] == f"wrote {root}/buffer_size_kb: 32768"
-    first_probe = out.index(f"appended to {root}/kprobe_events: {CAT.kprobe_lines()[0]}")
+    first_probe = out.index(f"appended to {root}/kprobe_events: {kprobe_lines(CAT)[0]}")
     first_filter = next(i for i, line in enumerate(out) if line.endswith("magic == 0x474d454d"))
     assert 3 < first_probe < first_filter
-    probes, events = len(CAT.probes()), len(CAT.probes()) + len(CAT.upstream_events())
+    probes, events = len(CAT.probes()), len(CAT.probes()) + len(upstream_events(CAT))
     writes = 3 + 2 + probes + 5 + events + 2
     assert f"{writes} writes to {root}." in out
     assert out[out.index(f"{writes} writes to {root}.") - 1] == f"wrote {root}/tracing_on: 1"
@@ -190,7 +192,7 @@ def test_apply_twice_replaces_only_our_probes(tmp_path):
     assert run("--apply", "--tracefs", str(root)).exit_code == 0
     # what the kernel would show now: the foreign probe and ours
     (root / "kprobe_events").write_text(FOREIGN + "\n" + "".join(
-        line + "\n" for line in CAT.kprobe_lines()))
+        line + "\n" for line in kprobe_lines(CAT)))
     result = run("--apply", "--tracefs", str(root))
     assert result.exit_code == 0, result.output
     text = (root / "kprobe_events").read_text().splitlines()
@@ -239,7 +241,7 @@ def test_missing_upstream_events_are_left_out_with_a_note(tmp_path):
 
 def test_kernel_refuses_a_probe_line(tmp_path, monkeypatch):
     root = make_tracefs(tmp_path / "tracing")
-    third = CAT.kprobe_lines()[2]
+    third = kprobe_lines(CAT)[2]
     real = recording._write_file
 
     def kernel(path, text, append):
@@ -255,7 +257,7 @@ def test_kernel_refuses_a_probe_line(tmp_path, monkeypatch):
                     f"the set-up written so far was undone")
     # the writes before it were made and reported, then undone: our probes removed again
     events = (root / "kprobe_events").read_text()
-    assert CAT.kprobe_lines()[1] + "\n" in events
+    assert kprobe_lines(CAT)[1] + "\n" in events
     assert events.endswith(f"-:poisoncheck/{CAT.probes()[1].name}\n")
     assert (root / "tracing_on").read_text() == "0\n"
     assert "wrote " + str(root / "events/poisoncheck/tdx_aug/enable") + ": 1" not in result.stdout
@@ -351,7 +353,7 @@ def add_instance(root: Path, name: str) -> Path:
     for f in ("tracing_on", "buffer_size_kb", "trace_clock", "trace", "trace_marker",
               "set_event_pid"):
         (inst / f).write_text("")
-    add_event_dirs(inst, CAT.upstream_events())
+    add_event_dirs(inst, upstream_events(CAT))
     return inst
 
 
@@ -375,7 +377,7 @@ def test_tracepoints_alone_where_the_kernel_has_no_kprobes(tmp_path):
     assert {k: v for k, v in after.items() if not k.startswith("instances/")} == global_before
     inst = "instances/pc/"
     for spec in CAT.tracepoints():
-        assert after[inst + spec.enable_path()] == "1\n", spec.name
+        assert after[inst + enable_path(spec)] == "1\n", spec.name
     for name in ("mm_filemap_add_to_page_cache", "mm_filemap_delete_from_page_cache"):
         assert after[f"{inst}events/filemap/{name}/filter"] == "s_dev == 16\n"
     assert after[inst + "trace_marker"] == "poisoncheck gmem_dev=0:16 kprobes=0\n"
@@ -392,7 +394,7 @@ def test_remove_undoes_the_instance_setup(tmp_path):
     assert result.exit_code == 2 and "Directory not empty" in result.stderr, result.output
     after = contents(root)
     assert after["instances/pc/tracing_on"] == "0\n"
-    assert all(after[f"instances/pc/{s.enable_path()}"] == "0\n" for s in CAT.tracepoints())
+    assert all(after[f"instances/pc/{enable_path(s)}"] == "0\n" for s in CAT.tracepoints())
     assert "could not rmdir" in result.stdout
     # with an empty instance directory (the kernel's rmdir removes the files itself) it goes
     shutil.rmtree(root / "instances" / "pc")
@@ -405,13 +407,13 @@ def test_remove_with_kprobes_removes_our_probes_only(tmp_path):
     root = make_tracefs(tmp_path / "tracing")
     assert run("--apply", "--tracefs", str(root)).exit_code == 0
     (root / "kprobe_events").write_text(FOREIGN + "\n" + "".join(
-        line + "\n" for line in CAT.kprobe_lines()))
+        line + "\n" for line in kprobe_lines(CAT)))
     result = run("--remove", "--apply", "--tracefs", str(root))
     assert result.exit_code == 0, result.output
     text = (root / "kprobe_events").read_text()
     for spec in CAT.probes():
         assert f"-:poisoncheck/{spec.name}\n" in text
-        assert (root / spec.enable_path()).read_text() == "0\n"
+        assert (root / enable_path(spec)).read_text() == "0\n"
     assert "-:kprobes/myprobe" not in text
     assert (root / "tracing_on").read_text() == "0\n"
     # the page-cache device filter of the set-up is cleared too
@@ -442,7 +444,7 @@ def test_an_interrupt_midway_undoes_the_setup(tmp_path, monkeypatch, stop):
     """SIGINT or SIGTERM while --apply writes: what was written is undone, then it stops."""
     root = make_tracefs(tmp_path / "tracing")
     real = recording._write_file
-    third = CAT.kprobe_lines()[2]
+    third = kprobe_lines(CAT)[2]
 
     def kernel(path, text, append):
         if path.name == "kprobe_events" and text == third:
@@ -450,10 +452,10 @@ def test_an_interrupt_midway_undoes_the_setup(tmp_path, monkeypatch, stop):
         real(path, text, append)
 
     monkeypatch.setattr(recording, "_write_file", kernel)
-    plan = recording.Plan(CAT)
+    plan = Plan(CAT)
     with pytest.raises(stop):
-        recording.apply_steps(root, recording.setup_steps(plan), plan, lambda _: None,
-                              undo=recording.remove_steps(plan))
+        recording.apply_steps(root, setup_steps(plan), plan, lambda _: None,
+                              undo=remove_steps(plan))
     events = (root / "kprobe_events").read_text()
     assert events.endswith(f"-:poisoncheck/{CAT.probes()[1].name}\n")
     assert (root / "tracing_on").read_text() == "0\n"

@@ -8,7 +8,8 @@ import pytest
 
 from validator import model
 from validator.replay import planner
-from validator.ftrace import iter_events, read_file, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_file, read_lines
 from validator.replay.planner import NeedsSurvey
 from validator.replay.engine import Replay, replay, survey_slots
 

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from validator import model
 from validator.cli import cli
-from validator.ftrace import iter_events, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_lines
 from validator.replay.planner import PageLinks
 from validator.replay.engine import replay
 from validator.replay.vocabulary import observe, Observed

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from validator import model
 from validator.synth import ftrace_text as render
 from validator.cli import cli
-from validator.ftrace import iter_events, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_lines
 from validator.replay.engine import replay
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from validator import model
 from validator.synth import ftrace_text as render
-from validator.ftrace import iter_events, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_lines
 from validator.replay.candidates import PROPERTY_BITS
 from validator.replay.engine import Replay
 from validator.replay.reference import ReferenceReplay

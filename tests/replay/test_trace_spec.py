@@ -15,7 +15,8 @@ from validator.replay import meaning
 from validator import model
 from validator.synth import ftrace_text as render
 from validator.review.corpus import verdict_text
-from validator.ftrace import iter_events, read_lines
+from validator.ftrace import iter_events
+from validator.replay.input import read_lines
 from validator.replay.engine import Replay, replay
 from validator.replay.resolved import Resolved
 from validator.replay.tlc_engine import DATA_MODULE, prepare, validate_tlc

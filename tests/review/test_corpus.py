@@ -11,7 +11,8 @@ from validator import model
 from validator.synth import scenarios
 from validator.cli import cli
 from validator.review.corpus import check_traces, render_counterexamples, verdict_text
-from validator.ftrace import iter_events, read_file
+from validator.ftrace import iter_events
+from validator.replay.input import read_file
 from validator.replay.verdict import ReplayInputError
 from validator.replay.tlc_engine import validate_tlc
 from validator.tlc.runner import TlcSetup

@@ -8,7 +8,8 @@ import pytest
 
 from validator.synth import benchgen
 from validator import model
-from validator.ftrace import iter_events, read_file, summarise
+from validator.ftrace import iter_events, summarise
+from validator.replay.input import read_file
 from validator.replay.candidates import _CONTEXTS
 from validator.replay.engine import Replay, replay
 

@@ -1,4 +1,5 @@
-"""`poisoncheck parse`: read ftrace text and say what was in it (validator.ftrace does the work)."""
+"""`poisoncheck parse`: read ftrace text and say what was in it (validator.ftrace does the
+work; the probe catalogue's events typed, as the replay reads them)."""
 
 import json
 
@@ -6,7 +7,8 @@ import click
 from tabulate import tabulate, tabulate_formats
 
 from validator.cli.errors import InputError
-from validator.ftrace import ENGINES, Summary, TraceInputError, printable, read_file, summarise
+from validator.ftrace import ENGINES, Summary, TraceInputError, printable, summarise
+from validator.replay.input import read_file
 
 
 @click.command()

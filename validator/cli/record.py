@@ -1,4 +1,4 @@
-"""`poisoncheck record`: the tracefs set-up for the probe catalogue (validator/recording/tracefs.py),
+"""`poisoncheck record`: the tracefs set-up for the probe catalogue (validator/recording/),
 printed as a shell script (default) or carried out (--apply); --remove undoes it."""
 
 from __future__ import annotations
@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
-
 from validator.cli.errors import InputError, device_option
-from validator.recording.catalogue import CatalogueError, load_catalogue
-from validator.recording.tracefs import (DEFAULT_TRACEFS, Plan, RecordError, apply_steps,
-                                         check_instance_name, check_symbols, collect_hint,
-                                         has_kprobes, lost_without_kprobes, missing_message,
-                                         present_tracepoints, remove_steps, render_script,
-                                         require_tracefs, setup_steps, undo_steps)
+from validator.recording.kprobes import CatalogueError
+from validator.recording.plan import RecordError, check_instance_name
+from validator.recording.session import RecordOptions, run_record
+from validator.recording.tracefs import DEFAULT_TRACEFS
 
 
 def _instance(ctx, param, value):
@@ -24,17 +21,6 @@ def _instance(ctx, param, value):
         return check_instance_name(value)
     except RecordError as err:
         raise click.BadParameter(str(err)) from None
-
-
-def discover_gmem_dev(echo) -> tuple[int, int] | None:
-    """guest_memfd's device, from a guest_memfd made for the purpose (needs /dev/kvm)."""
-    from validator.recording.gmem_device import GmemUnavailable, gmem_device
-    try:
-        return gmem_device()
-    except GmemUnavailable as err:
-        echo(f"note: guest_memfd's device not found ({err}): no marker line; pass --gmem-dev "
-             f"here or to validate")
-        return None
 
 
 # ---------------------------------------------------------------- command
@@ -91,49 +77,9 @@ def record(do_apply, remove, tracefs, instance, buffer_kb, only_upstream, tracep
     kernel refused (the message names the line; what was written is undone), or --check
     found missing functions.
     """
+    opts = RecordOptions(Path(tracefs), do_apply, remove, instance, buffer_kb, only_upstream,
+                         tracepoints_only, gmem_dev, pid, check, catalogue_path)
     try:
-        _record(do_apply, remove, Path(tracefs), instance, buffer_kb, only_upstream,
-                tracepoints_only, gmem_dev, pid, check, catalogue_path)
+        run_record(opts, click.echo, lambda text: click.echo(text, err=True))
     except (RecordError, CatalogueError) as err:
         raise InputError(str(err)) from None
-
-
-def _record(do_apply, remove, root, instance, buffer_kb, only_upstream, tracepoints_only,
-            gmem_dev, pid, check, catalogue_path):
-    cat = load_catalogue(catalogue_path)
-    if check or do_apply:
-        require_tracefs(root)
-    note = lambda text: click.echo(text, err=True)  # noqa: E731
-    kprobes = not tracepoints_only and (has_kprobes(root) or not root.is_dir())
-    if not kprobes and not tracepoints_only and not remove:
-        note(f"note: {lost_without_kprobes(cat, only_upstream)}")
-    tracepoints = None
-    if root.is_dir():
-        have, lack = present_tracepoints(root, cat)
-        tracepoints = tuple(have)
-        if lack and not remove:
-            note(f"note: {len(lack)} upstream event(s) missing under {root}/events, left out: "
-                 + ", ".join(f"{s.qualname} ({s.protocol})" for s in lack))
-    if check and kprobes:
-        could, missing = check_symbols(root, cat, only_upstream)
-        if not could:
-            note(f"note: {root}/available_filter_functions is missing; symbols not checked")
-        elif missing:
-            raise RecordError(missing_message(root, missing))
-        else:
-            note(f"all {len(cat.probes(only_upstream))} probed functions are in "
-                 f"{root}/available_filter_functions")
-    if gmem_dev is None and do_apply and not remove:
-        gmem_dev = discover_gmem_dev(note)
-    plan = Plan(cat, instance, kprobes, only_upstream, tracepoints, buffer_kb, gmem_dev, pid)
-    steps = remove_steps(plan) if remove else setup_steps(plan)
-    if not do_apply:
-        click.echo(render_script(steps, str(root), plan, remove), nl=False)
-        return
-    if remove:
-        writes = undo_steps(root, steps, plan, click.echo)
-    else:
-        writes = apply_steps(root, steps, plan, click.echo, undo=remove_steps(plan))
-    click.echo(f"{writes} writes to {root}.")
-    if not remove:
-        click.echo(collect_hint(str(root), plan))

@@ -15,12 +15,12 @@ from pathlib import Path
 import click
 
 from validator.cli.errors import InputError, Terminated, device_option, terminal_safe
-from validator.ftrace import LineKind, TraceInputError, iter_events, read_file
+from validator.ftrace import LineKind, TraceInputError, iter_events
 from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
 from validator.model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from validator.replay.evidence import summary_lines
-from validator.replay.input import Observations, default_reader_jobs, scan_gmem_dev
+from validator.replay.input import Observations, default_reader_jobs, read_file, scan_gmem_dev
 from validator.replay.planner import NeedsSurvey
 from validator.replay.engine import replay, survey_slots
 from validator.replay.verdict import ReplayInputError, Verdict

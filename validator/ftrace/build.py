@@ -4,15 +4,8 @@ Shared by both parsers, so that they only have to agree on Parsed."""
 
 from types import MappingProxyType
 
-from .decoders import (
-    POISONCHECK_GROUP,
-    POISONCHECK_PROBES,
-    TRACEPOINTS,
-    LazyFields,
-    convert,
-    decode_probe,
-    decode_tracepoint,
-)
+from .decoders import LazyFields, convert, decode_probe, decode_tracepoint
+from .known import KnownEvents
 from .model import Event, Header, LostMarker
 from .parsed import Parsed
 
@@ -70,16 +63,16 @@ def _sys_enter_fields(args: str) -> dict:
     return fields
 
 
-def build_event(parsed: Parsed, line_no: int, raw: str) -> Event:
+def build_event(parsed: Parsed, line_no: int, raw: str, known: KnownEvents) -> Event:
     """A record or bare body -> Event. Raises DecodeError when the payload of a typed event
-    (upstream tracepoint or poisoncheck probe) does not fit."""
+    (a known tracepoint or a probe of the known group) does not fit."""
     body = parsed.body
     name = parsed.name
     payload = parsed.payload if parsed.payload is not None else ""
     system = parsed.system
     probe = None
     if body == "named":
-        fields, probe, system = named_fields(name, payload, system)
+        fields, probe, system = named_fields(name, payload, system, known)
     elif body == "sys_exit":
         name = _syscall("exit", name)
         fields = {"ret": convert(payload)}
@@ -111,8 +104,9 @@ def build_event(parsed: Parsed, line_no: int, raw: str) -> Event:
                  name, payload, fields, probe, parsed.source)
 
 
-def named_fields(name: str, payload: str, system: str | None):
-    tp = TRACEPOINTS.get(name)
+def named_fields(name: str, payload: str, system: str | None, known: KnownEvents):
+    """(fields, probe, system) of a "name: payload" event: typed when `known` names it."""
+    tp = known.tracepoints.get(name)
     if tp is not None and (system is None or system == tp.system):
         fields = decode_tracepoint(tp, payload)
         if fields is None:
@@ -122,11 +116,11 @@ def named_fields(name: str, payload: str, system: str | None):
         decoded = decode_probe(payload)
         if decoded is not None:
             probe, fields = decoded
-            if system is None and name in POISONCHECK_PROBES:
-                system = POISONCHECK_GROUP
+            if system is None and name in known.probe_names:
+                system = known.probe_group
             return fields, probe, system
-    if name in POISONCHECK_PROBES and system in (None, POISONCHECK_GROUP):
-        raise DecodeError(f"{POISONCHECK_GROUP}:{name}: expected a probe payload '(site) key=value ...'")
+    if name in known.probe_names and system in (None, known.probe_group):
+        raise DecodeError(f"{known.probe_group}:{name}: expected a probe payload '(site) key=value ...'")
     return LazyFields(payload), None, system
 
 

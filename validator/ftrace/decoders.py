@@ -1,8 +1,8 @@
 """Payload decoders: raw text values to ints, key=value and probe payloads, and typed
-decoders for the upstream tracepoints the validator replays (protocol.md §6).
+decoders for tracepoints whose TP_printk format the caller names (known.KnownEvents).
 
-The typed decoders are compiled from the kernel's own TP_printk format strings (copied from
-kernel-facts.md §4), so each one cites its source and a new tracepoint is one table row."""
+A typed decoder is compiled from the kernel's own TP_printk format string, so a new
+tracepoint is one more format, given as data."""
 
 import re
 from collections.abc import Iterator, Mapping
@@ -230,22 +230,6 @@ class Tracepoint(NamedTuple):
     required: tuple[str, ...]  # int fields a key=value rendering must have (trace-cmd -R, fields)
 
 
-def _tp(system: str, name: str, formats: list[tuple[str, tuple]], required: tuple) -> Tracepoint:
-    return Tracepoint(system, name, tuple(compile_format(f, n) for f, n in formats), required)
-
-
-def _catalogue():
-    # the catalogue names the events (one source)
-    from validator.recording.catalogue import load_catalogue
-    return load_catalogue()
-
-
-# The upstream tracepoints of the probe catalogue (validator/data/probes.toml), by name.
-TRACEPOINTS: dict[str, Tracepoint] = {
-    spec.name: _tp(spec.system, spec.name, list(spec.formats), spec.required)
-    for spec in _catalogue().tracepoints()}
-
-
 def decode_tracepoint(tp: Tracepoint, payload: str) -> Mapping[str, int | str] | None:
     """Typed fields, or None if the payload matches none of the event's known renderings."""
     text = payload.rstrip()
@@ -259,7 +243,3 @@ def decode_tracepoint(tp: Tracepoint, payload: str) -> Mapping[str, int | str] |
         return fields
     return None
 
-
-# The kprobe/kretprobe events `poisoncheck record` creates (the catalogue's probe group).
-POISONCHECK_GROUP = _catalogue().group
-POISONCHECK_PROBES = frozenset(spec.name for spec in _catalogue().probes())

@@ -14,7 +14,7 @@ sequential reader's; tests compare the two on every corpus file, with chunks cut
 every line.
 
 What a worker sends back is pack(items), plain tuples: the caller chooses a small form
-(for the replay: observations._pack), because pickling is paid on both sides."""
+(for the replay: replay/input._pack), because pickling is paid on both sides."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ from itertools import chain
 from typing import NamedTuple
 
 from validator.children import die_with_parent
+from .hot import hot_match
+from .known import NO_KNOWN_EVENTS, KnownEvents
 from .opener import TextLines, piece_lines
-from .reader import ReaderState, UnparsedCount, check_evidence, hot_match, read_events
+from .reader import read_events
+from .state import ReaderState, UnparsedCount, check_evidence
 
 CHUNK_BYTES = 512 << 10     # a chunk and its reply fit in a widened pipe (PIPE_BYTES)
 PIPE_BYTES = 1 << 20
@@ -88,7 +91,7 @@ def _widen(conn) -> None:
         pass
 
 
-def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
+def _work(inbox_conn, conn, wanted: frozenset, known: KnownEvents, pack: Callable,
           shortcut: Callable | None) -> None:
     """A worker: chunks in, read_chunk()'s replies out, until an empty message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -109,14 +112,14 @@ def _work(inbox_conn, conn, wanted: frozenset, pack: Callable,
             return
         try:
             reply = read_chunk(int.from_bytes(message[:8], "little"), message[8:],
-                               wanted, pack, shortcut)
+                               wanted, known, pack, shortcut)
             conn.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
         except Exception as exc:    # noqa: BLE001 - reported by the main process
             conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
 
 
-def read_chunk(first_line: int, piece: bytes, wanted: frozenset, pack: Callable,
-               shortcut: Callable | None) -> tuple:
+def read_chunk(first_line: int, piece: bytes, wanted: frozenset, known: KnownEvents,
+               pack: Callable, shortcut: Callable | None) -> tuple:
     """A worker's reading of one chunk: (lines before its first plain record, packed
     items of the rest, (first unparsed, unparsed line numbers), end state); the last
     three are None when the chunk has no plain record."""
@@ -126,8 +129,9 @@ def read_chunk(first_line: int, piece: bytes, wanted: frozenset, pack: Callable,
         return lines, None, None, None
     unparsed = UnparsedCount(keep_lines=True)
     state = ReaderState.synced()
-    items = read_events(lines[sync:], wanted, unparsed, first_line=first_line + sync,
-                        state=state, final=False, shortcut=shortcut)
+    items = read_events(lines[sync:], wanted, unparsed, known=known,
+                        first_line=first_line + sync, state=state, final=False,
+                        shortcut=shortcut)
     out = pack(items)
     return lines[:sync], out, (unparsed.first, unparsed.lines), state.to_tuple()
 
@@ -146,7 +150,8 @@ class ParallelReader:
     so every item goes the same way. pack() may leave out text that line_text() can give
     back (the lines of the chunks read last are kept) and may fold items together where
     the consumer cannot tell. Workers start only once the input holds more than two
-    chunks' worth. `shortcut` is read_events()'s. Raises TraceInputError like the
+    chunks' worth. `known` and `shortcut` are read_events()'s (forked workers inherit
+    them: nothing is pickled). Raises TraceInputError like the
     sequential reader, WorkerError if a worker fails."""
 
     QUEUED = 2          # chunks a worker holds: one it reads, one it reads next
@@ -156,9 +161,9 @@ class ParallelReader:
 
     def __init__(self, lines: TextLines, wanted: frozenset, *, jobs: int,
                  pack: Callable[[Iterator], list[tuple]], rebuild: dict[int, type],
-                 shortcut: Callable | None = None, name: str | None = None,
-                 chunk_bytes: int = CHUNK_BYTES):
-        self.lines, self.jobs, self.chunk_bytes = lines, jobs, chunk_bytes
+                 known: KnownEvents = NO_KNOWN_EVENTS, shortcut: Callable | None = None,
+                 name: str | None = None, chunk_bytes: int = CHUNK_BYTES):
+        self.lines, self.jobs, self.chunk_bytes, self.known = lines, jobs, chunk_bytes, known
         self.wanted, self.pack, self.rebuild, self.shortcut = wanted, pack, rebuild, shortcut
         self.name = name
         self.state = ReaderState()
@@ -224,7 +229,8 @@ class ParallelReader:
                 for conn in (chunks_out, replies_out):
                     _widen(conn)
                 proc = context.Process(target=_work, daemon=True, args=(
-                    chunks_in, replies_out, self.wanted, self.pack, self.shortcut))
+                    chunks_in, replies_out, self.wanted, self.known, self.pack,
+                    self.shortcut))
                 proc.start()
                 chunks_in.close()
                 replies_out.close()
@@ -242,8 +248,8 @@ class ParallelReader:
                                 busy.append([HERE, spare, None])
                             else:
                                 busy.append([AHEAD, spare, read_chunk(
-                                    spare.first_line, spare.piece, self.wanted, self.pack,
-                                    self.shortcut)])
+                                    spare.first_line, spare.piece, self.wanted, self.known,
+                                    self.pack, self.shortcut)])
                                 ahead += 1
                             continue
                     try:
@@ -287,7 +293,7 @@ class ParallelReader:
     def _local(self, lines: list[str], first_line: int, unparsed: UnparsedCount) -> list:
         """Items of lines read here, in the carried state."""
         new, rebuild = tuple.__new__, self.rebuild
-        items = read_events(lines, self.wanted, unparsed, first_line=first_line,
+        items = read_events(lines, self.wanted, unparsed, known=self.known, first_line=first_line,
                             state=self.state, name=self.name, final=False,
                             shortcut=self.shortcut)
         return [new(rebuild[len(t)], t) for t in self.pack(items)]

@@ -9,17 +9,29 @@ import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
-from validator.ftrace import LostMarker, open_trace
-from validator.ftrace.decoders import CONVERT_CACHE, POISONCHECK_PROBES, TRACEPOINTS, convert_cached
+from validator import ftrace
+from validator.ftrace import Line, LostMarker, open_trace
+from validator.ftrace.decoders import CONVERT_CACHE, convert_cached
 from validator.ftrace.parallel import CHUNK_BYTES, ParallelReader
 from validator.ftrace.reader import UnparsedCount, read_events
 from validator.replay.vocabulary import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN,
-                                         PLAN_FIELDS, PROBE_PROTOCOL, RELEVANT_NAMES,
-                                         UPSTREAM_PROTOCOL, Observed, observe)
+                                         KNOWN_EVENTS, PLAN_FIELDS, PROBE_PROTOCOL,
+                                         RELEVANT_NAMES, UPSTREAM_PROTOCOL, Observed, observe)
 
 # How parallel workers' tuples become items again, by length
 _REBUILD = {len(Observed._fields): Observed, len(LostMarker._fields): LostMarker}
 assert len(_REBUILD) == 2
+
+
+def read_file(path, *, engine: str = "fast", stdin=None) -> Iterator[Line]:
+    """ftrace.read_file() with the catalogue's events typed: a capture's lines as the
+    replay (and `poisoncheck parse`) reads them."""
+    return ftrace.read_file(path, known=KNOWN_EVENTS, engine=engine, stdin=stdin)
+
+
+def read_lines(lines: Iterable[str], **options) -> Iterator[Line]:
+    """ftrace.read_lines() with the catalogue's events typed (text already in hand)."""
+    return ftrace.read_lines(lines, known=KNOWN_EVENTS, **options)
 
 
 def default_reader_jobs() -> int:
@@ -62,10 +74,11 @@ _PLAN_PAIR = re.compile(r"(?:^| )(" + "|".join(PLAN_FIELDS) + r")=([^ ]*)")
 _ANY_PAIR = re.compile(r"(?:^| )([A-Za-z_][\w.]*)=([^ ]*)")
 # One string object per name and key: the workers' pickles then hold each once
 _CANONICAL = {name: name for name in (*RELEVANT_NAMES, *PLAN_FIELDS)}
-_PROBE_OF = {name: PROBE_PROTOCOL[name] for name in POISONCHECK_PROBES}
+_PROBE_OF = {name: PROBE_PROTOCOL[name] for name in KNOWN_EVENTS.probe_names}
 # name -> (protocol, the tracepoint's formats) for the upstream events
 _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
-                  for tp in TRACEPOINTS.values() if (tp.system, tp.name) in UPSTREAM_PROTOCOL}
+                  for tp in KNOWN_EVENTS.tracepoints.values()
+                  if (tp.system, tp.name) in UPSTREAM_PROTOCOL}
 _NEW = tuple.__new__
 
 
@@ -226,8 +239,8 @@ class Observations:
 
     def _one_by_one(self, opened, name) -> Iterator[Observed | LostMarker]:
         with opened as lines:
-            for item in read_events(lines, RELEVANT_NAMES, self._unparsed, name=name,
-                                    shortcut=self.shortcut):
+            for item in read_events(lines, RELEVANT_NAMES, self._unparsed, known=KNOWN_EVENTS,
+                                    name=name, shortcut=self.shortcut):
                 item = _convert(item)
                 if item is not None:
                     yield item
@@ -236,7 +249,7 @@ class Observations:
         with opened as lines:
             self._reader = ParallelReader(
                 lines, RELEVANT_NAMES, jobs=self.jobs, pack=_pack, rebuild=_REBUILD,
-                shortcut=self.shortcut and _packed_shortcut, name=name,
+                known=KNOWN_EVENTS, shortcut=self.shortcut and _packed_shortcut, name=name,
                 chunk_bytes=self.chunk_bytes)
             for items, unparsed in self._reader.batches():
                 self._ahead = unparsed

@@ -1,19 +1,27 @@
 """The replay's words for trace events: which events are protocol events (the probe
-catalogue's mapping, one source) and what the replay reads of each (Observed)."""
+catalogue's mapping, one source), which the reader must type (KNOWN_EVENTS: the
+tracepoints' formats, the probes' group and names, handed to validator/ftrace as data)
+and what the replay reads of each (Observed)."""
 
 from __future__ import annotations
 
 import sys
 from typing import NamedTuple
 
-from validator.ftrace import Event
-from validator.ftrace.reader import MARKER_NAMES
-from validator.recording.catalogue import load_catalogue
+from validator.ftrace import Event, KnownEvents, TracepointFormat
+from validator.ftrace.markers import MARKER_NAMES
+from validator.replay.catalogue import load_catalogue
 
 # The mapping from trace events to protocol events: the probe catalogue's (one source).
 _CATALOGUE = load_catalogue()
+# What the reader types: the catalogue's tracepoints (by their TP_printk formats) and probes.
+KNOWN_EVENTS = KnownEvents.of(
+    tracepoints=[TracepointFormat(s.system, s.name, s.formats, s.required)
+                 for s in _CATALOGUE.tracepoints()],
+    probe_group=_CATALOGUE.group, probe_names=[s.name for s in _CATALOGUE.probes()])
 UPSTREAM_PROTOCOL = _CATALOGUE.tracepoint_protocols()
 PROBE_PROTOCOL = _CATALOGUE.probe_protocols()
+PROBE_GROUP = _CATALOGUE.group
 # How each probe's printed fields become the fields the planner reads (derive, values, ret).
 _NORMALISERS = {s.name: s.normalise for s in _CATALOGUE.probes() if s.needs_normalising}
 # The only event names protocol_of() does not map to None (markers: record's own lines).
@@ -27,7 +35,7 @@ MARKER_PREFIX = "poisoncheck "
 
 
 def protocol_of(event: Event) -> str | None:
-    if event.system == "poisoncheck" or (event.probe is not None and event.name in PROBE_PROTOCOL):
+    if event.system == PROBE_GROUP or (event.probe is not None and event.name in PROBE_PROTOCOL):
         return PROBE_PROTOCOL.get(event.name)
     if event.name in MARKER_NAMES:
         return "marker" if _marker_text(event).startswith(MARKER_PREFIX) else None

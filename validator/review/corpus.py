@@ -15,7 +15,8 @@ from pathlib import Path
 
 from validator import model
 from validator.synth import ftrace_text as render
-from validator.ftrace import iter_events, read_file
+from validator.ftrace import iter_events
+from validator.replay.input import read_file
 from validator.replay.engine import replay
 from validator.replay.verdict import Verdict
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from validator import model
 from validator.review.corpus import CorpusError, Outcome, verdict_text
-from validator.ftrace import iter_events, read_file
-from validator.replay.input import scan_gmem_dev
+from validator.ftrace import iter_events
+from validator.replay.input import read_file, scan_gmem_dev
 from validator.replay.engine import replay
 from validator.replay.verdict import Verdict
 

@@ -16,7 +16,8 @@ from validator.review import diagram
 from validator import model
 from validator.synth import ftrace_text as render
 from validator.review.corpus import load_manifest, verdict_text
-from validator.ftrace import iter_events, read_file
+from validator.ftrace import iter_events
+from validator.replay.input import read_file
 from validator.model.properties import PROPERTIES
 from validator.replay.engine import replay
 

@@ -1,21 +1,23 @@
-"""The probe catalogue (validator/data/probes.toml): which trace events poisoncheck reads,
-how the kprobe events are made, and which protocol event each one is.
+"""The probe catalogue (validator/data/probes.toml) as the replay reads it: which trace
+events poisoncheck reads and which protocol event each one is.
 
 `load_catalogue()` reads and checks the file (every error names the file and the event);
 `Catalogue` looks events up by (system, name) or by bare name (the `trace` file does not print
-the system), gives the kprobe_events lines and the upstream events to enable;
-`ProbeSpec.decode()` turns an event's printed fields into its protocol fields.
+the system).  The rules about making the probes (symbols, fetch-arg syntax, filters) are
+checked by validator/recording/kprobes.py, which loads the catalogue through this module.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from validator.replay.probe_spec import RET_CONVENTIONS, FetchArg, ProbeSpec, as_int
 
 # The protocol events the replay engine consumes (protocol.md §6), in catalogue order.
 PROTOCOL_EVENTS = (
@@ -28,23 +30,9 @@ PROTOCOL_EVENTS = (
 
 FIELD_TYPES = ("int", "string")
 KINDS = ("tracepoint", "kprobe", "kretprobe")
-
-# How a probe's `ret` reads; decode() maps each to 0 on success.
-RET_CONVENTIONS = ("errno", "err_ptr", "vm_fault", "tdx_status")
-MAX_ERRNO = 4095  # include/linux/err.h
-VM_FAULT_ERROR = 0x873  # OOM|SIGBUS|SIGSEGV|HWPOISON|HWPOISON_LARGE|FALLBACK, include/linux/mm_types.h
-
-# Field names the kernel reserves in every probe event (kernel/trace/trace_probe.c).
-RESERVED_NAMES = frozenset({
-    "common_type", "common_flags", "common_preempt_count", "common_pid", "common_tgid",
-    "__probe_ip", "__probe_ret_ip", "__probe_func",
-})
 MAX_EVENT_NAME_LEN = 64  # MAX_EVENT_NAME_LEN, kernel/trace/trace_probe.h
-MAX_ARG_NAME_LEN = 32  # MAX_ARG_NAME_LEN
 
 _GOOD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # is_good_name() in trace_probe.h
-_SYMBOL = re.compile(r"(?:[A-Za-z0-9_-]+:)?[A-Za-z_][A-Za-z0-9_.]*")  # [MOD:]SYM
-_FILTER_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _DERIVE = re.compile(r"\s*([A-Za-z_]\w*)\s*((?:[+-]\s*[A-Za-z_]\w*\s*)*)")
 _DERIVE_TERM = re.compile(r"([+-])\s*([A-Za-z_]\w*)")
 
@@ -61,170 +49,11 @@ class CatalogueError(ValueError):
 
 
 @dataclass(frozen=True)
-class FetchArg:
-    name: str
-    fetch: str  # the part after NAME=, kprobe_events syntax
-
-    def __str__(self) -> str:
-        return f"{self.name}={self.fetch}"
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    """One event of the catalogue: an upstream tracepoint or a poisoncheck kprobe event."""
-
-    system: str
-    name: str
-    protocol: str
-    kind: str  # "tracepoint" | "kprobe" | "kretprobe"
-    fields: tuple[tuple[str, str], ...]  # (name, "int" | "string"), protocol fields in order
-    summary: str = ""
-    source: str = ""
-    symbol: str | None = None
-    upstream: bool = True
-    args: tuple[FetchArg, ...] = ()
-    aux: tuple[str, ...] = ()
-    derive: Mapping[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)  # field -> (sign, arg)
-    filter: str | None = None
-    unfetched: Mapping[str, str] = field(default_factory=dict)  # field -> why
-    values: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
-    ret: str | None = None
-    # tracepoints: TP_printk renderings, newest first: (format, field name per conversion)
-    formats: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    required: tuple[str, ...] = ()      # int fields a key=value rendering must carry
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.system}:{self.name}"
-
-    @property
-    def is_probe(self) -> bool:
-        return self.kind != "tracepoint"
-
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.fields)
-
-    def field_type(self, name: str) -> str:
-        return dict(self.fields)[name]
-
-    @property
-    def fetched(self) -> tuple[str, ...]:
-        """Protocol fields printed by the event itself."""
-        if not self.is_probe:
-            return self.field_names
-        names = {a.name for a in self.args}
-        return tuple(f for f in self.field_names if f in names)
-
-    def kprobe_line(self) -> str:
-        """The line for kprobe_events: `p:GROUP/NAME SYMBOL ARGS` or `r:...`."""
-        if not self.is_probe:
-            raise ValueError(f"{self.qualname} is a tracepoint, not a probe")
-        head = f"{'p' if self.kind == 'kprobe' else 'r'}:{self.system}/{self.name} {self.symbol}"
-        return " ".join([head, *map(str, self.args)])
-
-    def remove_line(self) -> str:
-        return f"-:{self.system}/{self.name}"
-
-    def enable_path(self) -> str:
-        """Relative to the tracefs root."""
-        return f"events/{self.system}/{self.name}/enable"
-
-    def filter_path(self) -> str:
-        return f"events/{self.system}/{self.name}/filter"
-
-    def decode(self, raw: Mapping[str, int | str],
-               with_aux: bool = False) -> dict[str, int | str | None]:
-        """Printed fields (as the reader decodes them) -> protocol fields.
-
-        Numbers given as text are parsed; `values` maps numbers to strings; `derive` adds and
-        subtracts fetched values; `ret` is normalised so that 0 means success for every
-        probe.  A field the event does not show (unfetched, or missing from `raw`) is None:
-        unknown, never assumed.  with_aux adds the aux args too (e.g. `page`, the struct page
-        pointer that links events which cannot print a pfn)."""
-        out: dict[str, int | str | None] = {}
-        for name, ftype in self.fields:
-            if name in self.derive:
-                terms = [(sign, _as_int(raw.get(arg))) for sign, arg in self.derive[name]]
-                value = (None if any(v is None for _, v in terms)
-                         else sum(sign * v for sign, v in terms))
-            elif name in self.unfetched:
-                value = None
-            else:
-                value = raw.get(name)
-                if ftype == "int":
-                    value = _as_int(value)
-                elif name in self.values:
-                    number = _as_int(value)
-                    if number is not None:
-                        value = self.values[name].get(number, str(number))
-            out[name] = value
-        if self.ret is not None and isinstance(out.get("ret"), int):
-            out["ret"] = normalise_ret(self.ret, out["ret"])
-        if with_aux:
-            for name in self.aux:
-                out[name] = _as_int(raw.get(name))
-        return out
-
-
-    @property
-    def needs_normalising(self) -> bool:
-        """Whether normalise() can change a field: something is derived, mapped to a
-        string, or `ret` reads other than as 0 / -errno."""
-        return bool(self.derive or self.values or self.ret not in (None, "errno"))
-
-    def normalise(self, raw: Mapping[str, int | str]) -> dict[str, int | str]:
-        """The printed fields as the replay reads them: `raw` (every field, aux included)
-        plus the derived fields the line does not print itself, strings for `values`,
-        and `ret` as 0 for success.  Lines that already print a protocol field (older
-        captures print `pfn=` and `end=`) keep it."""
-        out = dict(raw)
-        for name, terms in self.derive.items():
-            if name not in out:
-                numbers = [(sign, _as_int(raw.get(arg))) for sign, arg in terms]
-                if all(v is not None for _, v in numbers):
-                    out[name] = sum(sign * v for sign, v in numbers)
-        for name, table in self.values.items():
-            value = out.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                out[name] = table.get(value, str(value))
-        if self.ret is not None and isinstance(out.get("ret"), int):
-            out["ret"] = normalise_ret(self.ret, out["ret"])
-        return out
-
-
-def _as_int(value) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 0)
-        except ValueError:
-            return None
-    return None
-
-
-def normalise_ret(convention: str, value: int) -> int:
-    """0 for success, else the error: -errno, the vm_fault_t error bits, the TDX status."""
-    if convention == "errno":
-        return value
-    if convention == "err_ptr":
-        if value >= 1 << 63:  # printed unsigned
-            value -= 1 << 64
-        return value if -MAX_ERRNO <= value < 0 else 0
-    if convention == "vm_fault":
-        return value & VM_FAULT_ERROR
-    if convention == "tdx_status":
-        return value
-    raise ValueError(f"unknown ret convention {convention!r}")
-
-
-@dataclass(frozen=True)
 class Catalogue:
+    """The file's events in file order; the settings are recording's, kept as given."""
+
     path: str
-    group: str
+    group: str                   # the kprobe event group of every probe
     buffer_size_kb: int
     trace_clock: str | None
     events: tuple[ProbeSpec, ...]
@@ -259,14 +88,8 @@ class Catalogue:
         return [s for s in self.events if s.is_probe and (s.upstream or not only_upstream)]
 
     def tracepoints(self) -> list[ProbeSpec]:
-        """The upstream events to enable."""
+        """The upstream tracepoints."""
         return [s for s in self.events if not s.is_probe]
-
-    def kprobe_lines(self, only_upstream: bool = False) -> list[str]:
-        return [s.kprobe_line() for s in self.probes(only_upstream)]
-
-    def upstream_events(self) -> list[tuple[str, str]]:
-        return [(s.system, s.name) for s in self.tracepoints()]
 
     def probe_protocols(self) -> dict[str, str]:
         """Probe event name -> protocol event (the trace file may not print the group)."""
@@ -281,22 +104,42 @@ def default_path() -> Path:
     return Path(str(resources.files("validator") / "data" / "probes.toml"))
 
 
-def load_catalogue(path: Path | str | None = None) -> Catalogue:
-    """Read and check a catalogue (the packaged one by default)."""
+class LoaderRules:
+    """Checks a consumer of the catalogue adds to the loader (validator/recording adds the
+    rules of kprobe_events), called where the loader reads what they check, so that the
+    first fault of a file is the one reported.  `fail(message)` raises CatalogueError
+    naming the file and the event.  These add none."""
+
+    def probe(self, table: dict, kind: str, fail) -> None:
+        """A kprobe/kretprobe's table, before its args are read."""
+
+    def arg(self, item: str, name: str, fetch: str, kind: str, fail) -> None:
+        """One "NAME=FETCHARG" of a probe's args."""
+
+    def probe_done(self, table: dict, arg_names: list[str], fail) -> None:
+        """A probe's table, after every other check."""
+
+
+NO_EXTRA_RULES = LoaderRules()
+
+
+def load_catalogue(path: Path | str | None = None,
+                   rules: LoaderRules = NO_EXTRA_RULES) -> Catalogue:
+    """Read and check a catalogue (the packaged one by default), with `rules` added."""
     if path is None:
-        return _default_catalogue()
-    return _load(Path(path))
+        return _default_catalogue(rules)
+    return _load(Path(path), rules)
 
 
-@lru_cache(maxsize=1)
-def _default_catalogue() -> Catalogue:
-    return _load(default_path())
+@lru_cache(maxsize=4)
+def _default_catalogue(rules: LoaderRules) -> Catalogue:
+    return _load(default_path(), rules)
 
 
 CATALOGUE_MAX_BYTES = 1 << 20      # the packaged one is about 27 KB
 
 
-def _load(path: Path) -> Catalogue:
+def _load(path: Path, rules: LoaderRules) -> Catalogue:
     try:
         with open(path, "rb") as fh:
             raw = fh.read(CATALOGUE_MAX_BYTES + 1)     # /dev/zero must not fill memory
@@ -310,10 +153,10 @@ def _load(path: Path) -> Catalogue:
         raise CatalogueError(f"{path}: not UTF-8 text: {err.reason} at byte {err.start}") from None
     except tomllib.TOMLDecodeError as err:
         raise CatalogueError(f"{path}: not valid TOML: {err}") from None
-    return _parse(data, str(path))
+    return _parse(data, str(path), rules)
 
 
-def _parse(data: dict, path: str) -> Catalogue:
+def _parse(data: dict, path: str, rules: LoaderRules) -> Catalogue:
     def fail(msg: str):
         raise CatalogueError(f"{path}: {msg}")
 
@@ -331,7 +174,7 @@ def _parse(data: dict, path: str) -> Catalogue:
             for name, table in value.items():
                 if not isinstance(table, dict):
                     fail(f"[{key}]: {name} = ... is not an event table ([{key}.{name}])")
-                events.append(_parse_event(key, name, table, lambda m, s=key, n=name:
+                events.append(_parse_event(key, name, table, rules, lambda m, s=key, n=name:
                                            fail(f"[{s}.{n}]: {m}")))
         else:
             fail(f"unknown top-level key {key!r} (expected {', '.join(_TOP_KEYS)} or event tables)")
@@ -367,7 +210,7 @@ def _parse(data: dict, path: str) -> Catalogue:
                      trace_clock=settings.get("trace_clock"), events=tuple(events))
 
 
-def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
+def _parse_event(system: str, name: str, t: dict, rules: LoaderRules, fail) -> ProbeSpec:
     if not _GOOD_NAME.fullmatch(name) or len(name) > MAX_EVENT_NAME_LEN:
         fail("not a valid event name (letters, digits, _; at most 64)")
     kind = t.get("kind")
@@ -403,14 +246,9 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
                          summary=t.get("summary", ""), source=t.get("source", ""),
                          formats=formats, required=required)
 
-    # --- kprobe / kretprobe
-    symbol = t.get("symbol")
-    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-        fail(f"symbol must be a kernel function name ([MODULE:]SYMBOL), not {symbol!r}")
-    upstream = t.get("upstream")
-    if not isinstance(upstream, bool):
-        fail("upstream must be true or false (false: the function exists only with a design's patch)")
-
+    # --- kprobe / kretprobe (symbol, upstream, the fetch-args' syntax and the filter are
+    # about making the probe: `rules` checks them, see recording/kprobes.py)
+    rules.probe(t, kind, fail)
     raw_args = t.get("args")
     if not isinstance(raw_args, list):
         fail("args must be a list of \"NAME=FETCHARG\" strings (args = [] for none)")
@@ -419,14 +257,7 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
         if not isinstance(item, str) or "=" not in item:
             fail(f"args: {item!r} is not NAME=FETCHARG")
         aname, fetch = item.split("=", 1)
-        if not _GOOD_NAME.fullmatch(aname) or len(aname) > MAX_ARG_NAME_LEN:
-            fail(f"args: {aname!r} is not a valid argument name")
-        if aname in RESERVED_NAMES:
-            fail(f"args: {aname!r} is reserved by the kernel")
-        if not fetch or any(c.isspace() for c in fetch):
-            fail(f"args: {item!r}: the fetch-arg is empty or has spaces")
-        if "$retval" in fetch and kind != "kretprobe":
-            fail(f"args: {item!r}: $retval exists only in a kretprobe")
+        rules.arg(item, aname, fetch, kind, fail)
         if any(a.name == aname for a in args):
             fail(f"args: {aname!r} twice")
         args.append(FetchArg(aname, fetch))
@@ -490,7 +321,7 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
             fail(f"values: {fname} must map numbers to strings")
         table = {}
         for number, text in mapping.items():
-            parsed = _as_int(number)
+            parsed = as_int(number)
             if parsed is None or not isinstance(text, str):
                 fail(f"values: {fname}: {number!r} = {text!r} is not NUMBER = \"string\"")
             table[parsed] = text
@@ -510,18 +341,12 @@ def _parse_event(system: str, name: str, t: dict, fail) -> ProbeSpec:
     elif "ret" in arg_names:
         fail(f"ret = ... is missing: say how `ret` reads ({', '.join(RET_CONVENTIONS)})")
 
-    flt = t.get("filter")
-    if flt is not None:
-        if not isinstance(flt, str) or not flt.strip() or "\n" in flt:
-            fail("filter must be a one-line string")
-        for word in _FILTER_NAME.findall(flt):
-            if word not in arg_names:
-                fail(f"filter uses {word!r}, which is not one of args")
-
+    rules.probe_done(t, arg_names, fail)
     return ProbeSpec(system=system, name=name, protocol=protocol, kind=kind, fields=fields_t,
-                     summary=t.get("summary", ""), source=t.get("source", ""), symbol=symbol,
-                     upstream=upstream, args=tuple(args), aux=tuple(aux), derive=derive,
-                     filter=flt, unfetched=dict(unfetched), values=values, ret=ret)
+                     summary=t.get("summary", ""), source=t.get("source", ""),
+                     symbol=t.get("symbol"), upstream=t.get("upstream"), args=tuple(args),
+                     aux=tuple(aux), derive=derive, filter=t.get("filter"),
+                     unfetched=dict(unfetched), values=values, ret=ret)
 
 
 _CONVERSION = re.compile(r"%[#0-9l]*[xdup]|%s")
