@@ -64,7 +64,7 @@ engine, a set of whole states, as the reference the tests compare against.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from validator.ftrace import Event, LostMarker
 from validator.model import mirror as model
@@ -73,10 +73,20 @@ from validator.replay.candidates import (MEMO_LIMIT, NOTES_PER_KIND, PROPERTY_BI
                                          _Branch, _changes_others, _Context, _context,
                                          _folio_part, _localize, _view, _vm_part)
 from validator.replay.planner import NeedsSurvey, PlanInputError, Planner, SlotPlan, Unrelated
+from validator.replay.meaning import Planned
+from validator.replay.resolved import Resolved
 from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure
 from validator.replay.verdict import Coverage, Verdict
 from validator.replay.vocabulary import (INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES,
                                          Observed, observe)
+
+
+class ResolvedLine(NamedTuple):
+    """A resolved event with the line it came from: what the TLC engine gets."""
+    resolved: Resolved
+    line: int
+    raw: str                # the traced line
+    event: str              # its protocol event name
 
 
 class Replay:
@@ -97,8 +107,7 @@ class Replay:
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
-        # (Resolved, line, raw, event): TLC's input, kept when not judging
-        self.steps: list[tuple] = []
+        self.steps: list[ResolvedLine] = []    # TLC's input, kept when not judging
         self.coverage = Coverage()
         self.done = False
         self._cfg: tuple[int, model.Config] | None = None
@@ -108,7 +117,7 @@ class Replay:
         self._dropped = 0                      # folios forgotten so far
         self._covered: dict[int, tuple] = {}   # transitions already in self.coverage
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
-        self._meanings: dict = {}              # id(Resolved) -> (it, meaning.steps(it))
+        self._meanings: dict[Resolved, list[Planned]] = {}     # meaning.steps, remembered
         self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
@@ -193,28 +202,34 @@ class Replay:
         except Unrelated as why:
             self._skip(str(why))
             return True
-        if resolved:
-            verdict = self.verdict
-            verdict.events += 1
-            if resolved[-1].folio is not None:     # a block's events all name a folio
-                verdict.folio_events += 1
-        for r in resolved:
-            if r.ret and (said := meaning.remark(r, item.line_no)) is not None:
-                self._note(*said)
-            if not self.judge:
+        if not resolved:
+            return True
+        verdict = self.verdict
+        verdict.events += 1
+        if resolved[-1].folio is not None:     # a block's events all name a folio
+            verdict.folio_events += 1
+        line = item.line_no
+        if not self.judge:
+            for r in resolved:
+                if r.ret and (said := meaning.remark(r, line)) is not None:
+                    self._note(*said)
                 if not self.survey:
-                    self.steps.append((r, item.line_no, self._raw(item), name))
-                continue
-            known = self._meanings.get(id(r))   # the planner interns equal events
-            if known is None or known[0] is not r:
-                if len(self._meanings) >= MEMO_LIMIT:
-                    self._meanings.clear()
-                known = self._meanings[id(r)] = (r, meaning.steps(r))
-            for desc, folio in known[1]:
+                    self.steps.append(ResolvedLine(r, line, self._raw(item), name))
+            return True
+        meanings = self._meanings
+        for r in resolved:
+            if r.ret and (said := meaning.remark(r, line)) is not None:
+                self._note(*said)
+            planned = meanings.get(r)       # equal events mean the same: computed once
+            if planned is None:
+                if len(meanings) >= MEMO_LIMIT:
+                    meanings.clear()
+                planned = meanings[r] = meaning.steps(r)
+            for desc, folio in planned:
                 self._judge(item, name, desc, folio)
                 if self.done:
                     return False
-        return not self.done
+        return True
 
     def _note(self, kind: str, text: str) -> None:
         """A note per event, the first NOTES_PER_KIND of a kind (memory stays flat)."""

@@ -35,7 +35,8 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
 
-from validator.replay.resolved import Resolved
+from validator.replay.resolved import (BLOCK_KINDS, GMEM_FREE_KINDS, PAGE_KINDS,
+                                       PFN_FOLIO_KINDS, VM_KINDS, Resolved, small_ret)
 
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
 STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
@@ -44,19 +45,9 @@ MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops 
 # 1G HugeTLB page) is replayed on runs of pages the trace cannot tell apart: memory and
 # time follow the trace, not the folio's order (SlotPlan).
 EXACT_PAGES = 512
-# A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
-# events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
-RET_OTHER = -(1 << 31) + 1
-INTERNED_LIMIT = 50_000         # distinct Resolved events kept (then forgotten at once)
-
-# Events that name a page of a folio; the rest are about the VM or a range.
-PAGE_EVENTS = frozenset({
-    "page_alloc", "page_free", "hugetlb_alloc", "memory_failure", "gmem_free", "hugetlb_free",
-    "set_hwpoison", "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
-# Page-allocator events that name a block of 2^order pages: they may cover several folios.
-BLOCK_EVENTS = frozenset({"page_alloc", "page_free", "hugetlb_alloc"})
-# guest_memfd's own free-path hooks (kvm_gmem_free_folio() and its HugeTLB variant).
-_GMEM_FREES = frozenset({"gmem_free", "hugetlb_free"})
+# Events named by a pfn (or a struct page pointer): the most common ones.
+BY_PFN_KINDS = PAGE_KINDS | PFN_FOLIO_KINDS
+_new_tuple = tuple.__new__
 
 
 class Unrelated(Exception):
@@ -83,7 +74,18 @@ class SlotPlan:
 
 # Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
 NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor")
+NUMBER_KEYS = frozenset(NUMBERS)
 U64 = 1 << 64
+
+
+def _check_numbers(name: str, line: int, fields: dict) -> None:
+    """Refuse the first field of NUMBERS (in that order) that is not an unsigned number."""
+    for key in NUMBERS:
+        value = fields.get(key)
+        if value is not None and (type(value) is not int or not 0 <= value < U64):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
+            raise PlanInputError(f"line {line}: {name}: {key}={shown} is not a "
+                                 f"number the kernel prints there")
 
 
 class PlanInputError(Exception):
@@ -166,7 +168,6 @@ class Planner:
         self.cache_observed = False              # filemap events on guest_memfd's device seen
         self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
         self.other_devs: dict[tuple[int, int], int] = {}   # filemap devices not guest_memfd's
-        self.interned: dict[tuple, Resolved] = {}          # see _on
 
     # ---- the world --------------------------------------------------------------------
 
@@ -336,13 +337,12 @@ class Planner:
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
-        for key in NUMBERS if name != "marker" else ():     # a marker's words are text
-            value = f.get(key)
-            if value is not None and (type(value) is not int or not 0 <= value < U64):
-                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
-                raise PlanInputError(f"line {ev.line_no}: {name}: {key}={shown} is not a "
-                                     f"number the kernel prints there")
-        if name in PAGE_EVENTS and name not in BLOCK_EVENTS:     # the most common events
+        if name != "marker":                    # a marker's words are text
+            for key, value in f.items():        # the usual event: every value a number
+                if (type(value) is not int or not 0 <= value < U64) and key in NUMBER_KEYS:
+                    _check_numbers(name, ev.line_no, f)
+                    break
+        if name in BY_PFN_KINDS:                # the most common events
             pfn = f.get("pfn")
             page = self.by_pfn.get(pfn) if type(pfn) is int else None
             if page is None:
@@ -354,10 +354,10 @@ class Planner:
             if page < self.forgotten:
                 raise Unrelated("folio seen before lost events")
             folio = page // self.pages_per_folio
-            if name in ("gmem_free", "hugetlb_free", "error_folio"):     # about the folio
+            if name in PFN_FOLIO_KINDS:         # about the folio
                 return [self._on(name, folio)]
-            return [self._on(name, folio, page, _ret(f))]
-        if name in BLOCK_EVENTS:
+            return [self._on(name, folio, page, small_ret(f.get("ret", 0)))]
+        if name in BLOCK_KINDS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
             return self._cache(name, ev)
@@ -368,9 +368,8 @@ class Planner:
             return []
         if name == "convert":
             return [self._convert(ev)]
-        if name in ("punch_hole", "vm_bugged", "buggy_cleanup", "tdx_shutdown",
-                    "hkid_release"):
-            return [Resolved(name, ret=_ret(f))]        # about the VM, no folio
+        if name in VM_KINDS:
+            return [Resolved(name, ret=small_ret(f.get("ret", 0)))]     # about the VM
         return []
 
     def _on(self, kind: str, folio: int, page: int | None = None, ret: int = 0,
@@ -378,22 +377,17 @@ class Planner:
             confirms: bool = False) -> Resolved:
         """An event on a folio, with what the bookkeeping knows of the folio's past: an
         open own-allocation claim lapses unless this event is a page-cache add (confirms);
-        whether the previous event was guest_memfd's own free hook."""
+        whether the previous event was guest_memfd's own free hook (a free's flags only on
+        page_free)."""
         lapsed = bool(self.claims) and self.claims.pop(folio, None) is not None and not confirms
-        last, self.last[folio] = self.last.get(folio), kind
-        # Equal events are one object (most events repeat): cheap to make, and the replay
-        # remembers each one's meaning by identity.  The free's flags only on frees.
+        last = self.last
         if kind == "page_free":
-            key = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
-                   last in _GMEM_FREES, lapsed)
+            fields = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
+                      last.get(folio) in GMEM_FREE_KINDS, lapsed)
         else:
-            key = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
-        r = self.interned.get(key)
-        if r is None:
-            if len(self.interned) >= INTERNED_LIMIT:
-                self.interned.clear()
-            r = self.interned[key] = Resolved(*key)
-        return r
+            fields = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
+        last[folio] = kind
+        return _new_tuple(Resolved, fields)     # Resolved(*fields) without its Python __new__
 
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""
@@ -524,7 +518,7 @@ class Planner:
         if any(p // ppf != folio for p in pages):
             raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                  f"takes one folio per conversion event")
-        return self._on("convert", folio, None, _ret(f), to, tuple(pages))
+        return self._on("convert", folio, None, small_ret(f.get("ret", 0)), to, tuple(pages))
 
     def _marker(self, ev) -> None:
         """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""
@@ -538,14 +532,6 @@ class Planner:
             self.note("gmem_dev", f"line {ev.line_no}: the marker names guest_memfd's device "
                                   f"{dev[0]}:{dev[1]}; {self.gmem_dev_from} said "
                                   f"{self.gmem_dev[0]}:{self.gmem_dev[1]}, which is kept")
-
-
-def _ret(fields) -> int:
-    """The printed return value (0 when the event prints none), as a small number."""
-    ret = fields.get("ret", 0)
-    if type(ret) is int and -(1 << 31) < ret < 1 << 31:
-        return ret
-    return RET_OTHER
 
 
 def _target(value) -> str | None:
