@@ -64,7 +64,7 @@ engine, a set of whole states, as the reference the tests compare against.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 from validator.ftrace import Event, LostMarker
 from validator.model import mirror as model
@@ -79,6 +79,8 @@ from validator.replay.steps import _first_reasons, _StepFailed, build_step, host
 from validator.replay.verdict import Coverage, Verdict
 from validator.replay.vocabulary import (INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES,
                                          Observed, observe)
+
+T = TypeVar("T")
 
 
 class ResolvedLine(NamedTuple):
@@ -505,15 +507,25 @@ def survey_slots(items: Iterable[Event | Observed | LostMarker], design: str,
     engine = Replay(design, survey=True, gmem_dev=gmem_dev)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
-    relevant = RELEVANT_NAMES
     try:
-        for item in items:
-            if type(item) is Event and item.name not in relevant:
-                continue
-            engine.feed(item)
+        _feed_all(engine, items)
     except PlanInputError:
         pass
     return engine.planner.surveyed()
+
+
+def judged_with_survey(judge: Callable[[SlotPlan | None], T],
+                       read_again: Callable[[], Iterable[Event | Observed | LostMarker]],
+                       design: str, gmem_dev: tuple[int, int] | None = None,
+                       gmem_dev_from: str | None = None) -> T:
+    """judge(None), or for a trace of folios bigger than planner.EXACT_PAGES (it raises
+    NeedsSurvey): the survey of read_again()'s items, then judge(that SlotPlan).  Either
+    engine's judge: both need the plan before the first big folio."""
+    try:
+        return judge(None)
+    except NeedsSurvey:
+        pass
+    return judge(survey_slots(read_again(), design, gmem_dev, gmem_dev_from))
 
 
 def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=(), disabled=(),
@@ -523,15 +535,14 @@ def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=()
            slot_plan: SlotPlan | None = None) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it.
     A trace of folios bigger than planner.EXACT_PAGES needs a slot_plan: a list of items
-    is surveyed here; an iterator raises NeedsSurvey (survey it, then call again).  The
-    corpus and the report pass lists: their traces are small."""
-    args = (design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from, features)
-    try:
-        return _replay(items, *args, slot_plan)
-    except NeedsSurvey:
-        if slot_plan is not None or not isinstance(items, (list, tuple)):
-            raise
-        return _replay(items, *args, survey_slots(items, design, gmem_dev, gmem_dev_from))
+    is surveyed here; an iterator raises NeedsSurvey (survey it, then call again, or use
+    judged_with_survey).  The corpus and the report pass lists: their traces are small."""
+    def judge(plan: SlotPlan | None) -> Verdict:
+        return _replay(items, design, added, disabled, coverage, raw_of, gmem_dev,
+                       gmem_dev_from, features, plan)
+    if slot_plan is not None or not isinstance(items, (list, tuple)):
+        return judge(slot_plan)
+    return judged_with_survey(judge, lambda: items, design, gmem_dev, gmem_dev_from)
 
 
 def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from,
@@ -540,15 +551,20 @@ def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev
                     features=features, slot_plan=slot_plan)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
+    engine.verdict.stopped_at = _feed_all(engine, items)
+    verdict = engine.result()
+    if coverage:
+        verdict.coverage = engine.coverage.to_json()
+    return verdict
+
+
+def _feed_all(engine: Replay, items: Iterable[Event | Observed | LostMarker]) -> int | None:
+    """Feed the items in order until one fails: its line (None: every item fed)."""
     relevant = RELEVANT_NAMES
     for item in items:
         # protocol_of() is None for every other name: skip those without a call
         if type(item) is Event and item.name not in relevant:
             continue
         if not engine.feed(item):
-            engine.verdict.stopped_at = item.line_no
-            break
-    verdict = engine.result()
-    if coverage:
-        verdict.coverage = engine.coverage.to_json()
-    return verdict
+            return item.line_no
+    return None

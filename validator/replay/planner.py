@@ -264,14 +264,19 @@ class Planner:
             return None
         page = table.get(value)
         if page is None and big:
-            i = bisect_right(starts, value) - 1
-            if i >= 0:
-                f = big.get(starts[i])
-                if f is not None and value < starts[i] + self.real_pages:
-                    page = self._slot(f, value - starts[i])
+            page = self._in_big(value, starts, big)
         if page is not None and page < self.forgotten:
             return -1
         return page
+
+    def _in_big(self, value: int, starts: list[int], big: dict[int, int]) -> int | None:
+        """The model page of a big folio whose range holds `value` (see _page_of)."""
+        i = bisect_right(starts, value) - 1
+        if i >= 0:
+            f = big.get(starts[i])
+            if f is not None and value < starts[i] + self.real_pages:
+                return self._slot(f, value - starts[i])
+        return None
 
     def _bind(self, folio: int, index: int | None) -> None:
         """The page cache holds `folio` at `index` now (a refill may move a pfn)."""
@@ -344,9 +349,11 @@ class Planner:
                     break
         if name in BY_PFN_KINDS:                # the most common events
             pfn = f.get("pfn")
-            page = self.by_pfn.get(pfn) if type(pfn) is int else None
-            if page is None:
-                page = self._page_of_pfn(pfn if type(pfn) is int else self._pfn(f))
+            if type(pfn) is not int:
+                pfn = self._pfn(f)              # a struct page pointer's, or None
+            page = self.by_pfn.get(pfn)         # one lookup for small folios' pages
+            if page is None and self.big and pfn is not None:
+                page = self._in_big(pfn, self.starts, self.big)
             if page is None and name in ("error_folio", "host_fault"):
                 page = self._page_of_index(f.get("index"))
             if page is None:
@@ -452,6 +459,8 @@ class Planner:
         if not isinstance(pfn, int) or not isinstance(ofs, int) or ofs < 0:
             raise PlanInputError(f"line {ev.line_no}: {ev.name} needs pfn and ofs")
         index = ofs >> PAGE_SHIFT
+        # mm_filemap_add_to_page_cache prints order= since Linux 6.x (large folios in the
+        # page cache); an older kernel's event prints none, and its folios are single pages.
         order = self._order(ev, f)
         if name == "cache_add":
             pointer = self.pending_links.pop(index, None)
