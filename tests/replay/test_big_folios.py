@@ -1,5 +1,5 @@
-"""Folios bigger than planner.EXACT_PAGES (a 1G HugeTLB page) are replayed on runs of pages
-the trace cannot tell apart (planner.SlotPlan): memory and time follow the trace, not the
+"""Folios bigger than big_folios.EXACT_PAGES (a 1G HugeTLB page) are replayed on runs of pages
+the trace cannot tell apart (big_folios.SlotPlan): memory and time follow the trace, not the
 folio's order (issue 13, item 2), and the verdicts are those of the page-by-page replay."""
 
 import re
@@ -7,9 +7,9 @@ import re
 import pytest
 
 from validator.model import mirror as model
-from validator.replay import planner
+from validator.replay import big_folios, folio_table
 from validator.ftrace import iter_events, read_file, read_lines
-from validator.replay.planner import NeedsSurvey
+from validator.replay.big_folios import NeedsSurvey
 from validator.replay.engine import Replay, replay, survey_slots
 
 from conftest import ROOT
@@ -55,7 +55,7 @@ def test_runs_give_the_page_by_page_verdicts(name, full_range, monkeypatch):
     text = widen((ROOT / "traces" / name).read_text(), 10, full_range)
     items = events_of(text)
     compact = {d: outcome(replay(items, d)) for d in model.DESIGNS}
-    monkeypatch.setattr(planner, "EXACT_PAGES", 4096)      # 1024 pages, one by one
+    monkeypatch.setattr(folio_table, "EXACT_PAGES", 4096)      # 1024 pages, one by one
     exact = {d: outcome(replay(items, d)) for d in model.DESIGNS}
     assert compact == exact
     # and the story on 1024 pages ends as it does on 2 (the traces' own verdicts)
@@ -116,7 +116,7 @@ def test_a_page_the_survey_did_not_see_is_a_bug_not_a_neighbour():
     story = widen((ROOT / "traces" / "lifecycle-hugetlb.trace").read_text(), 18, True)
     items = events_of(story)
     plan = survey_slots(items, "HWPoison")
-    blind = planner.SlotPlan(plan.pages, {BASE: (0, 1)})      # page TAIL never surveyed
+    blind = big_folios.SlotPlan(plan.pages, {BASE: (0, 1)})      # page TAIL never surveyed
     with pytest.raises(AssertionError, match="the survey did not see page 700"):
         replay(items, "HWPoison", slot_plan=blind)
 

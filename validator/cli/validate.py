@@ -21,7 +21,7 @@ from validator.ftrace.reader import UnparsedCount
 from validator.model.mirror import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from validator.replay.evidence import summary_lines
 from validator.replay.input import Observations, default_reader_jobs, scan_gmem_dev
-from validator.replay.planner import SlotPlan
+from validator.replay.big_folios import SlotPlan
 from validator.replay.engine import judged_with_survey, replay
 from validator.replay.verdict import ReplayInputError, Verdict
 from validator.tlc.runner import RunnerError
