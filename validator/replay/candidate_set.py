@@ -120,16 +120,16 @@ class CandidateSet:
             r = ctx.memo.get((local, gl, part))
             if r is None:
                 r = ctx.transition(local, gl, part)
-            groups = r[0]
-            if len(groups) == 1 and not r[1]:
+            groups = r.groups
+            if len(groups) == 1 and not r.broken:
                 gl2, part2 = groups[0]
                 if gl2 is gl or not _changes_others(gl, gl2):
                     if id(r) not in self._covered:
                         if len(self._covered) >= MEMO_LIMIT:
                             self._covered.clear()
                         self._covered[id(r)] = r
-                        self.coverage.actions |= r[2]
-                        self.coverage.refusals |= r[3] | r[4]
+                        self.coverage.actions |= r.taken
+                        self.coverage.refusals |= r.refused | r.named
                     if gl2 is not gl:
                         b.g = self._global_g(gl2, g, base)
                     if folio is not None:
@@ -150,27 +150,27 @@ class CandidateSet:
             gl = g if g[4] is None else self._local_g(g, base)
             r = transition(local, gl, b.parts[folio] if folio is not None else None)
             results.append((b, gl, r))
-            if r[0]:
+            if r.groups:
                 alive = True
-                mask |= r[1]
-                for gl2, _ in r[0]:
+                mask |= r.broken
+                for gl2, _ in r.groups:
                     if gl2 is not gl and _changes_others(gl, gl2):
                         effects = True
         cov = self.coverage
         for _, _, r in results:
             if alive:
-                cov.actions |= r[2]
-                cov.refusals |= r[3]
-            cov.refusals |= r[4]
+                cov.actions |= r.taken
+                cov.refusals |= r.refused
+            cov.refusals |= r.named
         shown = lambda: self.shown(folio, cfg())   # noqa: E731  (before the step)
         if not alive:
             return Refusal("step", None, self._reasons(local, folio, base), shown)
         if mask:
-            taken = frozenset().union(*(r[2] for _, _, r in results))
+            taken = frozenset().union(*(r.taken for _, _, r in results))
             return self._property(mask, shown, taken)
         new: list[_Branch] = []
         for b, gl, r in results:
-            groups = r[0]
+            groups = r.groups
             last = len(groups) - 1
             for i, (gl2, part2) in enumerate(groups):
                 g2 = b.g if gl2 is gl else self._global_g(gl2, b.g, base)
