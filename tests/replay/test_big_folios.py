@@ -129,3 +129,18 @@ def test_stdin_with_big_folios_is_refused_in_one_line(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "save stdin to a file" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["poisoned-hugetlb-folio-freed.trace", "lifecycle-hugetlb.trace"])
+def test_a_whole_folio_event_cuts_no_run(name):
+    """gmem_free and hugetlb_free are about the folio: naming it by a tail pfn cuts no run
+    of its own in the survey, and the verdicts are those of the head pfn's."""
+    story = widen((ROOT / "traces" / name).read_text(), 18, True)
+    tail = BASE + 0x123
+    moved = re.sub(r"((?:gmem_free|hugetlb_free): .* pfn=)0x100000\b", rf"\g<1>{tail:#x}", story)
+    assert moved != story
+    items, head_items = events_of(moved), events_of(story)
+    assert survey_slots(items, "HWPoison") == survey_slots(head_items, "HWPoison")
+    assert 0x123 not in survey_slots(items, "HWPoison").starts[BASE]
+    assert {d: outcome(replay(items, d)) for d in model.DESIGNS} == {
+        d: outcome(replay(head_items, d)) for d in model.DESIGNS}

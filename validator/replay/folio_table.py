@@ -150,33 +150,39 @@ class FolioTable:
         first = folio * self.pages_per_folio
         return [first + i for i in runs]
 
-    def _page_of_pfn(self, pfn) -> int | None:
-        """The page number of a pfn; -1: a folio forgotten after lost events."""
-        return self._page_of(pfn, self.by_pfn, self.starts, self.big)
+    def _page_of_pfn(self, pfn, whole: bool = False) -> int | None:
+        """The page number of a pfn; -1: a folio forgotten after lost events.  whole: the
+        event is about the folio (any page of it will do, see _in_big)."""
+        return self._page_of(pfn, self.by_pfn, self.starts, self.big, whole)
 
-    def _page_of_index(self, index) -> int | None:
+    def _page_of_index(self, index, whole: bool = False) -> int | None:
         """The page number of a guest_memfd index; -1: forgotten after lost events."""
-        return self._page_of(index, self.by_index, self.bound_starts, self.bound)
+        return self._page_of(index, self.by_index, self.bound_starts, self.bound, whole)
 
     def _page_of(self, value, table: dict[int, int], starts: list[int],
-                 big: dict[int, int]) -> int | None:
+                 big: dict[int, int], whole: bool = False) -> int | None:
         """A folio page by the table of small folios' pages, else by the range of a big
         folio (`starts`: sorted first values; `big`: first value -> folio)."""
         if not isinstance(value, int):
             return None
         page = table.get(value)
         if page is None and big:
-            page = self._in_big(value, starts, big)
+            page = self._in_big(value, starts, big, whole)
         if page is not None and page < self.forgotten:
             return -1
         return page
 
-    def _in_big(self, value: int, starts: list[int], big: dict[int, int]) -> int | None:
-        """The model page of a big folio whose range holds `value` (see _page_of)."""
+    def _in_big(self, value: int, starts: list[int], big: dict[int, int],
+                whole: bool = False) -> int | None:
+        """The model page of a big folio whose range holds `value` (see _page_of).  For an
+        event about the whole folio (whole), its first: such an event names every page
+        alike, so it neither needs nor cuts a run of its own."""
         i = bisect_right(starts, value) - 1
         if i >= 0:
             f = big.get(starts[i])
             if f is not None and value < starts[i] + self.real_pages:
+                if whole:
+                    return f * self.pages_per_folio
                 return self._slot(f, value - starts[i])
         return None
 
@@ -219,7 +225,7 @@ class FolioTable:
         """The folios a block of 2^order pages at pfn covers: (folio, exactly that folio)."""
         pages = self.real_pages
         if order == 0:
-            page = self._page_of_pfn(pfn)
+            page = self._page_of_pfn(pfn, whole=True)
             if page is None or page < 0:
                 return []
             folio = self.folio_of_page(page)
@@ -228,7 +234,7 @@ class FolioTable:
         out = []
         i = max(0, bisect_right(self.starts, pfn) - 1)
         while i < len(self.starts) and self.starts[i] < end:
-            page = self._page_of_pfn(self.starts[i])
+            page = self._page_of_pfn(self.starts[i], whole=True)
             if page >= 0 and self.starts[i] + pages > pfn:
                 out.append((self.folio_of_page(page),
                             self.starts[i] == pfn and 1 << order == pages))

@@ -119,9 +119,9 @@ class Planner(FolioTable):
                 pfn = self._pfn(f)              # a struct page pointer's, or None
             page = self.by_pfn.get(pfn)         # one lookup for small folios' pages
             if page is None and self.big and pfn is not None:
-                page = self._in_big(pfn, self.starts, self.big)
+                page = self._in_big(pfn, self.starts, self.big, name in PFN_FOLIO_KINDS)
             if page is None and name in ("error_folio", "host_fault"):
-                page = self._page_of_index(f.get("index"))
+                page = self._page_of_index(f.get("index"), name == "error_folio")
             if page is None:
                 raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page < self.forgotten:
@@ -180,7 +180,7 @@ class Planner(FolioTable):
         return order
 
     def _alloc(self, ev, pfn: int, order: int, index: int | None, kind: str) -> list:
-        page = self._page_of_pfn(pfn)
+        page = self._page_of_pfn(pfn, whole=True)
         if page == -1:
             raise Unrelated("folio seen before lost events")
         folio = (self._new_folio(ev.line_no, pfn, order) if page is None
@@ -236,7 +236,7 @@ class Planner(FolioTable):
                 self.probe_alloc = None
                 raise Unrelated("page-cache add already shown by gmem_alloc")
             return self._alloc(ev, pfn, order, index, "cache_add")
-        page = self._page_of_pfn(pfn)
+        page = self._page_of_pfn(pfn, whole=True)
         if page is None:
             raise Unrelated("page-cache delete of a pfn the trace never showed added")
         if page == -1:
@@ -259,7 +259,7 @@ class Planner(FolioTable):
             order = self._order(ev, f)
         covered = self._folios_in(pfn, order)
         if not covered:
-            if self._page_of_pfn(pfn) == -1:
+            if self._page_of_pfn(pfn, whole=True) == -1:
                 raise Unrelated("folio seen before lost events")
             raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
         out = []
