@@ -41,7 +41,7 @@ reference the tests compare against.
 from __future__ import annotations
 
 from itertools import chain, product
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from validator.model import mirror as model
 from validator.replay.candidates import (MEMO_LIMIT, PROPERTY_BITS, _Branch, _changes_others,
@@ -52,11 +52,10 @@ from validator.replay.verdict import Coverage
 
 
 class Refusal(NamedTuple):
-    """Why a step does not fit (the arguments of Replay._fail after the event's)."""
+    """Why a step does not fit."""
     kind: str                           # "step" (no candidate takes it) or "property"
     property: str | None                # the property broken (kind "property")
     guards: list[str]                   # the guards that refused, or the property's words
-    candidates: Callable[[], list]      # some candidate states before the step (shown)
     detail: str = ""                    # the steps a broken property's event may stand for
 
 
@@ -93,11 +92,9 @@ class CandidateSet:
             for h in range(first, stop):
                 b.parts[h] = None
 
-    def take(self, desc: tuple, folio: int | None, cfg: Callable[[], model.Config]
-             ) -> Refusal | None:
+    def take(self, desc: tuple, folio: int | None) -> Refusal | None:
         """Take the step `desc` (on `folio`, None: the VM's) from every candidate; None when
-        it fits, else why not (the set is then unchanged).  cfg() is the whole
-        configuration, for the candidate states a refusal shows."""
+        it fits, else why not (the set is then unchanged: shown() shows it)."""
         ctx = self.ctx
         if ctx is None:
             # No folio yet: the VM-wide steps before it act on Init's VM-wide part.
@@ -135,10 +132,9 @@ class CandidateSet:
                     if folio is not None:
                         b.parts[folio] = part2
                     return None
-        return self._take_each(local, folio, base, cfg)
+        return self._take_each(local, folio, base)
 
-    def _take_each(self, local: tuple, folio: int | None, base: int | None,
-                   cfg: Callable[[], model.Config]) -> Refusal | None:
+    def _take_each(self, local: tuple, folio: int | None, base: int | None) -> Refusal | None:
         """take() on several branches, or on a step that changes the other folios."""
         transition = self.ctx.transition
         results = []
@@ -162,12 +158,11 @@ class CandidateSet:
                 cov.actions |= r.taken
                 cov.refusals |= r.refused
             cov.refusals |= r.named
-        shown = lambda: self.shown(folio, cfg())   # noqa: E731  (before the step)
         if not alive:
-            return Refusal("step", None, self._reasons(local, folio, base), shown)
+            return Refusal("step", None, self._reasons(local, folio, base))
         if mask:
             taken = frozenset().union(*(r.taken for _, _, r in results))
-            return self._property(mask, shown, taken)
+            return self._property(mask, taken)
         new: list[_Branch] = []
         for b, gl, r in results:
             groups = r.groups
@@ -182,17 +177,16 @@ class CandidateSet:
                     mask |= self._others(nb, gl, gl2, folio)
                 new.append(nb)
         if mask:                    # only with effects: self.branches is untouched
-            return self._property(mask, shown)
+            return self._property(mask)
         self.branches = new if len(new) == 1 else self._merge(new, folio)
         return None
 
     @staticmethod
-    def _property(mask: int, shown: Callable[[], list], taken=frozenset()) -> Refusal:
+    def _property(mask: int, taken=frozenset()) -> Refusal:
         prop = PROPERTY_BITS[(mask & -mask).bit_length() - 1]
         steps = f" (the steps it may stand for are {', '.join(sorted(taken))})" if taken else ""
         return Refusal("property", prop,
-                       [f"a state the trace may be in after this event breaks {prop}"],
-                       shown, steps)
+                       [f"a state the trace may be in after this event breaks {prop}"], steps)
 
     def _others(self, b: _Branch, gl: tuple, gl2: tuple, folio: int | None) -> int:
         """Apply a step's effect on the folios it did not name (see _changes_others)."""

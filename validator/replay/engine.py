@@ -217,11 +217,13 @@ class Replay:
 
     def _judge(self, event: Event, name: str, desc: tuple, folio: int | None) -> None:
         """Take one planned step from every candidate (see candidate_set.py)."""
-        refusal = self.candidates.take(desc, folio, lambda: self.cfg)
+        refusal = self.candidates.take(desc, folio)
         if refusal is None:
             self.verdict.accepted_prefix = event.line_no
-        else:
-            self._fail(event, name, *refusal)
+            return
+        kind, prop, guards, detail = refusal
+        self._fail(event, name, kind, prop, guards,
+                   lambda: self.candidates.shown(folio, self.cfg), detail)
 
     def candidate_states(self) -> set[model.State]:
         """Every candidate state, expanded (for tests: exponential in general)."""
