@@ -1,5 +1,5 @@
-"""Folios bigger than planner.EXACT_PAGES (a 1G HugeTLB page) are replayed on runs of pages
-the trace cannot tell apart (planner.SlotPlan): memory and time follow the trace, not the
+"""Folios bigger than big_folios.EXACT_PAGES (a 1G HugeTLB page) are replayed on runs of pages
+the trace cannot tell apart (big_folios.SlotPlan): memory and time follow the trace, not the
 folio's order (issue 13, item 2), and the verdicts are those of the page-by-page replay."""
 
 import re
@@ -7,10 +7,10 @@ import re
 import pytest
 
 from validator import model
-from validator.replay import planner
+from validator.replay import big_folios, folio_table
 from validator.ftrace import iter_events
 from validator.replay.input import read_file, read_lines
-from validator.replay.planner import NeedsSurvey
+from validator.replay.big_folios import NeedsSurvey
 from validator.replay.engine import Replay, replay, survey_slots
 
 from conftest import ROOT
@@ -56,7 +56,7 @@ def test_runs_give_the_page_by_page_verdicts(name, full_range, monkeypatch):
     text = widen((ROOT / "traces" / name).read_text(), 10, full_range)
     items = events_of(text)
     compact = {d: outcome(replay(items, d)) for d in model.DESIGNS}
-    monkeypatch.setattr(planner, "EXACT_PAGES", 4096)      # 1024 pages, one by one
+    monkeypatch.setattr(folio_table, "EXACT_PAGES", 4096)      # 1024 pages, one by one
     exact = {d: outcome(replay(items, d)) for d in model.DESIGNS}
     assert compact == exact
     # and the story on 1024 pages ends as it does on 2 (the traces' own verdicts)
@@ -117,7 +117,7 @@ def test_a_page_the_survey_did_not_see_is_a_bug_not_a_neighbour():
     story = widen((ROOT / "traces" / "lifecycle-hugetlb.trace").read_text(), 18, True)
     items = events_of(story)
     plan = survey_slots(items, "HWPoison")
-    blind = planner.SlotPlan(plan.pages, {BASE: (0, 1)})      # page TAIL never surveyed
+    blind = big_folios.SlotPlan(plan.pages, {BASE: (0, 1)})      # page TAIL never surveyed
     with pytest.raises(AssertionError, match="the survey did not see page 700"):
         replay(items, "HWPoison", slot_plan=blind)
 
@@ -130,3 +130,18 @@ def test_stdin_with_big_folios_is_refused_in_one_line(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "save stdin to a file" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["poisoned-hugetlb-folio-freed.trace", "lifecycle-hugetlb.trace"])
+def test_a_whole_folio_event_cuts_no_run(name):
+    """gmem_free and hugetlb_free are about the folio: naming it by a tail pfn cuts no run
+    of its own in the survey, and the verdicts are those of the head pfn's."""
+    story = widen((ROOT / "traces" / name).read_text(), 18, True)
+    tail = BASE + 0x123
+    moved = re.sub(r"((?:gmem_free|hugetlb_free): .* pfn=)0x100000\b", rf"\g<1>{tail:#x}", story)
+    assert moved != story
+    items, head_items = events_of(moved), events_of(story)
+    assert survey_slots(items, "HWPoison") == survey_slots(head_items, "HWPoison")
+    assert 0x123 not in survey_slots(items, "HWPoison").starts[BASE]
+    assert {d: outcome(replay(items, d)) for d in model.DESIGNS} == {
+        d: outcome(replay(head_items, d)) for d in model.DESIGNS}

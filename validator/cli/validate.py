@@ -21,8 +21,8 @@ from validator.ftrace.reader import UnparsedCount
 from validator.model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
 from validator.replay.evidence import summary_lines
 from validator.replay.input import Observations, default_reader_jobs, read_file, scan_gmem_dev
-from validator.replay.planner import NeedsSurvey
-from validator.replay.engine import replay, survey_slots
+from validator.replay.big_folios import SlotPlan
+from validator.replay.engine import judged_with_survey, replay
 from validator.replay.verdict import ReplayInputError, Verdict
 from validator.tlc.runner import RunnerError
 
@@ -47,30 +47,33 @@ def validate_one(path: str, design: str, added=(), disabled=(),
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
     jobs > 1: the Python engine's input is read by that many processes (same verdict).
     gmem_dev: (device, how it was found) as gmem_device() gives it (None: find it here)."""
-    unparsed = UnparsedCount()
     dev, how = gmem_dev if gmem_dev is not None else gmem_device(path, None)
-    plan = None
-    while True:     # twice for a trace of big folios: first the survey of its pages
-        try:
-            if tlc is None:
-                items = Observations(path, jobs)
-                verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
-                                 gmem_dev=dev, gmem_dev_from=how, features=features,
-                                 slot_plan=plan)
-                unparsed = items.unparsed_before(verdict.stopped_at)
-            else:
-                from validator.replay.tlc_engine import validate_tlc
-                read = UnparsedCount(keep_lines=True)
-                verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design,
-                                       tlc, tlc.out_dir / _work_name(path) / design, added,
-                                       disabled, dev, how, features, plan)
-                unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
-            break
-        except NeedsSurvey:
-            if path == "-":
-                raise InputError("<stdin>: folios of more than 512 pages are read twice (their "
-                                 "pages first); save stdin to a file") from None
-            plan = survey_slots(Observations(path, jobs), design, dev, how)
+    unparsed = UnparsedCount()
+
+    def judge(plan: SlotPlan | None) -> Verdict:
+        nonlocal unparsed
+        if tlc is None:
+            items = Observations(path, jobs)
+            verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
+                             gmem_dev=dev, gmem_dev_from=how, features=features,
+                             slot_plan=plan)
+            unparsed = items.unparsed_before(verdict.stopped_at)
+            return verdict
+        from validator.replay.tlc_engine import validate_tlc
+        read = UnparsedCount(keep_lines=True)
+        verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design,
+                               tlc, tlc.out_dir / _work_name(path) / design, added,
+                               disabled, dev, how, features, plan)
+        unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
+        return verdict
+
+    def read_again() -> Observations:       # a trace of big folios: its pages first
+        if path == "-":
+            raise InputError("<stdin>: folios of more than 512 pages are read twice (their "
+                             "pages first); save stdin to a file")
+        return Observations(path, jobs)
+
+    verdict = judged_with_survey(judge, read_again, design, dev, how)
     if dev is None and how and path != "-":
         verdict.notes.append(f"guest_memfd's device: {how}")
     verdict.unparsed = unparsed.count

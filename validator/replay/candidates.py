@@ -4,6 +4,8 @@ that configuration."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from validator import model
 from validator.replay.steps import StepFn, _StepFailed, build_step, host_closure, recording
 from validator.replay.verdict import CHECK_IN_GUARD
@@ -80,6 +82,15 @@ def _changes_others(gl: tuple, gl2: tuple) -> bool:
     return (gl[3] == "bugged" and gl2[3] == "cleaned") or ((gl[1] == "off") != (gl2[1] == "off"))
 
 
+class Outcome(NamedTuple):
+    """A step from {gl} x S_part (see _Context.transition)."""
+    groups: tuple           # ((gl', part'), ...): the results, grouped by VM-wide part
+    broken: int             # the properties some result breaks (bits, PROPERTY_BITS order)
+    taken: frozenset        # the actions taken
+    refused: frozenset      # the named checks that refused a hidden or observed step
+    named: frozenset        # the named checks in the guards that failed
+
+
 class _Branch:
     """{g} x S_0 x ... x S_n: `parts[f]` is the id of S_f (None: forgotten folio)."""
     __slots__ = ("g", "parts")
@@ -98,7 +109,7 @@ class _Context:
         self.sets: list[frozenset] = []
         self.set_ids: dict[frozenset, int] = {}
         self.gs: dict[tuple, tuple] = {}
-        self.memo: dict[tuple, tuple] = {}
+        self.memo: dict[tuple, Outcome] = {}
         self.others: dict[tuple, tuple] = {}
         self.steps: dict[tuple, StepFn] = {}
 
@@ -112,10 +123,8 @@ class _Context:
     def g(self, g: tuple) -> tuple:
         return self.gs.setdefault(g, g)
 
-    def transition(self, local: tuple, gl: tuple, part: int | None) -> tuple:
-        """The step `local` from {gl} x S_part, hidden steps on the folio first:
-        (((gl', part'), ...) grouped by gl', broken-property bits, actions taken,
-        checks that refused, checks named by failed guards)."""
+    def transition(self, local: tuple, gl: tuple, part: int | None) -> Outcome:
+        """The step `local` from {gl} x S_part, hidden steps on the folio first."""
         key = (local, gl, part)
         hit = self.memo.get(key)
         if hit is not None:
@@ -140,9 +149,9 @@ class _Context:
                         groups.setdefault(self.g(_vm_part(t)), set()).add(
                             _folio_part(t) if x is not None else None)
                         mask |= _broken(cfg, pre, t)
-        result = (tuple((g2, self.intern(frozenset(xs)) if part is not None else None)
-                        for g2, xs in groups.items()),
-                  mask, frozenset(log.taken), frozenset(log.refused), _checks_in(why))
+        result = Outcome(tuple((g2, self.intern(frozenset(xs)) if part is not None else None)
+                               for g2, xs in groups.items()),
+                         mask, frozenset(log.taken), frozenset(log.refused), _checks_in(why))
         if len(self.memo) >= MEMO_LIMIT:
             self.memo.clear()
         self.memo[key] = result

@@ -9,23 +9,28 @@ the same change there shows up as a disagreement (tests/replay/test_trace_spec.p
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from validator.replay.resolved import Resolved
 
 EHWPOISON, EAGAIN, EBUSY = -133, -11, -16
 
-Planned = tuple[tuple, int | None]      # (descriptor, folio or None for the VM's)
+class Planned(NamedTuple):
+    """One protocol step of an event."""
+    desc: tuple             # the step's descriptor (steps.build_step reads it)
+    folio: int | None       # the folio it is on (None: the VM's)
 
 
 def steps(r: Resolved) -> list[Planned]:
     """The protocol steps the event stands for, in order."""
     kind, folio, p = r.kind, r.folio, r.page
     if folio is None:
-        return [(_vm_step(r), None)]
+        return [Planned(_vm_step(r), None)]
     out: list[Planned] = []
     if r.lapsed:
         # No page-cache add followed an allocation of exactly this folio: it was another
         # user's allocation after all, so that user still holds the page.
-        out.append((("claim_lapsed", folio), folio))
+        out.append(Planned(("claim_lapsed", folio), folio))
     if kind in ("alloc", "cache_add"):
         desc = ("alloc", folio)
     elif kind == "cache_delete":
@@ -61,16 +66,16 @@ def steps(r: Resolved) -> list[Planned]:
         return out + _convert(r)
     else:
         raise AssertionError(kind)
-    out.append((desc, folio))
+    out.append(Planned(desc, folio))
     return out
 
 
 def _convert(r: Resolved) -> list[Planned]:
     if r.ret == EAGAIN:             # the refcount check refused: the request stays
-        return [(("convert_refused", r.pages, r.to), r.folio)]
+        return [Planned(("convert_refused", r.pages, r.to), r.folio)]
     if r.ret:                       # any other failure changes nothing the model holds
-        return [(("stay",), r.folio)]
-    return [(("convert", p, r.to), r.folio) for p in r.pages]
+        return [Planned(("stay",), r.folio)]
+    return [Planned(("convert", p, r.to), r.folio) for p in r.pages]
 
 
 def _vm_step(r: Resolved) -> tuple:

@@ -4,7 +4,7 @@ The planner turns an Observed protocol event into Resolved events (validator/rep
 its kind and the model's numbers for it.  What a Resolved event *does* to the model is not
 decided here: validator/replay/meaning.py decides it for the Python engine, the IsX operators of
 spec/PoisonTrace.tla for the TLC engine, so that the two engines check each other.  The
-planner keeps the identities the trace reveals apart:
+planner keeps the identities the trace reveals apart (the table of them: folio_table.py):
 
 * a **folio** of the model is a physical page (or huge page), keyed by pfn;
 * a **file slot** (a guest_memfd index) is bound to whichever folio the page
@@ -13,7 +13,9 @@ planner keeps the identities the trace reveals apart:
   later at another index (../shared/design/real-kernel.md, "Orders seen");
 * a **struct page pointer** (probes that cannot print a pfn) is linked to its
   pfn by the page-cache add of the same index, and once two such links agree
-  on the vmemmap base, any pointer is (PageLinks).
+  on the vmemmap base, any pointer is (PageLinks);
+* a **big folio** (more than big_folios.EXACT_PAGES pages) is replayed on runs of its pages
+  (big_folios.py).
 
 Two facts sit on the border between identity and meaning, and are kept here as facts
 about the sequence of events on a pfn, with their consequences left to the meaning:
@@ -31,100 +33,39 @@ Both engines use this planner; the TLC engine writes its Resolved events into TL
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass, field
 from typing import Callable
 
-from validator.replay.resolved import Resolved
+# NeedsSurvey, PageLinks, PlanInputError: also importable from here, the replay's front
+from validator.replay.big_folios import NeedsSurvey, SlotPlan  # noqa: F401
+from validator.replay.folio_table import FolioTable, PageLinks, PlanInputError  # noqa: F401
+from validator.replay.resolved import (BLOCK_KINDS, GMEM_FREE_KINDS, PAGE_KINDS,
+                                       PFN_FOLIO_KINDS, VM_KINDS, Resolved, small_ret)
 
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
-STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
-# Folios of up to this many pages (a 2M THP) are replayed page by page.  A bigger folio (a
-# 1G HugeTLB page) is replayed on runs of pages the trace cannot tell apart: memory and
-# time follow the trace, not the folio's order (SlotPlan).
-EXACT_PAGES = 512
-# A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
-# events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
-RET_OTHER = -(1 << 31) + 1
-INTERNED_LIMIT = 50_000         # distinct Resolved events kept (then forgotten at once)
-
-# Events that name a page of a folio; the rest are about the VM or a range.
-PAGE_EVENTS = frozenset({
-    "page_alloc", "page_free", "hugetlb_alloc", "memory_failure", "gmem_free", "hugetlb_free",
-    "set_hwpoison", "error_folio", "aug", "remove", "reclaim", "guest_get_pfn", "host_fault"})
-# Page-allocator events that name a block of 2^order pages: they may cover several folios.
-BLOCK_EVENTS = frozenset({"page_alloc", "page_free", "hugetlb_alloc"})
-# guest_memfd's own free-path hooks (kvm_gmem_free_folio() and its HugeTLB variant).
-_GMEM_FREES = frozenset({"gmem_free", "hugetlb_free"})
+# Events named by a pfn (or a struct page pointer): the most common ones.
+BY_PFN_KINDS = PAGE_KINDS | PFN_FOLIO_KINDS
+_new_tuple = tuple.__new__
 
 
 class Unrelated(Exception):
     """The event does not concern a folio the replay tracks (counted, with the reason)."""
 
 
-class NeedsSurvey(Exception):
-    """A folio bigger than EXACT_PAGES: the trace must first be surveyed for the pages it
-    names (replay.survey_slots), then replayed with that SlotPlan."""
-
-
-@dataclass(frozen=True)
-class SlotPlan:
-    """The model's pages of each big folio.  `starts[folio]` cuts the folio's offsets into
-    runs, one model page each: the head page alone, each page an event names alone, and
-    between them the runs that the same range conversions cover (or none does).  The pages
-    of a run have the same events, so one page stands for them all: whatever one of them
-    can do, the model page can.  What it cannot show: two pages of a run in different
-    states at once (two pins counted once in the folio's reference count; a conversion
-    refused midway through a run leaves the run converted, or not, as a whole)."""
-    pages: int                                  # model pages per folio (the most runs)
-    starts: dict[int, tuple[int, ...]]          # head pfn -> first offset of each run, sorted
-
-
 # Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
 NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor")
+NUMBER_KEYS = frozenset(NUMBERS)
 U64 = 1 << 64
 
 
-class PlanInputError(Exception):
-    """An event the replay cannot read (a needed field missing); exit code 2."""
-
-
-@dataclass
-class Folio:
-    pfn: int
-    pages: int
-    index: int | None       # the guest_memfd index it is bound to now (None: not cached)
-    runs: tuple[int, ...] | None = None     # a big folio: its runs' first offsets (SlotPlan)
-
-
-@dataclass
-class PageLinks:
-    """struct page pointers -> pfns.  Pointers seen beside a pfn are exact; any other
-    pointer is computed from the vmemmap base once two links agree on it."""
-    exact: dict[int, int] = field(default_factory=dict)
-    base: int | None = None
-    conflict: bool = False
-
-    def add(self, page: int, pfn: int) -> None:
-        self.exact[page] = pfn
-        base = page - pfn * STRUCT_PAGE_SIZE
-        if self.base is None and len(self.exact) >= 2:
-            bases = {p - f * STRUCT_PAGE_SIZE for p, f in self.exact.items()}
-            if len(bases) == 1:
-                self.base = base
-            else:
-                self.conflict = True
-        elif self.base is not None and base != self.base:
-            self.base, self.conflict = None, True
-
-    def pfn_of(self, page: int) -> int | None:
-        pfn = self.exact.get(page)
-        if pfn is None and self.base is not None and not self.conflict:
-            offset = page - self.base
-            if offset >= 0 and offset % STRUCT_PAGE_SIZE == 0:
-                pfn = offset // STRUCT_PAGE_SIZE
-        return pfn
+def _check_numbers(name: str, line: int, fields: dict) -> None:
+    """Refuse the first field of NUMBERS (in that order) that is not an unsigned number."""
+    for key in NUMBERS:
+        value = fields.get(key)
+        if value is not None and (type(value) is not int or not 0 <= value < U64):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
+            raise PlanInputError(f"line {line}: {name}: {key}={shown} is not a "
+                                 f"number the kernel prints there")
 
 
 def parse_dev(text: str) -> tuple[int, int] | None:
@@ -135,30 +76,18 @@ def parse_dev(text: str) -> tuple[int, int] | None:
     return None
 
 
-class Planner:
-    """Feed Observed items to plan(); `on_new_folio(pages)` is called for each folio the
-    trace reveals, `note(kind, text)` for remarks the verdict should carry."""
+class Planner(FolioTable):
+    """Feed Observed items to resolve(); `on_new_folio(pages)` is called for each folio the
+    trace reveals (folio_table.py), `note(kind, text)` for remarks the verdict should
+    carry."""
 
     def __init__(self, on_new_folio: Callable[[int], None], note: Callable[[str, str], None],
                  gmem_dev: tuple[int, int] | None = None,
                  slot_plan: SlotPlan | None = None, survey: bool = False):
-        self.on_new_folio, self.note = on_new_folio, note
-        self.slot_plan = slot_plan
-        self.survey = survey                    # only collect the offsets big folios name
-        self.cuts: dict[int, set[int]] = {}     # survey: head pfn -> where its runs start
-        self.real_pages: int | None = None      # pages of the trace's folios (one size)
-        self.big: dict[int, int] = {}           # first pfn -> folio, of folios > EXACT_PAGES
-        self.bound: dict[int, int] = {}         # first index -> folio, of big folios cached
-        self.bound_starts: list[int] = []       # ... its keys, sorted
+        super().__init__(on_new_folio, slot_plan, survey)
+        self.note = note
         self.gmem_dev = gmem_dev
         self.gmem_dev_from = "--gmem-dev" if gmem_dev is not None else None
-        self.pages_per_folio: int | None = None
-        self.folios: list[Folio] = []
-        self.by_pfn: dict[int, int] = {}        # pfn -> page number
-        self.by_index: dict[int, int] = {}      # guest_memfd index -> page number
-        self.starts: list[int] = []             # first pfns of the folios, sorted
-        self.forgotten = 0                      # pages numbered below: seen before lost events
-        self.links = PageLinks()
         self.pending_links: dict[int, int] = {}  # index -> struct page pointer (gmem_alloc)
         self.claims: dict[int, int] = {}         # folio -> line of an unconfirmed own allocation
         self.last: dict[int, str] = {}           # folio -> the kind of its last event
@@ -166,168 +95,11 @@ class Planner:
         self.cache_observed = False              # filemap events on guest_memfd's device seen
         self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
         self.other_devs: dict[tuple[int, int], int] = {}   # filemap devices not guest_memfd's
-        self.interned: dict[tuple, Resolved] = {}          # see _on
-
-    # ---- the world --------------------------------------------------------------------
-
-    def folio_of_page(self, page: int) -> int:
-        return page // self.pages_per_folio
 
     def forget(self) -> None:
         """After lost events nothing is known of the folios seen so far."""
-        if self.pages_per_folio is not None:
-            self.forgotten = len(self.folios) * self.pages_per_folio
+        super().forget()
         self.claims.clear()
-
-    def _new_folio(self, line: int, pfn: int, order: int) -> int:
-        pages = 1 << order
-        if self.real_pages is None:
-            self.real_pages = pages
-            self.pages_per_folio = pages if pages <= EXACT_PAGES else self._model_pages()
-        elif pages != self.real_pages:
-            raise PlanInputError(
-                f"line {line}: a folio of order {order} after folios of "
-                f"{self.real_pages} pages; the replay needs one folio size per trace")
-        f = len(self.folios)
-        folio = Folio(pfn, pages, None)
-        self.folios.append(folio)
-        if pages <= EXACT_PAGES:
-            for i in range(pages):
-                self.by_pfn[pfn + i] = f * pages + i
-        else:
-            folio.runs = self.slot_plan.starts.get(pfn, (0,)) if self.slot_plan else (0,)
-            self.big[pfn] = f
-        insort(self.starts, pfn)
-        self.on_new_folio(self.pages_per_folio)
-        return f
-
-    def _model_pages(self) -> int:
-        if self.survey:
-            return 1                # no model: a folio's page number is the folio's
-        if self.slot_plan is None:
-            raise NeedsSurvey()
-        return self.slot_plan.pages
-
-    def surveyed(self) -> SlotPlan:
-        """The survey's result: the runs of each big folio (see SlotPlan)."""
-        pages = self.real_pages or 1
-        starts = {f: tuple(sorted(c for c in cuts | {0, 1} if c < pages))
-                  for f, cuts in self.cuts.items()}
-        return SlotPlan(max((len(s) for s in starts.values()), default=2), starts)
-
-    def _cut(self, folio: int, lo: int, hi: int) -> None:
-        """Survey: offsets lo..hi-1 of a big folio are named together."""
-        cuts = self.cuts.setdefault(self.folios[folio].pfn, set())
-        cuts.add(lo)
-        cuts.add(hi)
-
-    def _slot(self, folio: int, offset: int) -> int:
-        """The model page of a big folio's page at `offset`: its run's."""
-        if self.survey:
-            self._cut(folio, offset, offset + 1)
-            return folio
-        runs = self.folios[folio].runs
-        i = bisect_right(runs, offset) - 1
-        if runs[i] != offset or (runs[i + 1] if i + 1 < len(runs) else self.real_pages) != offset + 1:
-            raise AssertionError(f"the survey did not see page {offset} of the folio at "
-                                 f"pfn {self.folios[folio].pfn:#x}")   # a bug: both read alike
-        return folio * self.pages_per_folio + i
-
-    def _runs_in(self, folio: int, lo: int, hi: int) -> list[int]:
-        """The model pages of offsets lo..hi-1 of a big folio: one per run."""
-        if self.survey:
-            self._cut(folio, lo, hi)
-            return [folio]
-        runs = self.folios[folio].runs
-        first = folio * self.pages_per_folio
-        start, stop = bisect_left(runs, lo), bisect_left(runs, hi)
-        if start == len(runs) or runs[start] != lo or (hi < self.real_pages and (
-                stop == len(runs) or runs[stop] != hi)):
-            raise AssertionError(f"the survey did not see pages {lo}..{hi - 1} of the folio "
-                                 f"at pfn {self.folios[folio].pfn:#x}")
-        return [first + i for i in range(start, stop)]
-
-    def _page_of_pfn(self, pfn) -> int | None:
-        """The page number of a pfn; -1: a folio forgotten after lost events."""
-        return self._page_of(pfn, self.by_pfn, self.starts, self.big)
-
-    def _page_of_index(self, index) -> int | None:
-        """The page number of a guest_memfd index; -1: forgotten after lost events."""
-        return self._page_of(index, self.by_index, self.bound_starts, self.bound)
-
-    def _page_of(self, value, table: dict[int, int], starts: list[int],
-                 big: dict[int, int]) -> int | None:
-        """A folio page by the table of small folios' pages, else by the range of a big
-        folio (`starts`: sorted first values; `big`: first value -> folio)."""
-        if not isinstance(value, int):
-            return None
-        page = table.get(value)
-        if page is None and big:
-            i = bisect_right(starts, value) - 1
-            if i >= 0:
-                f = big.get(starts[i])
-                if f is not None and value < starts[i] + self.real_pages:
-                    page = self._slot(f, value - starts[i])
-        if page is not None and page < self.forgotten:
-            return -1
-        return page
-
-    def _bind(self, folio: int, index: int | None) -> None:
-        """The page cache holds `folio` at `index` now (a refill may move a pfn)."""
-        self._unbind(folio)
-        if index is None:
-            return
-        f = self.folios[folio]
-        f.index = index
-        if f.runs is not None:      # a big folio: one entry, looked up by range
-            old = self.bound.get(index)
-            if old is not None:
-                self.folios[old].index = None
-            else:
-                insort(self.bound_starts, index)
-            self.bound[index] = folio
-            return
-        first = folio * f.pages
-        for i in range(f.pages):
-            self.by_index[index + i] = first + i
-
-    def _unbind(self, folio: int) -> None:
-        f = self.folios[folio]
-        if f.index is None:
-            return
-        if f.runs is not None:
-            if self.bound.get(f.index) == folio:
-                del self.bound[f.index]
-                self.bound_starts.remove(f.index)
-            f.index = None
-            return
-        first = folio * f.pages
-        for i in range(f.pages):
-            if self.by_index.get(f.index + i) == first + i:
-                del self.by_index[f.index + i]
-        f.index = None
-
-    def _folios_in(self, pfn: int, order: int) -> list[tuple[int, bool]]:
-        """The folios a block of 2^order pages at pfn covers: (folio, exactly that folio)."""
-        pages = self.real_pages
-        if order == 0:
-            page = self._page_of_pfn(pfn)
-            if page is None or page < 0:
-                return []
-            folio = self.folio_of_page(page)
-            return [(folio, self.folios[folio].pfn == pfn and pages == 1)]
-        end = pfn + (1 << order)
-        out = []
-        i = max(0, bisect_right(self.starts, pfn) - 1)
-        while i < len(self.starts) and self.starts[i] < end:
-            page = self._page_of_pfn(self.starts[i])
-            if page >= 0 and self.starts[i] + pages > pfn:
-                out.append((self.folio_of_page(page),
-                            self.starts[i] == pfn and 1 << order == pages))
-            i += 1
-        return out
-
-    # ---- planning ---------------------------------------------------------------------
 
     def resolve(self, name: str, ev) -> list[Resolved]:
         """The event on the model's numbers: one Resolved, or one per folio a block of
@@ -336,28 +108,29 @@ class Planner:
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
-        for key in NUMBERS if name != "marker" else ():     # a marker's words are text
-            value = f.get(key)
-            if value is not None and (type(value) is not int or not 0 <= value < U64):
-                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
-                raise PlanInputError(f"line {ev.line_no}: {name}: {key}={shown} is not a "
-                                     f"number the kernel prints there")
-        if name in PAGE_EVENTS and name not in BLOCK_EVENTS:     # the most common events
+        if name != "marker":                    # a marker's words are text
+            for key, value in f.items():        # the usual event: every value a number
+                if (type(value) is not int or not 0 <= value < U64) and key in NUMBER_KEYS:
+                    _check_numbers(name, ev.line_no, f)
+                    break
+        if name in BY_PFN_KINDS:                # the most common events
             pfn = f.get("pfn")
-            page = self.by_pfn.get(pfn) if type(pfn) is int else None
-            if page is None:
-                page = self._page_of_pfn(pfn if type(pfn) is int else self._pfn(f))
+            if type(pfn) is not int:
+                pfn = self._pfn(f)              # a struct page pointer's, or None
+            page = self.by_pfn.get(pfn)         # one lookup for small folios' pages
+            if page is None and self.big and pfn is not None:
+                page = self._in_big(pfn, self.starts, self.big, name in PFN_FOLIO_KINDS)
             if page is None and name in ("error_folio", "host_fault"):
-                page = self._page_of_index(f.get("index"))
+                page = self._page_of_index(f.get("index"), name == "error_folio")
             if page is None:
                 raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page < self.forgotten:
                 raise Unrelated("folio seen before lost events")
             folio = page // self.pages_per_folio
-            if name in ("gmem_free", "hugetlb_free", "error_folio"):     # about the folio
+            if name in PFN_FOLIO_KINDS:         # about the folio
                 return [self._on(name, folio)]
-            return [self._on(name, folio, page, _ret(f))]
-        if name in BLOCK_EVENTS:
+            return [self._on(name, folio, page, small_ret(f.get("ret", 0)))]
+        if name in BLOCK_KINDS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
             return self._cache(name, ev)
@@ -368,9 +141,8 @@ class Planner:
             return []
         if name == "convert":
             return [self._convert(ev)]
-        if name in ("punch_hole", "vm_bugged", "buggy_cleanup", "tdx_shutdown",
-                    "hkid_release"):
-            return [Resolved(name, ret=_ret(f))]        # about the VM, no folio
+        if name in VM_KINDS:
+            return [Resolved(name, ret=small_ret(f.get("ret", 0)))]     # about the VM
         return []
 
     def _on(self, kind: str, folio: int, page: int | None = None, ret: int = 0,
@@ -378,22 +150,17 @@ class Planner:
             confirms: bool = False) -> Resolved:
         """An event on a folio, with what the bookkeeping knows of the folio's past: an
         open own-allocation claim lapses unless this event is a page-cache add (confirms);
-        whether the previous event was guest_memfd's own free hook."""
+        whether the previous event was guest_memfd's own free hook (a free's flags only on
+        page_free)."""
         lapsed = bool(self.claims) and self.claims.pop(folio, None) is not None and not confirms
-        last, self.last[folio] = self.last.get(folio), kind
-        # Equal events are one object (most events repeat): cheap to make, and the replay
-        # remembers each one's meaning by identity.  The free's flags only on frees.
+        last = self.last
         if kind == "page_free":
-            key = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
-                   last in _GMEM_FREES, lapsed)
+            fields = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
+                      last.get(folio) in GMEM_FREE_KINDS, lapsed)
         else:
-            key = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
-        r = self.interned.get(key)
-        if r is None:
-            if len(self.interned) >= INTERNED_LIMIT:
-                self.interned.clear()
-            r = self.interned[key] = Resolved(*key)
-        return r
+            fields = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
+        last[folio] = kind
+        return _new_tuple(Resolved, fields)     # Resolved(*fields) without its Python __new__
 
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""
@@ -413,7 +180,7 @@ class Planner:
         return order
 
     def _alloc(self, ev, pfn: int, order: int, index: int | None, kind: str) -> list:
-        page = self._page_of_pfn(pfn)
+        page = self._page_of_pfn(pfn, whole=True)
         if page == -1:
             raise Unrelated("folio seen before lost events")
         folio = (self._new_folio(ev.line_no, pfn, order) if page is None
@@ -458,6 +225,8 @@ class Planner:
         if not isinstance(pfn, int) or not isinstance(ofs, int) or ofs < 0:
             raise PlanInputError(f"line {ev.line_no}: {ev.name} needs pfn and ofs")
         index = ofs >> PAGE_SHIFT
+        # mm_filemap_add_to_page_cache prints order= since Linux 6.x (large folios in the
+        # page cache); an older kernel's event prints none, and its folios are single pages.
         order = self._order(ev, f)
         if name == "cache_add":
             pointer = self.pending_links.pop(index, None)
@@ -467,7 +236,7 @@ class Planner:
                 self.probe_alloc = None
                 raise Unrelated("page-cache add already shown by gmem_alloc")
             return self._alloc(ev, pfn, order, index, "cache_add")
-        page = self._page_of_pfn(pfn)
+        page = self._page_of_pfn(pfn, whole=True)
         if page is None:
             raise Unrelated("page-cache delete of a pfn the trace never showed added")
         if page == -1:
@@ -490,7 +259,7 @@ class Planner:
             order = self._order(ev, f)
         covered = self._folios_in(pfn, order)
         if not covered:
-            if self._page_of_pfn(pfn) == -1:
+            if self._page_of_pfn(pfn, whole=True) == -1:
                 raise Unrelated("folio seen before lost events")
             raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
         out = []
@@ -524,7 +293,7 @@ class Planner:
         if any(p // ppf != folio for p in pages):
             raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                  f"takes one folio per conversion event")
-        return self._on("convert", folio, None, _ret(f), to, tuple(pages))
+        return self._on("convert", folio, None, small_ret(f.get("ret", 0)), to, tuple(pages))
 
     def _marker(self, ev) -> None:
         """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""
@@ -538,14 +307,6 @@ class Planner:
             self.note("gmem_dev", f"line {ev.line_no}: the marker names guest_memfd's device "
                                   f"{dev[0]}:{dev[1]}; {self.gmem_dev_from} said "
                                   f"{self.gmem_dev[0]}:{self.gmem_dev[1]}, which is kept")
-
-
-def _ret(fields) -> int:
-    """The printed return value (0 when the event prints none), as a small number."""
-    ret = fields.get("ret", 0)
-    if type(ret) is int and -(1 << 31) < ret < 1 << 31:
-        return ret
-    return RET_OTHER
 
 
 def _target(value) -> str | None:
