@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from validator.synth import benchgen
+from validator.synth import bench_text, benchgen
 from validator.model import mirror as model
 from validator.ftrace import iter_events, read_file, summarise
 from validator.replay.candidates import _CONTEXTS
@@ -109,13 +109,13 @@ def test_other_designs_with_failures(tmp_path, design):
 def test_generation_streams(tmp_path, monkeypatch):
     """Lines go to the file as they are made: the renderer never holds many."""
     held = []
-    flush = benchgen.BenchRenderer.flush
+    flush = bench_text.BenchRenderer.flush
 
     def watch(self):
         held.append(len(self.lines))
         flush(self)
 
-    monkeypatch.setattr(benchgen.BenchRenderer, "flush", watch)
+    monkeypatch.setattr(bench_text.BenchRenderer, "flush", watch)
     benchgen.generate(tmp_path / "t.trace", 100_000, seed=2, folios=50)
     assert len(held) > 3 and max(held) < 25_000
 
