@@ -54,6 +54,24 @@ def test_usage_and_input_errors_keep_their_codes(capsys):
     assert run_main(["--version"], capsys)[0] == 0
 
 
+def test_click_returns_its_own_exit_and_main_passes_the_code_on(monkeypatch, capsys):
+    """Outside standalone mode click catches Exit itself (main's old `except Exit` never
+    ran): --help returns 0, and a ctx.exit(n) in a command comes back as n."""
+    import click
+    assert cli.cli.main(["--help"], prog_name="poisoncheck", standalone_mode=False) == 0
+    capsys.readouterr()
+
+    @click.command()
+    @click.pass_context
+    def exits_four(ctx):
+        ctx.exit(4)
+    monkeypatch.setattr(parse_cmd, "exits_four", exits_four, raising=False)
+    monkeypatch.setitem(cli.COMMANDS, "exits-four", ("parse", "exits_four", "Exit 4."))
+    assert run_main(["exits-four"], capsys)[0] == 4
+    code, out = run_main(["--help"], capsys)
+    assert code == 0 and "exits-four" in out.out
+
+
 def test_a_closed_pipe_is_not_a_bug(monkeypatch, capsys):
     def closed(*args, **kwargs):
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")   # as a write raises it

@@ -308,7 +308,8 @@ def test_loader_file_errors(tmp_path):
 # ---- the catalogue is the one place that maps trace events to protocol events ------------
 
 # Modules that write ftrace text (they must name events to print them), not read it.
-TRACE_WRITERS = {"ftrace_text.py", "benchgen.py", "scenarios.py"}   # synth/: they write traces
+TRACE_WRITERS = {"ftrace_text.py", "bench_text.py", "benchgen.py",     # synth/: they write
+                 "scenarios.py"}                                        # traces
 
 
 def test_the_replay_and_the_reader_take_the_mapping_from_the_catalogue(cat):

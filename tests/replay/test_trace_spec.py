@@ -67,6 +67,24 @@ TAIL_ERROR = rendered("NoHold", "hugetlb", [("KvmGmemAllocFolio", 0), ("MemoryFa
 TAIL_ERROR += [line for line in TAIL_ERROR.splitlines() if "memory_failure" in line][-1] + "\n"
 MUTANT = ("tdx_aug_busy.no_second_unpin",)
 
+
+def probe_line(text: str, probe: str, nth: int = 0) -> str:
+    """The nth line of the probe in a rendered trace, with its newline."""
+    return [line for line in text.splitlines() if f" {probe}: " in line][nth] + "\n"
+
+
+RELEASED = rendered("NoHold", "buddy", [("KvmGmemAllocFolio", 0), ("TdxReleaseHkid",)])
+RELEASED_TWICE = RELEASED + probe_line(RELEASED, "hkid_release")
+MEMORY_ERROR = rendered("NoHold", "buddy", [("KvmGmemAllocFolio", 0), ("MemoryFailure", 0)])
+FREED = rendered("NoHold", "buddy", [("KvmGmemAllocFolio", 0), ("KvmGmemPunchHole", 0),
+                                     ("FreeFolio", 0)])
+TO_THE_POOL = rendered("HWPoison", "hugetlb", [("KvmGmemAllocFolio", 0), ("KvmGmemPunchHole", 0),
+                                               ("FreeFolio", 0)], pages=2)
+# HWPoison on HugeTLB: a failed removal poisons the folio, guest_memfd's free leaks it.
+LEAKED = rendered("HWPoison", "hugetlb", [
+    ("KvmGmemAllocFolio", 0), ("KvmTdpMapPrivate", 0), ("TdxSeptRemoveFailed", 0),
+    ("KvmGmemPunchHole", 0), ("FreeFolio", 0)], pages=2)
+
 # (name, trace, design, disabled, expected verdict): each verdict hangs on one meaning.
 CASES = [
     # tdx_remove: ret != 0 is the failed removal (KVM_BUG_ON), the page stays the TD's
@@ -102,6 +120,27 @@ CASES = [
                               add(0x9, 3)), "HWPoison", (), "accepted"),
     ("freed while cached", trace(alloc(0x9), add(0x9, 0), free(0x9), delete(0x9, 0)),
      "NoHold", (), "violation:step@6"),
+    # hkid_release is tdh_mng_key_freeid()'s return: nonzero is "HKID %d is leaked" (the TD
+    # pages are never reclaimed, kernel-facts 2.3).  Poison has no leaked-HKID state, so the
+    # failure is no step: the VM is not destroyed and a release that succeeds later is the
+    # VM's first.  A release that succeeds destroys the VM; a second one is no step.
+    ("HKID release failed, then done", with_ret(RELEASED_TWICE, "hkid_release", -5, 0),
+     "NoHold", (), "accepted"),
+    ("HKID released twice", RELEASED_TWICE, "NoHold", (), "violation:step@16"),
+    # gmem_error_folio is guest_memfd's .error_remove_folio, which memory_failure() reaches
+    # through the folio's mapping (truncate_error_folio(), kernel-facts 1.5, 3.1): only for
+    # a folio in guest_memfd's page cache.  Freed to the buddy allocator, it has none.
+    ("error_folio, folio in the page cache", MEMORY_ERROR, "NoHold", (), "accepted"),
+    ("error_folio, folio freed", FREED + probe_line(MEMORY_ERROR, "gmem_error_folio"),
+     "NoHold", (), "violation:step@18"),
+    # gmem_free fires as the folio leaves the page cache, with guest_memfd's last reference
+    # (the step that frees it to the pool); free_huge_folio() is the same free seen from
+    # mm (__folio_put()), so hugetlb_free finds the folio already in the pool.  A folio
+    # HWPoison's free leaked never reaches free_huge_folio() (kernel-facts 6, "HugeTLB
+    # free -> guest_memfd must leak"): a hugetlb_free of it is no step.
+    ("hugetlb_free, folio already in the pool", TO_THE_POOL, "HWPoison", (), "accepted"),
+    ("hugetlb_free, folio leaked", LEAKED + probe_line(TO_THE_POOL, "hugetlb_free"),
+     "HWPoison", (), "violation:step@23"),
 ]
 
 

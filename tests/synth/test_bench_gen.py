@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from validator.synth import benchgen
+from validator.synth import bench_text, benchgen
 from validator import model
 from validator.ftrace import iter_events, summarise
 from validator.replay.input import read_file
@@ -110,13 +110,13 @@ def test_other_designs_with_failures(tmp_path, design):
 def test_generation_streams(tmp_path, monkeypatch):
     """Lines go to the file as they are made: the renderer never holds many."""
     held = []
-    flush = benchgen.BenchRenderer.flush
+    flush = bench_text.BenchRenderer.flush
 
     def watch(self):
         held.append(len(self.lines))
         flush(self)
 
-    monkeypatch.setattr(benchgen.BenchRenderer, "flush", watch)
+    monkeypatch.setattr(bench_text.BenchRenderer, "flush", watch)
     benchgen.generate(tmp_path / "t.trace", 100_000, seed=2, folios=50)
     assert len(held) > 3 and max(held) < 25_000
 

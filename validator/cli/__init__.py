@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(args, prog_name="poisoncheck", standalone_mode=False)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
+        # Outside standalone mode click catches its own Exit (--help, --version,
+        # ctx.exit(n)) and returns the code; a command itself returns None.
+        code = cli.main(args, prog_name="poisoncheck", standalone_mode=False)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
@@ -126,3 +126,5 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"poisoncheck: internal error{site}: {type(err).__name__}: {text} "
                    f"(a bug; run again with --debug for the traceback)", err=True)
         sys.exit(INTERNAL_ERROR)
+    if isinstance(code, int) and code:
+        sys.exit(code)

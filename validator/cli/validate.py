@@ -177,25 +177,51 @@ def _check_names(ctx, param, values):
     return tuple(values)
 
 
+class TraceNotJudged(InputError):
+    """A trace that could not be judged (bad input, TLC failed): exit 2, and with --json
+    the verdicts decided before it are still written, then this error."""
+
+    def __init__(self, message: str, trace: str):
+        super().__init__(message)
+        self.trace = trace
+
+
 def _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
                features) -> None:
-    """Judge every trace with every design, appending (path, verdict) to results."""
+    """Judge every trace with every design, appending (path, verdict) to results.
+    Raises TraceNotJudged for the first trace that cannot be judged."""
     for path in traces:
-        with ExitStack() as stack:
-            source = _input_file(path, stack)
-            for d in designs:
-                try:
-                    if d == designs[0]:              # read the file once for its device
-                        device = gmem_device(source, gmem_dev)
-                    verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
-                                           device, DEFAULT_FEATURES | set(features))
-                except TraceInputError as err:          # names the file itself
-                    raise InputError(str(err).replace(source, path)) from None
-                except (ReplayInputError, RunnerError, WorkerError) as err:
-                    raise InputError(f"{path}: {err}") from None
-                except OSError as err:      # the TLC engine's folder: read-only, full
-                    raise InputError(f"{err.filename or path}: {err.strerror or err}") from None
-                results.append((path, verdict))
+        try:
+            _judge_trace(path, designs, results, gmem_dev, added, disabled, tlc, coverage,
+                         jobs, features)
+        except InputError as err:
+            raise TraceNotJudged(err.message, path) from None
+
+
+def _judge_trace(path, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
+                 features) -> None:
+    with ExitStack() as stack:
+        source = _input_file(path, stack)
+        for d in designs:
+            try:
+                if d == designs[0]:              # read the file once for its device
+                    device = gmem_device(source, gmem_dev)
+                verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
+                                       device, DEFAULT_FEATURES | set(features))
+            except TraceInputError as err:          # names the file itself
+                raise InputError(str(err).replace(source, path)) from None
+            except (ReplayInputError, RunnerError, WorkerError) as err:
+                raise InputError(f"{path}: {err}") from None
+            except OSError as err:      # the TLC engine's folder: read-only, full
+                raise InputError(f"{err.filename or path}: {err.strerror or err}") from None
+            results.append((path, verdict))
+
+
+def _print_json(results, last: dict | None = None) -> None:
+    """The verdicts as one JSON list; `last` says why judging stopped early."""
+    done = [{"trace": p, **v.to_json()} for p, v in results]
+    json.dump(done + ([last] if last else []), sys.stdout, indent=1)
+    click.echo()
 
 
 @click.command()
@@ -264,17 +290,18 @@ def validate(traces, design, disabled, added, features, engine, timeout, coverag
     try:
         _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
                    features)
-    except BaseException as stop:       # an interrupt: --json still says what was decided
-        if as_json and isinstance(stop, (KeyboardInterrupt, Terminated)):
-            done = [{"trace": p, **v.to_json()} for p, v in results]
-            done.append({"interrupted": "SIGINT" if isinstance(stop, KeyboardInterrupt)
-                         else "SIGTERM", "decided": len(results)})
-            json.dump(done, sys.stdout, indent=1)
-            click.echo()
+    except TraceNotJudged as bad:       # exit 2; --json still says what was decided
+        if as_json:
+            _print_json(results, {"trace": bad.trace, "error": bad.message,
+                                  "decided": len(results)})
+        raise
+    except (KeyboardInterrupt, Terminated) as stop:     # the same for an interrupt
+        if as_json:
+            _print_json(results, {"interrupted": "SIGINT" if isinstance(stop, KeyboardInterrupt)
+                                  else "SIGTERM", "decided": len(results)})
         raise
     if as_json:
-        json.dump([{"trace": p, **v.to_json()} for p, v in results], sys.stdout, indent=1)
-        click.echo()
+        _print_json(results)
     else:
         for p, v in results:
             click.echo("\n".join(terminal_safe(line) for line in _describe(p, v, verbose)))
