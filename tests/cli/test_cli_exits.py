@@ -1,7 +1,6 @@
 """The entry point's own exit codes: a bug is one line and 70, an interrupt is 130."""
 
 import errno
-from pathlib import Path
 
 import pytest
 

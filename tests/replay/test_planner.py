@@ -9,7 +9,7 @@ from validator import model
 from validator.cli import cli
 from validator.ftrace import iter_events
 from validator.replay.input import read_lines
-from validator.replay.planner import PageLinks
+from validator.replay.folio_table import PageLinks
 from validator.replay.engine import replay
 from validator.replay.vocabulary import observe, Observed
 

@@ -1,6 +1,5 @@
 """The design-review report: its content, not only its files."""
 
-import json
 
 import pytest
 from click.testing import CliRunner

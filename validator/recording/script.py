@@ -7,9 +7,8 @@ import shlex
 import textwrap
 
 from validator.recording.plan import REMOVE_OLD, Plan, TracefsStep
+from validator.model import DESIGNS
 from validator.replay.catalogue import Catalogue
-
-DESIGNS = ("NoHold", "FolioRef", "HWPoison", "BuggyCleanup", "NoMoreSeamcalls")
 
 
 def collect_hint(tracefs: str, plan: Plan) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from validator import model
-from validator.replay.steps import StepFn, _StepFailed, build_step, host_closure, recording
+from validator.replay.steps import StepFn, _StepFailed, build_step, host_closure, logging_steps
 from validator.replay.verdict import CHECK_IN_GUARD
 
 UNBOUNDED = 1 << 30
@@ -136,7 +136,7 @@ class _Context:
         groups: dict[tuple, set] = {}
         why: list[str] = []
         mask = 0
-        with recording() as log:
+        with logging_steps() as log:
             for x in (self.sets[part] if part is not None else (None,)):
                 s = _view(gl, x)
                 for u in (host_closure(cfg, s, 0) if x is not None else (s,)):

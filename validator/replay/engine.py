@@ -34,7 +34,8 @@ from validator.replay.candidate_set import CandidateSet
 from validator.replay.candidates import MEMO_LIMIT, NOTES_PER_KIND, UNBOUNDED
 from validator.replay.meaning import Planned
 from validator.replay.big_folios import NeedsSurvey, SlotPlan
-from validator.replay.planner import PlanInputError, Planner, Unrelated
+from validator.replay.folio_table import PlanInputError
+from validator.replay.planner import Planner, Unrelated
 from validator.replay.resolved import Resolved
 from validator.replay.verdict import Coverage, Verdict
 from validator.replay.vocabulary import (INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES,

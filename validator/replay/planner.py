@@ -35,9 +35,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-# NeedsSurvey, PageLinks, PlanInputError: also importable from here, the replay's front
-from validator.replay.big_folios import NeedsSurvey, SlotPlan  # noqa: F401
-from validator.replay.folio_table import FolioTable, PageLinks, PlanInputError  # noqa: F401
+from validator.replay.big_folios import SlotPlan
+from validator.replay.folio_table import FolioTable, PlanInputError
 from validator.replay.resolved import (BLOCK_KINDS, GMEM_FREE_KINDS, PAGE_KINDS,
                                        PFN_FOLIO_KINDS, VM_KINDS, Resolved, small_ret)
 

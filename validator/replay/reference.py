@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from validator import model
 from validator.replay.engine import Replay
-from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure, recording
+from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure, logging_steps
 from validator.replay.verdict import CHECK_IN_GUARD
 
 
@@ -57,7 +57,7 @@ class ReferenceReplay(Replay):
         before = self.states
         pairs: list[tuple[model.State, model.State]] = []
         why: list[str] = []
-        with recording() as log:
+        with logging_steps() as log:
             for s in before:
                 # The host's unmaps, pins and unpins on this folio are never traced.
                 for u in (host_closure(cfg, s, folio) if folio is not None else [s]):

@@ -22,7 +22,7 @@ StepFn = Callable[[model.Config, model.State], list[model.State]]
 
 
 # Coverage: the actions a step took and the named checks that refused it.  The step
-# builders report into the log that recording() opened (replays run one at a time).
+# builders report into the log that logging_steps() opened (replays run one at a time).
 @dataclass
 class StepLog:
     taken: set[str] = field(default_factory=set)
@@ -33,8 +33,8 @@ _LOG: StepLog | None = None
 
 
 @contextmanager
-def recording() -> Iterator[StepLog]:
-    """`with recording() as log:` the steps taken inside report into `log`."""
+def logging_steps() -> Iterator[StepLog]:
+    """`with logging_steps() as log:` the steps taken inside report into `log`."""
     global _LOG
     outer, _LOG = _LOG, StepLog()
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from validator import model
 from validator.ftrace import Event, LostMarker
-from validator.replay.planner import SlotPlan
+from validator.replay.big_folios import SlotPlan
 from validator.replay.engine import Replay
 from validator.replay.verdict import Verdict
 from validator.replay.resolved import KINDS, Resolved

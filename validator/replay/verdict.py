@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from validator import model
-from validator.replay.planner import PlanInputError
+from validator.replay.folio_table import PlanInputError
 
 ReplayInputError = PlanInputError     # the trace cannot be replayed at all (line given); exit 2
 
