@@ -15,7 +15,7 @@ from validator.check.ablation_render import render_cell, render_table
 from validator.check.claims import CLAIMS, answer
 from validator.model import CHECKS, DESIGNS
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import PropertyVerdict, RunResult
+from validator.check.results import PropertyVerdict, RunResult
 from validator.tlc.setup import TlcSetup
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -97,15 +97,16 @@ def test_a_reader_that_goes_away_gives_141_not_1():
 
 def test_an_interrupted_check_leaves_later_tlc_runs_possible(monkeypatch, tmp_path):
     from validator import children
-    from validator.tlc import runner as tlc_runner
+    from validator.check import runner as check_runner
+    from validator.tlc.setup import TlcSetup
 
     def interrupted(*args, **kwargs):
         children.kill_children()
         raise KeyboardInterrupt
-    monkeypatch.setattr(tlc_runner, "_run_tasks", interrupted)
+    monkeypatch.setattr(check_runner, "_run_tasks", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        setup = tlc_runner.TlcSetup("java", tmp_path / "jar", tmp_path, tmp_path / "out", 10)
-        tlc_runner.check_runs([], setup, 1)
+        setup = TlcSetup("java", tmp_path / "jar", tmp_path, tmp_path / "out", 10)
+        check_runner.check_runs([], setup, 1)
     assert not children.STOPPING.is_set()
     children.STOPPING.set()
     try:

@@ -99,7 +99,7 @@ def test_validate_surveys_a_file_of_big_folios(tmp_path):
                                   "hwpoison-lost-at-merge.trace"])
 def test_tlc_judges_a_1g_folio_as_the_python_engine_does(tlc_ready, tmp_path, name):
     """TLC gets the same runs as model pages (PagesPerFolio 4, not 262144)."""
-    from validator.tlc.runner import TlcSetup
+    from validator.tlc.setup import TlcSetup
     from validator.tlc.setup import default_jar, find_java
     from validator.cli.validate import validate_one
     path = tmp_path / name

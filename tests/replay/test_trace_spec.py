@@ -20,7 +20,7 @@ from validator.replay.input import read_lines
 from validator.replay.engine import Replay, replay
 from validator.replay.resolved import Resolved
 from validator.replay.tlc_engine import DATA_MODULE, prepare, validate_tlc
-from validator.tlc.runner import TlcSetup
+from validator.tlc.setup import TlcSetup
 from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
 from conftest import ROOT

@@ -15,7 +15,7 @@ from validator.ftrace import iter_events
 from validator.replay.input import read_file
 from validator.replay.verdict import ReplayInputError
 from validator.replay.tlc_engine import validate_tlc
-from validator.tlc.runner import TlcSetup
+from validator.tlc.setup import TlcSetup
 from validator.tlc.setup import default_jar, find_java
 
 from conftest import ROOT

@@ -21,7 +21,7 @@ proposed check is tried only in designs that test its condition elsewhere
 and not rerun where it already broke something and the baseline has nothing
 to close; ConversionCompletes is checked only for checks its fair actions
 use; pairs are tried only on one path.  All TLC work goes through
-tlc.runner.check_runs, as for `poisoncheck check`.  The checks, where each
+check.runner.check_runs, as for `poisoncheck check`.  The checks, where each
 is used and which ones the conversion's fair actions use come from
 validator.model (CHECKS), as the spec writes them.
 
@@ -42,7 +42,9 @@ from validator.check.ablation_outcomes import (LIVENESS_KEYS, LOAD_BEARING, Outc
 from validator.check.matrix import Run, load_matrix
 from validator.model import CHECKS, DESIGNS, CheckSets
 from validator.model.properties import VIOLATED
-from validator.tlc.runner import RunResult, TlcSetup, check_runs
+from validator.check.results import RunResult
+from validator.check.runner import check_runs
+from validator.tlc.setup import TlcSetup
 
 
 class AblationError(Exception):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from validator.model import CheckSets
 from validator.model.properties import HOLDS, PROPERTIES, VIOLATED
-from validator.tlc.runner import RunResult
+from validator.check.results import RunResult
 
 # Property 5 only restates 1-4 for HWPoison; comparing it would repeat them.
 COMPARED = tuple(p.key for p in PROPERTIES if p.kind != "derived")

@@ -20,7 +20,7 @@ from validator.check.matrix import MatrixError
 from validator.cli.errors import InputError, writing_to
 from validator.model import BACKINGS
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
-from validator.tlc.runner import default_tlc_jobs
+from validator.check.runner import default_tlc_jobs
 from validator.tlc.setup import SetupError, tlc_setup
 
 

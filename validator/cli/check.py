@@ -15,7 +15,8 @@ from tabulate import tabulate
 from validator.cli.errors import InputError, writing_to
 from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
 from validator.model.properties import PROPERTIES
-from validator.tlc.runner import RunResult, check_runs, default_tlc_jobs
+from validator.check.results import RunResult
+from validator.check.runner import check_runs, default_tlc_jobs
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.tlc.setup import SetupError, tlc_setup
 

@@ -24,7 +24,7 @@ from validator.replay.input import Observations, default_reader_jobs, read_file,
 from validator.replay.big_folios import SlotPlan
 from validator.replay.engine import judged_with_survey, replay
 from validator.replay.verdict import ReplayInputError, Verdict
-from validator.tlc.runner import RunnerError
+from validator.tlc.process import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
 

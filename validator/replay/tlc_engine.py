@@ -30,7 +30,8 @@ from validator.replay.engine import Replay
 from validator.replay.verdict import Verdict
 from validator.replay.resolved import KINDS, Resolved
 from validator.tlc.output import INVARIANT_VIOLATED, TRACE_STATE, split_messages
-from validator.tlc.runner import RunnerError, TlcSetup, run_tlc
+from validator.tlc.process import RunnerError, run_tlc
+from validator.tlc.setup import TlcSetup
 
 TRACE_MODULE = "PoisonTrace"
 DATA_MODULE = "PoisonTraceData"

@@ -13,80 +13,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from validator import children
 from validator.check.matrix import Run
+from validator.check.results import PropertyVerdict, RunResult
 from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE,
                                         PROPERTIES, SAFETY, VIOLATED)
-from validator.tlc.output import TlcResult, parse_tlc_output
+from validator.tlc.output import TlcResult
+from validator.tlc.process import RunnerError, run_tlc
 from validator.tlc.setup import TlcSetup
-
-SPEC_MODULE = "MCPoison"
-
-
-class RunnerError(Exception):
-    """A TLC job could not give a verdict (timeout, TLA+ error, crash)."""
-
-
-@dataclass
-class PropertyVerdict:
-    verdict: str                      # holds | violated | - | error
-    steps: int | None = None
-    counterexample: str | None = None  # path of the JSON counterexample
-    error: str | None = None
-
-
-@dataclass
-class RunResult:
-    run: Run
-    verdicts: dict[str, PropertyVerdict] = field(default_factory=dict)
-    distinct: int = 0
-    generated: int = 0
-    seconds: float = 0.0
-    tlc_runs: int = 0
-
-    def cell(self, key: str) -> str:
-        v = self.verdicts.get(key)
-        if v is None:
-            return "?"
-        if v.verdict == VIOLATED:
-            return f"VIOLATED ({v.steps} steps)"
-        if v.verdict == "error":
-            return "ERROR"
-        return v.verdict
-
-    def mismatches(self) -> list[str]:
-        out = []
-        for prop in PROPERTIES:
-            want = self.run.expect.get(prop.key)
-            got = self.verdicts.get(prop.key)
-            got_text = got.verdict if got else "?"
-            if got_text != want:
-                out.append(f"{self.run.name}: {prop.key} is {got_text}, the matrix expects {want}")
-        return out
-
-    def errors(self) -> list[str]:
-        return [f"{self.run.name}: {k}: {v.error}" for k, v in self.verdicts.items()
-                if v.verdict == "error"]
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.run.name, "kind": self.run.kind, "note": self.run.note,
-            "constants": self.run.constants(),
-            "verdicts": {k: {"verdict": v.verdict, "steps": v.steps,
-                             "counterexample": v.counterexample, "error": v.error}
-                         for k, v in self.verdicts.items()},
-            "expected": self.run.expect, "mismatches": self.mismatches(),
-            "distinct_states": self.distinct, "states_generated": self.generated,
-            "seconds": round(self.seconds, 2), "tlc_runs": self.tlc_runs,
-        }
 
 
 def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> None:
@@ -117,37 +56,6 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> No
         prop = BY_KEY[key]
         lines.append(f"{'INVARIANT' if prop.kind == 'invariant' else 'PROPERTY'} {prop.tla}")
     path.write_text("\n".join(lines) + "\n")
-
-
-def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,
-            extra: tuple[str, ...] = ()) -> tuple[TlcResult, float, str]:
-    """One TLC process; returns the parsed result, wall seconds and raw output."""
-    metadir = workdir / f"states-{cfg.stem}"
-    # TLC 2.15 finds the config only by a path relative to the working
-    # directory, and only when the spec is named by a relative path too.
-    spec = os.path.relpath(module or setup.spec_dir / f"{SPEC_MODULE}.tla", workdir)
-    # TLC 2.15 unpacks its standard modules into java.io.tmpdir; parallel runs
-    # sharing /tmp read each other's half-written files.
-    tmpdir = workdir / f"tmp-{cfg.stem}"
-    tmpdir.mkdir(exist_ok=True)
-    cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
-           "-cp", str(setup.jar.resolve()),
-           "tlc2.TLC", "-tool", "-deadlock", "-workers", "1", "-metadir", metadir.name,
-           *extra, "-config", os.path.relpath(cfg, workdir), spec]
-    start = time.monotonic()
-    try:
-        returncode, stdout, stderr = children.run(cmd, workdir, setup.timeout)
-    except subprocess.TimeoutExpired:
-        raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
-    except OSError as err:
-        raise RunnerError(f"cannot start Java ({setup.java}): {err}") from None
-    finally:
-        shutil.rmtree(metadir, ignore_errors=True)
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    seconds = time.monotonic() - start
-    output = stdout + stderr
-    (workdir / f"{cfg.stem}.out").write_text(output)
-    return parse_tlc_output(output, returncode), seconds, output
 
 
 def _save_counterexample(run: Run, key: str, result: TlcResult, workdir: Path) -> str:
