@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from validator.check.matrix import MatrixError, check_names_known, load_matrix, 
 from validator.model.properties import PROPERTIES
 from validator.check.results import RunResult
 from validator.check.runner import check_runs, default_tlc_jobs
+from validator.check.shards import merge_results, parse_shard, shard
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.tlc.setup import SetupError, tlc_setup
 
@@ -46,6 +49,12 @@ def _exclusive(out_dir: Path):
         yield
 
 
+def _heap_size(ctx, param, value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
+        raise click.BadParameter(f"{value!r} is not a Java heap size like 512m or 8g")
+    return value
+
+
 @click.command()
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
@@ -59,13 +68,33 @@ def _exclusive(out_dir: Path):
               help="Also the runs marked deep in the matrix (make check-deep).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="TLC processes in parallel [default: the number of cores].")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Threads of each TLC process (TLC's -workers), for one big run on a big "
+                   "host; --jobs stays the number of TLC processes in parallel.")
+@click.option("--heap", default="2g", show_default=True, callback=_heap_size,
+              help="Java heap of each TLC process (-Xmx), e.g. 512m, 8g.")
+@click.option("--fpmem", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of the heap for TLC's fingerprint set (TLC's -fpmem) [default: "
+                   "TLC's].")
+@click.option("--list", "list_runs", is_flag=True,
+              help="Print the names of the runs this check would run, one per line, and "
+                   "stop (with --only, --deep, --shard).")
+@click.option("--shard", "shard_text", metavar="K/N", default=None,
+              help="Run only the K-th of N disjoint shares of the selected runs, the same "
+                   "on every machine; all N together are the selection (merge with --merge).")
+@click.option("--merge", is_flag=True,
+              help="Run nothing: combine the RESULTS files (results.json of shards) into the "
+                   "table, results.json and exit code of one check over the selected runs.")
+@click.argument("results_files", metavar="[RESULTS]...", nargs=-1,
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the check fails.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where configs, TLC output and counterexamples go [default: ./build/check].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, quiet):
+def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, list_runs, shard_text,
+          merge, results_files, timeout, out_dir, as_json, quiet):
     """Model-check every run of the configuration matrix with TLC.
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
@@ -82,6 +111,9 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
       poisoncheck check --deep
       poisoncheck check --only 'NoHold-*' --only mutant-folioref-drop
       poisoncheck check --json > results.json
+      poisoncheck check --only HWPoison-thp-fail1 --workers 8 --heap 16g
+      poisoncheck check --shard 2/4 --out shard2      (one of 4 CI machines)
+      poisoncheck check --merge shard*/results.json
 
     \b
     Exit codes: 0 every verdict matches the matrix, 1 some verdict differs
@@ -94,9 +126,29 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
     try:
         runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
         check_names_known(runs, matrix_path)
-        setup = tlc_setup(out_dir, timeout, spec_dir)
+        if shard_text is not None:
+            if merge:
+                raise MatrixError("--shard and --merge: merge the shards' results without --shard")
+            runs = shard(runs, *parse_shard(shard_text))
+        if bool(results_files) != merge:
+            raise MatrixError("--merge needs the shards' results.json files" if merge else
+                              f"{results_files[0]}: result files are read only with --merge")
+        if list_runs:
+            for run in runs:
+                click.echo(run.name)
+            return
+        if merge:
+            merged = merge_results(list(results_files), runs)
+        else:
+            setup = dataclasses.replace(tlc_setup(out_dir, timeout, spec_dir), workers=workers,
+                                        heap=heap, fpmem=fpmem)
     except (MatrixError, SetupError) as err:
         raise InputError(str(err)) from None
+    if merge:
+        with _exclusive(out_dir):
+            _finish(out_dir, merged, [], as_json,
+                    "counterexamples where each shard's check wrote them")
+        return
 
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     with _exclusive(out_dir):
@@ -112,7 +164,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, timeout, out_dir, as_json, qu
             raise InputError(f"{where}: {err.strerror or err}") from None
 
 
-def _finish(out_dir: Path, results, errors, as_json: bool) -> None:
+def _finish(out_dir: Path, results, errors, as_json: bool, where: str | None = None) -> None:
     if errors:
         more = f" ({len(errors) - 1} more TLC jobs failed; see {out_dir})" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
@@ -135,7 +187,7 @@ def _finish(out_dir: Path, results, errors, as_json: bool) -> None:
         click.echo(_table(results))
         total = sum(r.seconds for r in results)
         click.echo(f"\n{len(results)} runs, {sum(r.tlc_runs for r in results)} TLC processes, "
-                   f"{total:.0f} s of TLC time; counterexamples in {out_dir}")
+                   f"{total:.0f} s of TLC time; {where or f'counterexamples in {out_dir}'}")
     if mismatches:
         for line in mismatches:
             click.echo(f"differs: {line}", err=True)

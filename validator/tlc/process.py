@@ -35,7 +35,9 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
     tmpdir.mkdir(exist_ok=True)
     cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
            "-cp", str(setup.jar.resolve()),
-           "tlc2.TLC", "-tool", "-deadlock", "-workers", "1", "-metadir", metadir.name,
+           "tlc2.TLC", "-tool", "-deadlock", "-workers", str(setup.workers),
+           *(("-fpmem", f"{setup.fpmem:g}") if setup.fpmem is not None else ()),
+           "-metadir", metadir.name,
            *extra, "-config", os.path.relpath(cfg, workdir), spec]
     start = time.monotonic()
     try:

@@ -203,7 +203,9 @@ class TlcSetup:
     spec_dir: Path      # Poison.tla, MCPoison.tla
     out_dir: Path       # configs, TLC output, counterexamples
     timeout: float      # seconds one TLC process may take
-    heap: str = "2g"
+    heap: str = "2g"    # the JVM's -Xmx
+    workers: int = 1    # TLC's -workers: threads of one TLC process
+    fpmem: float | None = None  # TLC's -fpmem: the share of memory for fingerprints
 
 
 def tlc_setup(out_dir: Path, timeout: float, spec_dir: Path | None = None) -> TlcSetup:

@@ -1,0 +1,126 @@
+"""`poisoncheck check` across machines: --list, --shard K/N, --merge, --workers."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, strategies as st
+
+from validator.check.matrix import MatrixError
+from validator.check.shards import parse_shard, shard
+from validator.cli import cli
+
+from conftest import ROOT
+
+# Three small runs of the real matrix (a few seconds of TLC each).
+SUBSET = ("NoHold-buddy-nofault", "NoHold-buddy-fail1", "FolioRef-buddy-nofault")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["check", "-q", *map(str, args)])
+
+
+def names(*args) -> list[str]:
+    result = invoke("--list", *args)
+    assert result.exit_code == 0, result.output
+    return result.output.split()
+
+
+def only(*runs):
+    return [arg for run in runs for arg in ("--only", run)]
+
+
+def test_list_names_the_matrix_runs_without_tlc(monkeypatch):
+    monkeypatch.setenv("POISONCHECK_JAR", "/nonexistent/tla2tools.jar")   # not needed
+    listed = names()
+    matrix = (ROOT / "spec" / "matrix.toml").read_text()
+    assert listed and all(f'name = "{name}"' in matrix for name in listed)
+    assert len(set(listed)) == len(listed)
+    assert set(names("--deep")) > set(listed)       # deep runs only with --deep
+
+
+def test_shards_partition_the_list():
+    whole = names("--deep")
+    for n in (1, 2, 3, 7):
+        parts = [names("--deep", "--shard", f"{k}/{n}") for k in range(1, n + 1)]
+        assert sorted(sum(parts, [])) == sorted(whole)                  # together: all
+        assert sum(map(len, parts)) == len(whole)                       # disjoint
+        assert names("--deep", "--shard", f"1/{n}") == parts[0]         # the same each time
+
+
+@given(st.lists(st.integers(), max_size=40), st.integers(1, 9))
+def test_shard_is_a_partition_in_matrix_order(runs, n):
+    parts = [shard(runs, k, n) for k in range(1, n + 1)]
+    assert sorted(x for p in parts for x in p) == sorted(runs)
+    for p in parts:     # each share keeps the matrix's order
+        assert p == [x for x in runs if x in p] or len(set(runs)) != len(runs)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2", ""])
+def test_a_bad_shard_is_refused(text):
+    with pytest.raises(MatrixError):
+        parse_shard(text)
+    result = invoke("--list", "--shard", text)
+    assert result.exit_code == 2 and "--shard" in result.output
+
+
+def test_merge_refuses_what_is_not_the_selection(tmp_path):
+    result = invoke("--merge")
+    assert result.exit_code == 2 and "needs the shards' results.json" in result.output
+    stray = tmp_path / "results.json"
+    stray.write_text('{"runs": [{"name": "no-such-run"}]}')
+    result = invoke("--merge", stray, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "no-such-run" in result.output
+    stray.write_text("not json")
+    result = invoke("--merge", stray, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "not a results.json" in result.output
+    result = invoke(stray)
+    assert result.exit_code == 2 and "only with --merge" in result.output
+
+
+def verdicts(results: dict) -> dict:
+    return {r["name"]: ({k: (v["verdict"], v["steps"]) for k, v in r["verdicts"].items()},
+                        r["distinct_states"], r["mismatches"])
+            for r in results["runs"]}
+
+
+def test_merged_shards_equal_the_whole_check(tlc_ready, tmp_path):
+    whole = invoke(*only(*SUBSET), "--out", tmp_path / "whole", "--json")
+    assert whole.exit_code == 0, whole.output
+    for k in (1, 2):
+        part = invoke(*only(*SUBSET), "--shard", f"{k}/2", "--out", tmp_path / f"s{k}")
+        assert part.exit_code == 0, part.output
+    shards = [tmp_path / f"s{k}" / "results.json" for k in (1, 2)]
+    assert all(len(json.loads(p.read_text())["runs"]) >= 1 for p in shards)
+
+    merged = invoke(*only(*SUBSET), "--merge", *shards, "--out", tmp_path / "merged", "--json")
+    assert merged.exit_code == 0, merged.output
+    assert verdicts(json.loads(merged.output)) == verdicts(json.loads(whole.output))
+    written = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert verdicts(written) == verdicts(json.loads(whole.output))
+
+    # One shard missing, or one twice: no table that looks whole.
+    result = invoke(*only(*SUBSET), "--merge", shards[0], "--out", tmp_path / "m2")
+    assert result.exit_code == 2 and "no results for" in result.output
+    result = invoke(*only(*SUBSET), "--merge", shards[0], shards[0], "--out", tmp_path / "m3")
+    assert result.exit_code == 2 and "in another results file too" in result.output
+
+
+def test_workers_give_the_same_states(tlc_ready, tmp_path):
+    runs = only("NoHold-buddy-fail1")
+    one = invoke(*runs, "--out", tmp_path / "w1", "--json")
+    two = invoke(*runs, "--workers", "2", "--heap", "1g", "--fpmem", "0.25",
+                 "--out", tmp_path / "w2", "--json")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    # The same states and verdicts; not always the same counterexample length: TLC's
+    # parallel BFS does not keep counterexamples shortest (seen here: 7 steps, not 6).
+    a, b = ([r for r in json.loads(out.output)["runs"] if r["name"] == "NoHold-buddy-fail1"][0]
+            for out in (one, two))
+    assert a["distinct_states"] == b["distinct_states"]
+    assert ({k: v["verdict"] for k, v in a["verdicts"].items()}
+            == {k: v["verdict"] for k, v in b["verdicts"].items()})
+    steps = [(a["verdicts"][k]["steps"], b["verdicts"][k]["steps"]) for k in a["verdicts"]
+             if a["verdicts"][k]["verdict"] == "violated"]
+    assert steps and all(s1 <= s2 for s1, s2 in steps)     # one worker: the shortest
+    cfg_out = (tmp_path / "w2" / "NoHold-buddy-fail1" / "safety1.out").read_text()
+    assert "with 2 workers" in cfg_out            # TLC's banner: the option reached it
