@@ -11,6 +11,7 @@ import ctypes.util
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -33,9 +34,11 @@ def die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def run(cmd: list[str], cwd, timeout: float | None) -> tuple[int, str, str]:
+def run(cmd: list[str], cwd, timeout: float | None,
+        on_line: Callable[[str], None] | None = None) -> tuple[int, str, str]:
     """subprocess.run(capture_output=True, text=True) for a child that dies with us and
-    that kill_children() can stop.  Raises subprocess.TimeoutExpired after killing it."""
+    that kill_children() can stop.  Raises subprocess.TimeoutExpired after killing it.
+    `on_line` sees each line of the child's stdout as it comes (e.g. TLC's progress)."""
     with _LIVE_LOCK:
         if STOPPING.is_set():
             raise Stopped("poisoncheck is stopping")
@@ -43,7 +46,10 @@ def run(cmd: list[str], cwd, timeout: float | None) -> tuple[int, str, str]:
                                 text=True, errors="replace", preexec_fn=die_with_parent)
         _LIVE.add(proc)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        if on_line is None:
+            out, err = proc.communicate(timeout=timeout)
+        else:
+            out, err = _communicate_by_line(proc, timeout, on_line)
     except BaseException:
         proc.kill()
         proc.communicate()
@@ -52,6 +58,31 @@ def run(cmd: list[str], cwd, timeout: float | None) -> tuple[int, str, str]:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
     return proc.returncode, out, err
+
+
+def _communicate_by_line(proc: subprocess.Popen, timeout: float | None,
+                         on_line: Callable[[str], None]) -> tuple[str, str]:
+    """proc.communicate(), but stdout is read line by line (a thread per pipe, so that
+    neither pipe fills up while the other is read)."""
+    lines: list[str] = []
+    errors: list[str] = []
+
+    def read_stdout():
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                on_line(line)
+        except (OSError, ValueError):   # the pipe closed under us: the child was killed
+            pass
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    proc.wait(timeout=timeout)
+    for reader in readers:
+        reader.join()
+    return "".join(lines), "".join(errors)
 
 
 def kill_children() -> None:

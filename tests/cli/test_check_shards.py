@@ -124,3 +124,34 @@ def test_workers_give_the_same_states(tlc_ready, tmp_path):
     assert steps and all(s1 <= s2 for s1, s2 in steps)     # one worker: the shortest
     cfg_out = (tmp_path / "w2" / "NoHold-buddy-fail1" / "safety1.out").read_text()
     assert "with 2 workers" in cfg_out            # TLC's banner: the option reached it
+
+
+def test_progress_line_reads_tlc_s_report():
+    from validator.tlc.process import progress_line
+    # Message 2200 of TLC 2.15, as printed on this machine (the number is the depth).
+    tlc = ("Progress(680) at 2026-11-30 15:23:31: 594,832 states generated (594,832 s/min), "
+           "199,053 distinct states found (199,053 ds/min), 323 states left on queue.")
+    assert progress_line(tlc, 125) == ("199,053 distinct states, 9,914 states/s, queue 323, "
+                                       "depth 680 (2 min)")
+    assert progress_line("@!@!@STARTMSG 2200:0 @!@!@", 125) is None
+
+
+def test_children_run_hands_over_lines_as_they_come(tmp_path):
+    import sys
+    from validator import children
+    seen = []
+    code = "import sys; print('one', flush=True); print('two'); sys.stderr.write('err')"
+    rc, out, err = children.run([sys.executable, "-c", code], tmp_path, 30, seen.append)
+    assert (rc, out, err, seen) == (0, "one\ntwo\n", "err", ["one\n", "two\n"])
+
+
+def test_long_runs_print_tlc_progress(tlc_ready, tmp_path, monkeypatch):
+    from validator.tlc import process
+    monkeypatch.setattr(process, "PROGRESS_AFTER", 0)     # every run is "long" here
+    result = CliRunner().invoke(cli, ["check", "--only", "NoHold-buddy-nofault",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines()
+             if line.startswith("NoHold-buddy-nofault safety1: ")]
+    assert lines and "distinct states" in lines[-1] and "states/s" in lines[-1]
+    assert lines[-1].startswith("NoHold-buddy-nofault safety1: 520 distinct states")

@@ -74,12 +74,18 @@ def _save_counterexample(run: Run, key: str, result: TlcResult, workdir: Path) -
 class _Job:
     """A run's work, split so the pool can interleave runs."""
 
-    def __init__(self, run: Run, result: RunResult, setup: TlcSetup, lock: threading.Lock):
+    def __init__(self, run: Run, result: RunResult, setup: TlcSetup, lock: threading.Lock,
+                 progress: Callable[[str], None]):
         self.run, self.result, self.setup, self.lock = run, result, setup, lock
+        self.progress = progress
         self.workdir = setup.out_dir / run.name
         # Counterexamples of an earlier check must not outlive it.
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
+
+    def _reporter(self, cfg: Path) -> Callable[[str], None]:
+        """TLC's progress lines of one job, named (long runs: one a minute)."""
+        return lambda text: self.progress(f"{self.run.name} {cfg.stem}: {text}")
 
     def _account(self, tlc: TlcResult, seconds: float) -> None:
         with self.lock:
@@ -102,7 +108,8 @@ class _Job:
             cfg = self.workdir / f"safety{attempt}.cfg"
             write_cfg(self.run, cfg, pending, liveness=False)
             try:
-                tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir)
+                tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir,
+                                          progress=self._reporter(cfg))
             except RunnerError as err:
                 for key in pending:
                     self._record(key, PropertyVerdict("error", error=str(err)))
@@ -134,7 +141,8 @@ class _Job:
         cfg = self.workdir / f"{key}.cfg"
         write_cfg(self.run, cfg, [key], liveness=True)
         try:
-            tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir)
+            tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir,
+                                      progress=self._reporter(cfg))
         except RunnerError as err:
             self._record(key, PropertyVerdict("error", error=str(err)))
             raise
@@ -180,7 +188,7 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
     tasks: list[tuple[str, Callable[[], object]]] = []
     # Bigger state spaces first, so the pool does not end on a long tail.
     for run in sorted(runs, key=lambda r: -(r.folios * r.pages_per_folio)):
-        job = _Job(run, results[run.name], setup, lock)
+        job = _Job(run, results[run.name], setup, lock, progress)
         tasks.append((f"{run.name} safety", job.safety))
         for prop in LIVENESS:
             if run.applies(prop.key):

@@ -6,9 +6,11 @@ Nothing here knows the matrix; check/runner.py runs the matrix's jobs through ru
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from validator import children
@@ -22,9 +24,28 @@ class RunnerError(Exception):
     """A TLC job could not give a verdict (timeout, TLA+ error, crash)."""
 
 
+# TLC's progress report (message 2200, once a minute): depth, states, distinct, queue.
+_PROGRESS = re.compile(r"Progress\((\d+)\) at [^:]+:\d\d:\d\d: ([\d,]+) states generated "
+                       r"\(([\d,]+) s/min\), ([\d,]+) distinct states found .*?([\d,]+) states "
+                       r"left on queue")
+PROGRESS_AFTER = 60     # seconds: shorter TLC runs print no progress line
+
+
+def progress_line(line: str, seconds: float) -> str | None:
+    """TLC's progress report as one line for the user, or None when `line` is none."""
+    match = _PROGRESS.match(line)
+    if match is None:
+        return None
+    depth, generated, per_min, distinct, queue = (int(g.replace(",", "")) for g in match.groups())
+    return (f"{distinct:,} distinct states, {per_min / 60:,.0f} states/s, queue {queue:,}, "
+            f"depth {depth} ({seconds / 60:.0f} min)")
+
+
 def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,
-            extra: tuple[str, ...] = ()) -> tuple[TlcResult, float, str]:
-    """One TLC process; returns the parsed result, wall seconds and raw output."""
+            extra: tuple[str, ...] = (),
+            progress: Callable[[str], None] | None = None) -> tuple[TlcResult, float, str]:
+    """One TLC process; returns the parsed result, wall seconds and raw output.
+    `progress` gets TLC's progress reports as one line each, from the first minute on."""
     metadir = workdir / f"states-{cfg.stem}"
     # TLC 2.15 finds the config only by a path relative to the working
     # directory, and only when the spec is named by a relative path too.
@@ -40,8 +61,15 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
            "-metadir", metadir.name,
            *extra, "-config", os.path.relpath(cfg, workdir), spec]
     start = time.monotonic()
+
+    def on_line(line: str) -> None:
+        seconds = time.monotonic() - start
+        if seconds >= PROGRESS_AFTER and (text := progress_line(line, seconds)) is not None:
+            progress(text)
+
     try:
-        returncode, stdout, stderr = children.run(cmd, workdir, setup.timeout)
+        returncode, stdout, stderr = children.run(cmd, workdir, setup.timeout,
+                                                  on_line if progress is not None else None)
     except subprocess.TimeoutExpired:
         raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
     except OSError as err:
