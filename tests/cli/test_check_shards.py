@@ -124,6 +124,21 @@ def test_workers_give_the_same_states(tlc_ready, tmp_path):
     assert steps and all(s1 <= s2 for s1, s2 in steps)     # one worker: the shortest
     cfg_out = (tmp_path / "w2" / "NoHold-buddy-fail1" / "safety1.out").read_text()
     assert "with 2 workers" in cfg_out            # TLC's banner: the option reached it
+    assert "Model-Checking with fp 0 and" in cfg_out    # the pinned polynomial
+    assert 0 < a["collision_probability"] < 1e-6
+
+
+def test_collision_estimate_is_the_larger_of_tlc_s_two():
+    from validator.tlc.output import collision_estimate
+    # TLC 2.15's success message (code 2193); the second line only past 1E-10.
+    text = ("Model checking completed. No error has been found.\n"
+            "  Estimates of the probability that TLC did not check all reachable states\n"
+            "  because two distinct states had the same fingerprint:\n"
+            "  calculated (optimistic):  val = 6.0E-14\n")
+    assert collision_estimate(text) == 6.0e-14
+    both = text + "  based on the actual fingerprints:  val = 5.2E-9\n"
+    assert collision_estimate(both) == 5.2e-9
+    assert collision_estimate("Model checking completed.") is None
 
 
 def test_progress_line_reads_tlc_s_report():

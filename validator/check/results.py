@@ -24,6 +24,7 @@ class RunResult:
     generated: int = 0
     seconds: float = 0.0
     tlc_runs: int = 0
+    collision: float | None = None    # the largest of its TLC processes' estimates
 
     def cell(self, key: str) -> str:
         v = self.verdicts.get(key)
@@ -59,4 +60,5 @@ class RunResult:
             "expected": self.run.expect, "mismatches": self.mismatches(),
             "distinct_states": self.distinct, "states_generated": self.generated,
             "seconds": round(self.seconds, 2), "tlc_runs": self.tlc_runs,
+            "collision_probability": self.collision,
         }

@@ -91,6 +91,8 @@ class _Job:
         with self.lock:
             self.result.seconds += seconds
             self.result.tlc_runs += 1
+            if tlc.collision is not None:
+                self.result.collision = max(self.result.collision or 0.0, tlc.collision)
             if tlc.distinct is not None and tlc.distinct > self.result.distinct:
                 self.result.distinct = tlc.distinct
                 self.result.generated = tlc.generated or 0

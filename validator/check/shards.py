@@ -87,6 +87,8 @@ def _result(run: Run, entry: dict, path: Path) -> RunResult:
         result.generated = int(entry["states_generated"])
         result.seconds = float(entry["seconds"])
         result.tlc_runs = int(entry["tlc_runs"])
+        collision = entry.get("collision_probability")
+        result.collision = None if collision is None else float(collision)
     except (KeyError, TypeError, ValueError):
         raise MatrixError(f"{path}: run {run.name} lacks its state counts or times") from None
     return result

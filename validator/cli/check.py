@@ -25,12 +25,14 @@ from validator.tlc.setup import SetupError, tlc_setup
 
 
 def _table(results: list[RunResult]) -> str:
-    headers = ["run"] + [p.short for p in PROPERTIES] + ["states", "states/s", "seconds"]
+    headers = (["run"] + [p.short for p in PROPERTIES]
+               + ["states", "states/s", "seconds", "fp collision"])
     rows = []
     for r in results:
         rate = r.generated / r.seconds if r.seconds else 0
+        collision = "-" if r.collision is None else f"{r.collision:.1e}"
         rows.append([r.run.name] + [r.cell(p.key) for p in PROPERTIES]
-                    + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}"])
+                    + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}", collision])
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 

@@ -66,11 +66,23 @@ class TlcResult:
     distinct: int | None = None
     depth: int | None = None
     error: str | None = None           # one-line reason when status is "error"
+    collision: float | None = None     # TLC's estimate that two states shared a fingerprint
 
     @property
     def steps(self) -> int:
         """Transitions in the counterexample (the initial state is not a step)."""
         return max(len(self.trace) - 1, 0)
+
+
+# TLC's success message gives an optimistic estimate and, when that is not negligible
+# (1E-10 or more), one from the actual fingerprints: the larger one is reported.
+_ESTIMATE = re.compile(r"val = ([0-9.]+(?:E-?[0-9]+)?)")
+
+
+def collision_estimate(text: str) -> float | None:
+    """The larger of TLC's fingerprint collision estimates in its success message."""
+    values = [float(v) for v in _ESTIMATE.findall(text)]
+    return max(values) if values else None
 
 
 def split_messages(output: str) -> list[Message]:
@@ -153,6 +165,7 @@ def parse_tlc_output(output: str, returncode: int | None = None) -> TlcResult:
             result.stuttering = True
         elif msg.code == SUCCESS:
             success = True
+            result.collision = collision_estimate(msg.text)
         elif msg.code == FINISHED:
             finished = True
         elif msg.severity == SEVERITY_ERROR:

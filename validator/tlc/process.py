@@ -18,6 +18,9 @@ from validator.tlc.output import TlcResult, parse_tlc_output
 from validator.tlc.setup import TlcSetup
 
 SPEC_MODULE = "MCPoison"
+# TLC picks one of its 131 fingerprint polynomials at random unless told; a fixed one makes
+# runs repeatable (the same states hashed alike, so the same counterexamples).
+FINGERPRINT_POLYNOMIAL = 0
 
 
 class RunnerError(Exception):
@@ -57,6 +60,7 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
     cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
            "-cp", str(setup.jar.resolve()),
            "tlc2.TLC", "-tool", "-deadlock", "-workers", str(setup.workers),
+           "-fp", str(FINGERPRINT_POLYNOMIAL),
            *(("-fpmem", f"{setup.fpmem:g}") if setup.fpmem is not None else ()),
            "-metadir", metadir.name,
            *extra, "-config", os.path.relpath(cfg, workdir), spec]
