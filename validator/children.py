@@ -11,7 +11,8 @@ import ctypes.util
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -83,6 +84,26 @@ def _communicate_by_line(proc: subprocess.Popen, timeout: float | None,
     for reader in readers:
         reader.join()
     return "".join(lines), "".join(errors)
+
+
+@contextmanager
+def spawned(cmd: list[str], cwd, stdout) -> Iterator[subprocess.Popen]:
+    """A child writing to `stdout` (stderr too) for the block's length: it dies with us
+    and with kill_children(), and is killed when the block ends, if it still runs."""
+    with _LIVE_LOCK:
+        if STOPPING.is_set():
+            raise Stopped("poisoncheck is stopping")
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        _LIVE.add(proc)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
 
 
 def kill_children() -> None:

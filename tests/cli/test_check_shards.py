@@ -95,9 +95,9 @@ def test_merged_shards_equal_the_whole_check(tlc_ready, tmp_path):
 
     merged = invoke(*only(*SUBSET), "--merge", *shards, "--out", tmp_path / "merged", "--json")
     assert merged.exit_code == 0, merged.output
-    assert verdicts(json.loads(merged.output)) == verdicts(json.loads(whole.output))
+    assert verdicts(json.loads(merged.stdout)) == verdicts(json.loads(whole.stdout))
     written = json.loads((tmp_path / "merged" / "results.json").read_text())
-    assert verdicts(written) == verdicts(json.loads(whole.output))
+    assert verdicts(written) == verdicts(json.loads(whole.stdout))
 
     # One shard missing, or one twice: no table that looks whole.
     result = invoke(*only(*SUBSET), "--merge", shards[0], "--out", tmp_path / "m2")
@@ -114,7 +114,7 @@ def test_workers_give_the_same_states(tlc_ready, tmp_path):
     assert one.exit_code == 0 and two.exit_code == 0, two.output
     # The same states and verdicts; not always the same counterexample length: TLC's
     # parallel BFS does not keep counterexamples shortest (seen here: 7 steps, not 6).
-    a, b = ([r for r in json.loads(out.output)["runs"] if r["name"] == "NoHold-buddy-fail1"][0]
+    a, b = ([r for r in json.loads(out.stdout)["runs"] if r["name"] == "NoHold-buddy-fail1"][0]
             for out in (one, two))
     assert a["distinct_states"] == b["distinct_states"]
     assert ({k: v["verdict"] for k, v in a["verdicts"].items()}

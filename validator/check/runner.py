@@ -20,10 +20,11 @@ from typing import Callable
 
 from validator import children
 from validator.check.matrix import Run
-from validator.check.results import PropertyVerdict, RunResult
+from validator.check.results import NOT_CHECKED, PropertyVerdict, RunResult
 from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE,
                                         PROPERTIES, SAFETY, VIOLATED)
 from validator.tlc.output import TlcResult
+from validator.tlc.distributed import Distribution, run_distributed
 from validator.tlc.process import RunnerError, run_tlc
 from validator.tlc.setup import TlcSetup
 
@@ -132,6 +133,31 @@ class _Job:
             pending.remove(key)
         return []
 
+    def distributed_safety(self, dist: Distribution) -> None:
+        """The safety properties on TLC's distributed mode.  Its "no error" and state count
+        are trusted; a violation it reports is checked again by plain TLC, which names the
+        property and gives a true counterexample (the server can do neither)."""
+        keys = [p.key for p in SAFETY]
+        cfg = self.workdir / "distributed.cfg"
+        write_cfg(self.run, cfg, keys, liveness=False)
+        tlc, seconds, _, violation = run_distributed(self.setup, cfg, self.workdir,
+                                                     dist.workers, dist.host, dist.port)
+        self._account(tlc, seconds)
+        if violation:
+            self.result.notes.append("distributed TLC found a violation; plain TLC named it "
+                                     "and gave the counterexamples")
+            self.safety()
+            return
+        if tlc.status != HOLDS:
+            reason = tlc.error or "distributed TLC gave no verdict"
+            for key in keys:
+                self._record(key, PropertyVerdict("error", error=reason))
+            raise RunnerError(f"{self.run.name}: {reason} (see {cfg.with_suffix('.out')})")
+        for key in keys:
+            self._record(key, PropertyVerdict(HOLDS))
+        self.result.notes.append(f"safety by distributed TLC ({dist.workers} local workers); "
+                                 f"liveness not checked")
+
     @staticmethod
     def _violated_key(tlc: TlcResult) -> str | None:
         for prop in SAFETY:
@@ -179,8 +205,11 @@ def _derive(result: RunResult) -> None:
 
 
 def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
-               progress: Callable[[str], None] = lambda _: None) -> tuple[list[RunResult], list[str]]:
-    """Run every job of every run on a pool of `jobs` TLC processes.
+               progress: Callable[[str], None] = lambda _: None,
+               distribution: Distribution | None = None) -> tuple[list[RunResult], list[str]]:
+    """Run every job of every run on a pool of `jobs` TLC processes; with a
+    `distribution`, each run's safety on TLC's distributed mode, one run at a time, and
+    its liveness properties reported as not checked.
 
     Returns the results in matrix order and the errors (one line each).
     """
@@ -191,13 +220,20 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
     # Bigger state spaces first, so the pool does not end on a long tail.
     for run in sorted(runs, key=lambda r: -(r.folios * r.pages_per_folio)):
         job = _Job(run, results[run.name], setup, lock, progress)
+        if distribution is not None:
+            tasks.append((f"{run.name} safety (distributed)",
+                          lambda j=job: j.distributed_safety(distribution)))
+            for prop in LIVENESS:
+                if run.applies(prop.key):
+                    results[run.name].verdicts[prop.key] = PropertyVerdict(NOT_CHECKED)
+            continue
         tasks.append((f"{run.name} safety", job.safety))
         for prop in LIVENESS:
             if run.applies(prop.key):
                 tasks.append((f"{run.name} {prop.key}", lambda j=job, k=prop.key: j.liveness(k)))
     children.STOPPING.clear()
     try:
-        return _run_tasks(tasks, runs, results, jobs, progress)
+        return _run_tasks(tasks, runs, results, 1 if distribution else jobs, progress)
     finally:
         children.STOPPING.clear()   # an interrupted check must not stop later TLC runs
 

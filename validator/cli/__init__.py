@@ -31,6 +31,8 @@ COMMANDS = {
              "Disable each named check of spec/Poison.tla in turn and see what breaks."),
     "report": ("report", "report",
              "Build the design-review report from the check results and the trace corpus."),
+    "tlc-worker": ("tlc_worker", "tlc_worker",
+                   "Join a `check --distributed` TLC server on another machine as a worker."),
 }
 
 

@@ -21,6 +21,7 @@ from validator.check.results import RunResult
 from validator.check.runner import check_runs, default_tlc_jobs
 from validator.check.shards import merge_results, parse_shard, shard
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
+from validator.tlc.distributed import LOOPBACK, Distribution
 from validator.tlc.setup import SetupError, tlc_setup
 
 
@@ -78,6 +79,15 @@ def _heap_size(ctx, param, value: str) -> str:
 @click.option("--fpmem", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Share of the heap for TLC's fingerprint set (TLC's -fpmem) [default: "
                    "TLC's].")
+@click.option("--distributed", type=click.IntRange(0, 256), default=None, metavar="N",
+              help="Each run's safety properties on TLC's distributed mode: a server and N "
+                   "local workers (0: only workers that join with `poisoncheck tlc-worker`); "
+                   "liveness properties are reported as not checked.")
+@click.option("--server-host", default=LOOPBACK, show_default=True,
+              help="With --distributed: the name other machines reach this one by.")
+@click.option("--server-port", type=click.IntRange(1, 65535), default=None,
+              help="With --distributed: the RMI registry's port [default: a free one; give "
+                   "one when workers join from elsewhere].")
 @click.option("--list", "list_runs", is_flag=True,
               help="Print the names of the runs this check would run, one per line, and "
                    "stop (with --only, --deep, --shard).")
@@ -95,8 +105,9 @@ def _heap_size(ctx, param, value: str) -> str:
               help="Where configs, TLC output and counterexamples go [default: ./build/check].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, list_runs, shard_text,
-          merge, results_files, timeout, out_dir, as_json, quiet):
+def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distributed,
+          server_host, server_port, list_runs, shard_text, merge, results_files, timeout,
+          out_dir, as_json, quiet):
     """Model-check every run of the configuration matrix with TLC.
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
@@ -116,6 +127,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, list_ru
       poisoncheck check --only HWPoison-thp-fail1 --workers 8 --heap 16g
       poisoncheck check --shard 2/4 --out shard2      (one of 4 CI machines)
       poisoncheck check --merge shard*/results.json
+      poisoncheck check --only NoHold-thp-nofault --distributed 2
 
     \b
     Exit codes: 0 every verdict matches the matrix, 1 some verdict differs
@@ -135,6 +147,9 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, list_ru
         if bool(results_files) != merge:
             raise MatrixError("--merge needs the shards' results.json files" if merge else
                               f"{results_files[0]}: result files are read only with --merge")
+        if distributed == 0 and server_port is None:
+            raise MatrixError("--distributed 0 waits for workers from other machines: give "
+                              "them a --server-port to join")
         if list_runs:
             for run in runs:
                 click.echo(run.name)
@@ -154,12 +169,20 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, list_ru
 
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     with _exclusive(out_dir):
-        progress(f"checking {len(runs)} runs with TLC, {jobs or default_tlc_jobs()} in parallel")
+        progress(f"checking {len(runs)} runs with TLC, " + (
+            "one at a time on TLC's distributed mode" if distributed is not None else
+            f"{jobs or default_tlc_jobs()} in parallel"))
         # The old results describe folders this run replaces: they go first, so that an
         # interrupted check leaves no results.json pointing at missing files.
         (out_dir / "results.json").unlink(missing_ok=True)
         try:
-            results, errors = check_runs(runs, setup, jobs or default_tlc_jobs(), progress)
+            distribution = (None if distributed is None else
+                            Distribution(distributed, server_host, server_port))
+            if distribution is not None and distributed == 0:
+                progress(f"waiting for workers: poisoncheck tlc-worker {server_host} "
+                         f"--port {server_port}")
+            results, errors = check_runs(runs, setup, jobs or default_tlc_jobs(), progress,
+                                         distribution)
             _finish(out_dir, results, errors, as_json)
         except OSError as err:      # a read-only or full build folder
             where = err.filename or out_dir
@@ -190,6 +213,9 @@ def _finish(out_dir: Path, results, errors, as_json: bool, where: str | None = N
         total = sum(r.seconds for r in results)
         click.echo(f"\n{len(results)} runs, {sum(r.tlc_runs for r in results)} TLC processes, "
                    f"{total:.0f} s of TLC time; {where or f'counterexamples in {out_dir}'}")
+    for r in results:
+        for note in r.notes:
+            click.echo(f"note: {r.run.name}: {note}", err=True)
     if mismatches:
         for line in mismatches:
             click.echo(f"differs: {line}", err=True)

@@ -1,0 +1,61 @@
+"""`poisoncheck check --distributed N`: TLC's own distributed mode on loopback."""
+
+import json
+import subprocess
+
+from click.testing import CliRunner
+
+from validator.cli import cli
+
+from test_check_cli import matrix
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["check", "-q", *map(str, args)])
+
+
+def runs_of(result) -> dict:
+    return {r["name"]: r for r in json.loads(result.stdout)["runs"]}
+
+
+def no_java_left(tmp_path) -> bool:
+    found = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    return found.stdout.strip() == ""
+
+
+def test_distributed_safety_finds_the_plain_run_s_states(tlc_ready, tmp_path):
+    name = "NoHold-buddy-nofault"
+    plain = invoke("--only", name, "--out", tmp_path / "plain", "--json")
+    spread = invoke("--only", name, "--distributed", 2, "--out", tmp_path / "dist", "--json")
+    assert plain.exit_code == 0 and spread.exit_code == 0, spread.output
+    a, b = runs_of(plain)[name], runs_of(spread)[name]
+    assert b["distinct_states"] == a["distinct_states"] > 100
+    for key, verdict in a["verdicts"].items():
+        if key in ("ConversionCompletes", "NoLeakWithoutFaults"):    # liveness: said, not dropped
+            assert b["verdicts"][key]["verdict"] == "not checked"
+        else:
+            assert b["verdicts"][key]["verdict"] == verdict["verdict"]
+    assert b["mismatches"] == [] and any("liveness not checked" in n for n in b["notes"])
+    workers = sorted(p.name for p in (tmp_path / "dist" / name).glob("*.worker*.out"))
+    assert workers == ["distributed.worker1.out", "distributed.worker2.out"]
+    assert no_java_left(tmp_path)
+
+
+def test_a_violation_found_distributed_is_named_by_plain_tlc(tlc_ready, tmp_path):
+    # One folio, one removal failure: NoHold hands the page back while the S-EPT maps it.
+    path = matrix(tmp_path)
+    plain = invoke("--matrix", path, "--out", tmp_path / "plain", "--json")
+    spread = invoke("--matrix", path, "--distributed", 1, "--out", tmp_path / "dist", "--json")
+    assert plain.exit_code == 0 and spread.exit_code == 0, spread.output
+    a, b = runs_of(plain)["tiny-nohold"], runs_of(spread)["tiny-nohold"]
+    assert a["verdicts"]["NoHostAccessToTdPage"]["verdict"] == "violated"
+    assert b["verdicts"]["NoHostAccessToTdPage"] == {
+        **a["verdicts"]["NoHostAccessToTdPage"],
+        "counterexample": b["verdicts"]["NoHostAccessToTdPage"]["counterexample"]}
+    assert any("plain TLC named it" in n for n in b["notes"])
+    assert no_java_left(tmp_path)
+
+
+def test_remote_only_needs_a_port(tmp_path):
+    result = invoke("--only", "NoHold-buddy-nofault", "--distributed", 0, "--out", tmp_path)
+    assert result.exit_code == 2 and "--server-port" in result.output
