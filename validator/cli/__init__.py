@@ -32,7 +32,8 @@ COMMANDS = {
     "report": ("report", "report",
              "Build the design-review report from the check results and the trace corpus."),
     "tlc-worker": ("tlc_worker", "tlc_worker",
-                   "Join a `check --distributed` TLC server on another machine as a worker."),
+                   "Join the TLC server of `poisoncheck check --distributed` on another "
+                   "machine."),
 }
 
 

@@ -20,9 +20,10 @@ from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
               help="The name the server reaches this machine by (RMI calls back).")
 @click.option("--heap", default="2g", show_default=True, help="Java heap (-Xmx).")
 def tlc_worker(server, port, threads, own_host, heap):
-    """Join the TLC server of `poisoncheck check --distributed N --server-host SERVER
-    --server-port PORT` on another machine, and compute successor states for it until
-    its check ends.  Needs Java and the jar (`poisoncheck setup`), not the spec: the
+    """Join the TLC server of `poisoncheck check --distributed` on another machine.
+
+    The server is `poisoncheck check --distributed N --server-host SERVER --server-port
+    PORT`; this worker computes successor states for it until its check ends.  Needs Java and the jar (`poisoncheck setup`), not the spec: the
     server sends it.  TLC's own output goes to stdout.
 
     \b
