@@ -32,7 +32,6 @@ from validator import model
 from validator.replay import evidence, meaning
 from validator.replay.candidate_set import CandidateSet
 from validator.replay.candidates import MEMO_LIMIT, NOTES_PER_KIND, UNBOUNDED
-from validator.replay.meaning import Planned
 from validator.replay.big_folios import NeedsSurvey, SlotPlan
 from validator.replay.folio_table import PlanInputError
 from validator.replay.planner import Planner, Unrelated
@@ -78,7 +77,7 @@ class Replay:
                                        self.coverage)
         self._dropped = 0                      # folios forgotten so far
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
-        self._meanings: dict[Resolved, list[Planned]] = {}     # meaning.steps, remembered
+        self._meanings: dict[tuple, tuple] = {}    # meaning.steps of a Resolved, remembered
         self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
@@ -185,7 +184,10 @@ class Replay:
             if planned is None:
                 if len(meanings) >= MEMO_LIMIT:
                     meanings.clear()
-                planned = meanings[r] = meaning.steps(r)
+                # Kept as plain tuples: the GC stops tracking a plain tuple of atomic items,
+                # while Resolved and Planned (tuple subclasses) and lists stay tracked, and
+                # thousands of those kept alive make it walk every live object again.
+                planned = meanings[tuple(r)] = tuple(map(tuple, meaning.steps(r)))
             for desc, folio in planned:
                 self._judge(item, name, desc, folio)
                 if self.done:
