@@ -170,3 +170,23 @@ def test_long_runs_print_tlc_progress(tlc_ready, tmp_path, monkeypatch):
              if line.startswith("NoHold-buddy-nofault safety1: ")]
     assert lines and "distinct states" in lines[-1] and "states/s" in lines[-1]
     assert lines[-1].startswith("NoHold-buddy-nofault safety1: 520 distinct states")
+
+
+def test_merge_without_tlc_and_a_failed_write(tmp_path):
+    import os
+    from validator.check.matrix import load_matrix, select_runs
+    from validator.check.results import PropertyVerdict, RunResult
+    runs = select_runs(load_matrix(ROOT / "spec" / "matrix.toml"), ("NoHold-buddy-nofault",))
+    results = [RunResult(run, {k: PropertyVerdict(v) for k, v in run.expect.items()})
+               for run in runs]
+    source = tmp_path / "shard.json"
+    source.write_text(json.dumps({"runs": [r.to_json() for r in results]}))
+    merged = invoke("--only", "NoHold-buddy-nofault", "--merge", source, "--out", tmp_path / "a")
+    assert merged.exit_code == 0, merged.output           # the matrix's own verdicts
+    assert all(run.name in merged.output for run in runs)
+    # results.json cannot be written (its temporary name is taken by a folder): one line.
+    out = tmp_path / "b"
+    (out / f"results.json.{os.getpid()}").mkdir(parents=True)
+    failed = invoke("--only", "NoHold-buddy-nofault", "--merge", source, "--out", out)
+    assert failed.exit_code == 2 and "Traceback" not in failed.output
+    assert len(failed.output.strip().splitlines()) == 1, failed.output

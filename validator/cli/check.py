@@ -161,21 +161,19 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
                                         heap=heap, fpmem=fpmem)
     except (MatrixError, SetupError) as err:
         raise InputError(str(err)) from None
-    if merge:
-        with _exclusive(out_dir):
-            _finish(out_dir, merged, [], as_json,
-                    "counterexamples where each shard's check wrote them")
-        return
-
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     with _exclusive(out_dir):
-        progress(f"checking {len(runs)} runs with TLC, " + (
-            "one at a time on TLC's distributed mode" if distributed is not None else
-            f"{jobs or default_tlc_jobs()} in parallel"))
-        # The old results describe folders this run replaces: they go first, so that an
-        # interrupted check leaves no results.json pointing at missing files.
-        (out_dir / "results.json").unlink(missing_ok=True)
         try:
+            if merge:
+                _finish(out_dir, merged, [], as_json,
+                        "counterexamples where each shard's check wrote them")
+                return
+            progress(f"checking {len(runs)} runs with TLC, " + (
+                "one at a time on TLC's distributed mode" if distributed is not None else
+                f"{jobs or default_tlc_jobs()} in parallel"))
+            # The old results describe folders this run replaces: they go first, so that
+            # an interrupted check leaves no results.json pointing at missing files.
+            (out_dir / "results.json").unlink(missing_ok=True)
             distribution = (None if distributed is None else
                             Distribution(distributed, server_host, server_port))
             if distribution is not None and distributed == 0:
