@@ -59,3 +59,13 @@ def test_a_violation_found_distributed_is_named_by_plain_tlc(tlc_ready, tmp_path
 def test_remote_only_needs_a_port(tmp_path):
     result = invoke("--only", "NoHold-buddy-nofault", "--distributed", 0, "--out", tmp_path)
     assert result.exit_code == 2 and "--server-port" in result.output
+
+
+def test_bad_heap_and_a_worker_without_jar_are_one_line_exit_2(tmp_path, monkeypatch):
+    result = invoke("--only", "NoHold-buddy-nofault", "--heap", "2x", "--out", tmp_path)
+    assert result.exit_code == 2 and "'2x' is not a Java heap size" in result.output
+    monkeypatch.setenv("POISONCHECK_JAR", str(tmp_path / "missing.jar"))
+    worker = CliRunner().invoke(cli, ["tlc-worker", "127.0.0.1", "--port", "10997",
+                                      "--host", "127.0.0.1"])
+    assert worker.exit_code == 2 and "poisoncheck setup" in worker.output
+    assert len(worker.output.strip().splitlines()) == 1, worker.output

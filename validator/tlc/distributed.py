@@ -22,7 +22,7 @@ from pathlib import Path
 
 from validator import children
 from validator.tlc.output import TRACE_STATE, TlcResult, parse_tlc_output, split_messages
-from validator.tlc.process import FINGERPRINT_POLYNOMIAL, SPEC_MODULE, RunnerError
+from validator.tlc.process import FINGERPRINT_POLYNOMIAL, SPEC_MODULE, RunnerError, work_folders
 from validator.tlc.setup import TlcSetup
 
 SERVER = "tlc2.tool.distributed.TLCServer"
@@ -70,19 +70,21 @@ def run_distributed(setup: TlcSetup, cfg: Path, workdir: Path, workers: int,
     result, wall seconds, the server's output, and whether the server reported a
     violation (whose property and counterexample it cannot give: see the module)."""
     port = port or free_port()
-    metadir = workdir / f"states-{cfg.stem}"
-    tmpdir = workdir / f"tmp-{cfg.stem}"
-    tmpdir.mkdir(exist_ok=True)
     # The server looks for the spec by its base name in its working folder (a relative
     # path as plain TLC takes is cut to the name), so the modules go there.
     for module in setup.spec_dir.glob("*.tla"):
         shutil.copyfile(module, workdir / module.name)
-    spec = f"{SPEC_MODULE}.tla"
+    with work_folders(workdir, cfg) as (metadir, tmpdir):
+        return _serve(setup, cfg, workdir, workers, host, port, metadir, tmpdir)
+
+
+def _serve(setup, cfg, workdir, workers, host, port, metadir, tmpdir):
+    """run_distributed() inside the server's work folders."""
     server_cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}",
                   f"-Djava.io.tmpdir={tmpdir.resolve()}", *rmi_properties(host, port),
                   "-cp", str(setup.jar.resolve()), SERVER, "-tool", "-deadlock",
                   "-fp", str(FINGERPRINT_POLYNOMIAL), "-metadir", metadir.name,
-                  "-config", os.path.relpath(cfg, workdir), spec]
+                  "-config", os.path.relpath(cfg, workdir), f"{SPEC_MODULE}.tla"]
     out_path = workdir / f"{cfg.stem}.out"
     start = time.monotonic()
     deadline = start + setup.timeout
@@ -102,9 +104,6 @@ def run_distributed(setup: TlcSetup, cfg: Path, workdir: Path, workers: int,
                                   f"{cfg}") from None
     except OSError as err:
         raise RunnerError(f"cannot start Java ({setup.java}): {err}") from None
-    finally:
-        shutil.rmtree(metadir, ignore_errors=True)
-        shutil.rmtree(tmpdir, ignore_errors=True)
     seconds = time.monotonic() - start
     output = out_path.read_text(errors="replace")
     codes = {m.code for m in split_messages(output)}

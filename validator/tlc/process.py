@@ -10,7 +10,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from validator import children
@@ -44,19 +45,36 @@ def progress_line(line: str, seconds: float) -> str | None:
             f"depth {depth} ({seconds / 60:.0f} min)")
 
 
+@contextmanager
+def work_folders(workdir: Path, cfg: Path) -> Iterator[tuple[Path, Path]]:
+    """The folders one TLC process of `cfg` writes into, removed when it ends: its
+    -metadir (states, fingerprints), and its own java.io.tmpdir (TLC 2.15 unpacks its
+    standard modules there; parallel runs sharing /tmp read each other's half-written
+    files)."""
+    metadir = workdir / f"states-{cfg.stem}"
+    tmpdir = workdir / f"tmp-{cfg.stem}"
+    tmpdir.mkdir(exist_ok=True)
+    try:
+        yield metadir, tmpdir
+    finally:
+        shutil.rmtree(metadir, ignore_errors=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,
             extra: tuple[str, ...] = (),
             progress: Callable[[str], None] | None = None) -> tuple[TlcResult, float, str]:
     """One TLC process; returns the parsed result, wall seconds and raw output.
     `progress` gets TLC's progress reports as one line each, from the first minute on."""
-    metadir = workdir / f"states-{cfg.stem}"
     # TLC 2.15 finds the config only by a path relative to the working
     # directory, and only when the spec is named by a relative path too.
     spec = os.path.relpath(module or setup.spec_dir / f"{SPEC_MODULE}.tla", workdir)
-    # TLC 2.15 unpacks its standard modules into java.io.tmpdir; parallel runs
-    # sharing /tmp read each other's half-written files.
-    tmpdir = workdir / f"tmp-{cfg.stem}"
-    tmpdir.mkdir(exist_ok=True)
+    with work_folders(workdir, cfg) as (metadir, tmpdir):
+        return _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress)
+
+
+def _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress):
+    """run_tlc() inside its work folders."""
     cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
            "-cp", str(setup.jar.resolve()),
            "tlc2.TLC", "-tool", "-deadlock", "-workers", str(setup.workers),
@@ -78,9 +96,6 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
         raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
     except OSError as err:
         raise RunnerError(f"cannot start Java ({setup.java}): {err}") from None
-    finally:
-        shutil.rmtree(metadir, ignore_errors=True)
-        shutil.rmtree(tmpdir, ignore_errors=True)
     seconds = time.monotonic() - start
     output = stdout + stderr
     (workdir / f"{cfg.stem}.out").write_text(output)
