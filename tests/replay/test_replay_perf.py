@@ -81,9 +81,9 @@ def projected(states) -> set:
 class Reference(ReferenceReplay):
     """Notes the candidates each step starts from (what a verdict shows)."""
 
-    def _judge(self, event, name, desc, folio):
-        self.before = projected(self.states)
-        super()._judge(event, name, desc, folio)
+    def _take_whole(self, desc, folio):
+        self.seen_before = projected(self.states)
+        return super()._take_whole(desc, folio)
 
 
 def judge_both(text: str, design: str, disabled=()):
@@ -96,7 +96,7 @@ def judge_both(text: str, design: str, disabled=()):
             assert new.candidate_states() == projected(ref.candidate_states()), item
         if not a:
             break
-    return new, ref, getattr(ref, "before", set())
+    return new, ref, getattr(ref, "seen_before", set())
 
 
 def assert_same_verdict(new: Replay, ref: ReferenceReplay, before: set) -> None:

@@ -4,7 +4,7 @@ The trace is judged on two counts.  Conformance: every observed event must be
 a step the design's Next allows from some candidate state.  Safety: the
 states the trace reaches must satisfy the safety properties; a property is
 reported violated when some candidate state consistent with the trace breaks
-it (see `Replay._judge`).
+it (see `CandidateSet.take` in candidate_set.py).
 
 Which folio and page an event is about is the planner's (validator/replay/planner.py,
 shared with the TLC engine); which steps it stands for is validator/replay/meaning.py's
@@ -30,8 +30,8 @@ from typing import Callable, Iterable, NamedTuple, TypeVar
 from validator.ftrace import Event, LostMarker
 from validator import model
 from validator.replay import evidence, meaning
-from validator.replay.candidate_set import CandidateSet
-from validator.replay.candidates import MEMO_LIMIT, NOTES_PER_KIND, UNBOUNDED
+from validator.replay.candidate_set import CandidateSet, Refusal
+from validator.replay.candidates import NOTES_PER_KIND, UNBOUNDED
 from validator.replay.big_folios import NeedsSurvey, SlotPlan
 from validator.replay.folio_table import PlanInputError
 from validator.replay.planner import Planner, Unrelated
@@ -75,9 +75,12 @@ class Replay:
         self._cfg: tuple[int, model.Config] | None = None
         self.candidates = CandidateSet(design, self.added, self.disabled, self.features,
                                        self.coverage)
+        # Takes one step (desc, folio) from every candidate: a Refusal, or None when it fits.
+        # The candidate set's own method, called straight from feed(); the reference engine
+        # (reference.py) puts its own here.
+        self._take: Callable[[tuple, int | None], Refusal | None] = self.candidates.take
         self._dropped = 0                      # folios forgotten so far
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
-        self._meanings: dict[tuple, tuple] = {}    # meaning.steps of a Resolved, remembered
         self._more: list[str] = []
 
     # ---- the world: folios and pages as the trace reveals them (see planner.py) -------
@@ -176,22 +179,16 @@ class Replay:
                 if not self.survey:
                     self.steps.append(ResolvedLine(r, line, self._raw(item), name))
             return True
-        meanings = self._meanings
+        take = self._take
         for r in resolved:
             if r.ret and (said := meaning.remark(r, line)) is not None:
                 self._note(*said)
-            planned = meanings.get(r)       # equal events mean the same: computed once
-            if planned is None:
-                if len(meanings) >= MEMO_LIMIT:
-                    meanings.clear()
-                # Kept as plain tuples: the GC stops tracking a plain tuple of atomic items,
-                # while Resolved and Planned (tuple subclasses) and lists stay tracked, and
-                # thousands of those kept alive make it walk every live object again.
-                planned = meanings[tuple(r)] = tuple(map(tuple, meaning.steps(r)))
-            for desc, folio in planned:
-                self._judge(item, name, desc, folio)
-                if self.done:
+            for desc, folio in meaning.steps(r):
+                refusal = take(desc, folio)
+                if refusal is not None:
+                    self._refused(item, name, folio, refusal)
                     return False
+                verdict.accepted_prefix = line
         return True
 
     def _note(self, kind: str, text: str) -> None:
@@ -218,15 +215,13 @@ class Replay:
         self.candidates.forget(self._dropped, n)
         self._dropped = n
 
-    def _judge(self, event: Event, name: str, desc: tuple, folio: int | None) -> None:
-        """Take one planned step from every candidate (see candidate_set.py)."""
-        refusal = self.candidates.take(desc, folio)
-        if refusal is None:
-            self.verdict.accepted_prefix = event.line_no
-            return
+    def _refused(self, event: Event, name: str, folio: int | None, refusal: Refusal) -> None:
+        """The step did not fit: the verdict, with some candidates it started from."""
         kind, prop, guards, detail = refusal
-        self._fail(event, name, kind, prop, guards,
-                   lambda: self.candidates.shown(folio, self.cfg), detail)
+        self._fail(event, name, kind, prop, guards, lambda: self._shown(folio), detail)
+
+    def _shown(self, folio: int | None) -> list:
+        return self.candidates.shown(folio, self.cfg)
 
     def candidate_states(self) -> set[model.State]:
         """Every candidate state, expanded (for tests: exponential in general)."""

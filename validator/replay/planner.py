@@ -38,7 +38,8 @@ from typing import Callable
 from validator.replay.big_folios import SlotPlan
 from validator.replay.folio_table import FolioTable, PlanInputError
 from validator.replay.resolved import (BLOCK_KINDS, GMEM_FREE_KINDS, PAGE_KINDS,
-                                       PFN_FOLIO_KINDS, VM_KINDS, Resolved, small_ret)
+                                       PFN_FOLIO_KINDS, RET_LIMIT, RET_MIN, RET_OTHER,
+                                       VM_KINDS, Resolved, small_ret)
 
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
@@ -128,7 +129,10 @@ class Planner(FolioTable):
             folio = page // self.pages_per_folio
             if name in PFN_FOLIO_KINDS:         # about the folio
                 return [self._on(name, folio)]
-            return [self._on(name, folio, page, small_ret(f.get("ret", 0)))]
+            ret = f.get("ret", 0)
+            if type(ret) is not int or not RET_MIN < ret < RET_LIMIT:
+                ret = RET_OTHER                 # small_ret(), inline: the most common events
+            return [self._on_page(name, folio, page, ret)]
         if name in BLOCK_KINDS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
@@ -151,7 +155,9 @@ class Planner(FolioTable):
         open own-allocation claim lapses unless this event is a page-cache add (confirms);
         whether the previous event was guest_memfd's own free hook (a free's flags only on
         page_free)."""
-        lapsed = bool(self.claims) and self.claims.pop(folio, None) is not None and not confirms
+        claims, lapsed = self.claims, False
+        if claims and claims.pop(folio, None) is not None:
+            lapsed = not confirms
         last = self.last
         if kind == "page_free":
             fields = (kind, folio, page, ret, to, pages, exact, self.cache_observed,
@@ -160,6 +166,16 @@ class Planner(FolioTable):
             fields = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
         last[folio] = kind
         return _new_tuple(Resolved, fields)     # Resolved(*fields) without its Python __new__
+
+    def _on_page(self, kind: str, folio: int, page: int, ret: int) -> Resolved:
+        """_on(kind, folio, page, ret) for an event on a page (never a free nor a page-cache
+        add): the most common events, so without _on's keyword defaults."""
+        claims, lapsed = self.claims, False
+        if claims and claims.pop(folio, None) is not None:
+            lapsed = True
+        self.last[folio] = kind
+        return _new_tuple(Resolved, (kind, folio, page, ret, None, (), False, False, False,
+                                     lapsed))
 
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""

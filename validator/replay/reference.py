@@ -13,6 +13,7 @@ by `poisoncheck`.
 from __future__ import annotations
 
 from validator import model
+from validator.replay.candidate_set import Refusal
 from validator.replay.engine import Replay
 from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure, logging_steps
 from validator.replay.verdict import CHECK_IN_GUARD
@@ -33,6 +34,9 @@ class ReferenceReplay(Replay):
     def __init__(self, design: str, added=(), disabled=(), judge: bool = True):
         super().__init__(design, added, disabled, judge)
         self.states: set[model.State] = set()
+        self.before: set[model.State] = set()       # the states the last step started from
+        self.before_cfg: model.Config | None = None
+        self._take = self._take_whole
 
     def _start(self, pages: int) -> None:
         if not self.states:         # else: what the VM-wide steps before any folio reached
@@ -48,13 +52,14 @@ class ReferenceReplay(Replay):
     def candidate_states(self) -> set[model.State]:
         return set(self.states)
 
-    def _judge(self, event, name: str, desc: tuple, folio: int | None) -> None:
+    def _take_whole(self, desc: tuple, folio: int | None) -> Refusal | None:
         step = build_step(desc)
         cfg = self.cfg
         if cfg is None:             # no folio yet: a VM-wide step from Init (no pages)
             cfg = self._config(0, 1)
             self.states = self.states or {model.init(cfg)}
-        before = self.states
+        before = self.before = self.states
+        self.before_cfg = cfg
         pairs: list[tuple[model.State, model.State]] = []
         why: list[str] = []
         with logging_steps() as log:
@@ -70,18 +75,19 @@ class ReferenceReplay(Replay):
             self.coverage.refusals |= log.refused
         self.coverage.refusals.update(m.group(1) for w in why for m in CHECK_IN_GUARD.finditer(w)
                                       if m.group(1) in model.ALL_CHECKS)
-        shown = lambda: [model.to_tla(cfg, s) for s in list(before)[:8]]  # noqa: E731
         if not pairs:
-            self._fail(event, name, "step", None, _first_reasons(why), shown)
-            return
+            return Refusal("step", None, _first_reasons(why))
         after = {t for _, t in pairs}
         broken = self._broken_property(cfg, pairs, after)
         self.states = after
         if broken:
-            self._fail(event, name, "property", broken,
-                       [f"a state the trace may be in after this event breaks {broken}"], shown)
-            return
-        self.verdict.accepted_prefix = event.line_no
+            return Refusal("property", broken,
+                           [f"a state the trace may be in after this event breaks {broken}"])
+        return None
+
+    def _shown(self, folio: int | None) -> list:
+        """Some of the states the refused step started from."""
+        return [model.to_tla(self.before_cfg, s) for s in list(self.before)[:8]]
 
     def _broken_property(self, cfg, pairs, after) -> str | None:
         for prop, holds in model.STATE_PROPERTIES:

@@ -28,12 +28,13 @@ KINDS = PAGE_KINDS | FOLIO_KINDS | VM_KINDS
 # A return value that is not a small number (unread, or beyond TLC's 32-bit integers): the
 # events' meanings only tell 0 and a few -errno apart, so it stands for "some other error".
 RET_OTHER = -(1 << 31) + 1
+RET_MIN, RET_LIMIT = -(1 << 31), 1 << 31        # the small numbers: RET_MIN < ret < RET_LIMIT
 
 
 def small_ret(value) -> int:
     """A printed return value as the meanings read it: itself when it is a 32-bit number
     (TLC's integers), else RET_OTHER."""
-    if type(value) is int and -(1 << 31) < value < 1 << 31:
+    if type(value) is int and RET_MIN < value < RET_LIMIT:
         return value
     return RET_OTHER
 
