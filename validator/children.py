@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 _PR_SET_PDEATHSIG = 1
 try:
@@ -35,36 +38,46 @@ def die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+class Finished(NamedTuple):
+    """A child that ended: what run() gives back."""
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_kib: int | None        # its peak resident memory (ru_maxrss), None where unknown
+
+
 def run(cmd: list[str], cwd, timeout: float | None,
-        on_line: Callable[[str], None] | None = None) -> tuple[int, str, str]:
+        on_line: Callable[[str], None] | None = None) -> Finished:
     """subprocess.run(capture_output=True, text=True) for a child that dies with us and
-    that kill_children() can stop.  Raises subprocess.TimeoutExpired after killing it.
-    `on_line` sees each line of the child's stdout as it comes (e.g. TLC's progress)."""
+    that kill_children() can stop, with its peak memory.  Raises subprocess.TimeoutExpired
+    after killing it (its `peak_kib`: the child's peak memory until then).  `on_line` sees each line of the child's stdout as it comes (e.g.
+    TLC's progress)."""
     with _LIVE_LOCK:
         if STOPPING.is_set():
             raise Stopped("poisoncheck is stopping")
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, errors="replace", preexec_fn=die_with_parent)
         _LIVE.add(proc)
+    peak: list[int] = []
     try:
-        if on_line is None:
-            out, err = proc.communicate(timeout=timeout)
-        else:
-            out, err = _communicate_by_line(proc, timeout, on_line)
-    except BaseException:
+        out, err = _communicate(proc, timeout, on_line or (lambda _: None), peak)
+    except BaseException as stop:
         proc.kill()
         proc.communicate()
+        if isinstance(stop, subprocess.TimeoutExpired):    # killed and reaped by _wait
+            stop.peak_kib = peak[0] if peak else None
         raise
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
-    return proc.returncode, out, err
+    return Finished(proc.returncode, out, err, peak[0] if peak else None)
 
 
-def _communicate_by_line(proc: subprocess.Popen, timeout: float | None,
-                         on_line: Callable[[str], None]) -> tuple[str, str]:
+def _communicate(proc: subprocess.Popen, timeout: float | None,
+                 on_line: Callable[[str], None], peak: list[int]) -> tuple[str, str]:
     """proc.communicate(), but stdout is read line by line (a thread per pipe, so that
-    neither pipe fills up while the other is read)."""
+    neither pipe fills up while the other is read), and the child is reaped by wait4 for
+    its peak memory (appended to `peak`)."""
     lines: list[str] = []
     errors: list[str] = []
 
@@ -80,10 +93,35 @@ def _communicate_by_line(proc: subprocess.Popen, timeout: float | None,
                threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)]
     for reader in readers:
         reader.start()
-    proc.wait(timeout=timeout)
+    _wait(proc, timeout, peak)
     for reader in readers:
         reader.join()
     return "".join(lines), "".join(errors)
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None, peak: list[int]) -> None:
+    """proc.wait(timeout), reaping the child with os.wait4: only that call gives one child's
+    own peak memory (RUSAGE_CHILDREN mixes every child that ended)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:       # reaped elsewhere: no usage to read
+            proc.wait()
+            return
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            peak.append(usage.ru_maxrss)        # KiB on Linux
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            proc.kill()                 # reaped here too, for its peak memory until now
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            peak.append(usage.ru_maxrss)
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)       # quick for short children, cheap for long ones
 
 
 @contextmanager

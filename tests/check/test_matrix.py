@@ -68,7 +68,8 @@ def test_some_mutant_breaks_refcount_sound():
 def test_deep_runs_are_a_minority_and_make_check_keeps_every_design():
     runs = load_matrix(MATRIX)
     fast = [r for r in runs if not r.deep]
-    assert 0 < len(runs) - len(fast) < len(runs) // 4
+    # At most a third: the deep profile (ten runs) and the slowest of the default constants.
+    assert 0 < len(runs) - len(fast) < len(runs) // 3
     assert {r.design for r in fast if r.kind == "design"} == set(DESIGNS)
 
 

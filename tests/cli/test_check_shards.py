@@ -156,8 +156,9 @@ def test_children_run_hands_over_lines_as_they_come(tmp_path):
     from validator import children
     seen = []
     code = "import sys; print('one', flush=True); print('two'); sys.stderr.write('err')"
-    rc, out, err = children.run([sys.executable, "-c", code], tmp_path, 30, seen.append)
+    rc, out, err, peak = children.run([sys.executable, "-c", code], tmp_path, 30, seen.append)
     assert (rc, out, err, seen) == (0, "one\ntwo\n", "err", ["one\n", "two\n"])
+    assert peak > 0
 
 
 def test_long_runs_print_tlc_progress(tlc_ready, tmp_path, monkeypatch):

@@ -128,7 +128,7 @@ def matrix_shapes(matrix_path: Path) -> dict[str, Shape]:
     """Folios and folio size per backing, as the matrix's design runs use them."""
     shapes: dict[str, Shape] = {}
     for run in load_matrix(matrix_path):
-        if run.kind == "design":
+        if run.kind == "design" and not run.deep:     # the deep profile's are larger
             shapes.setdefault(run.backing, Shape(run.folios, run.pages_per_folio,
                                                  run.liveness_folios))
     return shapes

@@ -6,15 +6,19 @@ from dataclasses import dataclass, field
 
 from validator.check.matrix import Run
 from validator.model.properties import PROPERTIES, VIOLATED
+from validator.tlc.output import UNFINISHED
 
 # A property the run did not check (distributed TLC checks safety only): shown, never a
 # mismatch, never taken for "holds".
 NOT_CHECKED = "not checked"
+# UNFINISHED: a property whose TLC process was stopped at check --budget: no verdict either
+# way; shown with the states explored so far, never a mismatch, never taken for "holds".
+NO_VERDICT = (NOT_CHECKED, UNFINISHED)
 
 
 @dataclass
 class PropertyVerdict:
-    verdict: str                      # holds | violated | - | not checked | error
+    verdict: str                      # holds | violated | - | not checked | unfinished | error
     steps: int | None = None
     counterexample: str | None = None  # path of the JSON counterexample
     error: str | None = None
@@ -29,6 +33,8 @@ class RunResult:
     seconds: float = 0.0
     tlc_runs: int = 0
     collision: float | None = None    # the largest of its TLC processes' estimates
+    peak_mib: float | None = None     # the largest peak memory of its TLC processes (JVMs)
+    queue: int | None = None          # states left when a process was stopped (--budget)
     notes: list[str] = field(default_factory=list)    # how it was checked, where unusual
 
     def cell(self, key: str) -> str:
@@ -47,7 +53,7 @@ class RunResult:
             want = self.run.expect.get(prop.key)
             got = self.verdicts.get(prop.key)
             got_text = got.verdict if got else "?"
-            if got_text not in (want, NOT_CHECKED):
+            if got_text != want and got_text not in NO_VERDICT:
                 out.append(f"{self.run.name}: {prop.key} is {got_text}, the matrix expects {want}")
         return out
 
@@ -65,5 +71,6 @@ class RunResult:
             "expected": self.run.expect, "mismatches": self.mismatches(),
             "distinct_states": self.distinct, "states_generated": self.generated,
             "seconds": round(self.seconds, 2), "tlc_runs": self.tlc_runs,
-            "collision_probability": self.collision, "notes": self.notes,
+            "collision_probability": self.collision, "peak_mib": self.peak_mib,
+            "queue_left": self.queue, "notes": self.notes,
         }

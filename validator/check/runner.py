@@ -20,10 +20,10 @@ from typing import Callable
 
 from validator import children
 from validator.check.matrix import Run
-from validator.check.results import NOT_CHECKED, PropertyVerdict, RunResult
+from validator.check.results import NO_VERDICT, NOT_CHECKED, PropertyVerdict, RunResult
 from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, NOT_APPLICABLE,
                                         PROPERTIES, SAFETY, VIOLATED)
-from validator.tlc.output import TlcResult
+from validator.tlc.output import UNFINISHED, TlcResult
 from validator.tlc.distributed import Distribution, run_distributed
 from validator.tlc.process import RunnerError, run_tlc
 from validator.tlc.setup import TlcSetup
@@ -90,13 +90,27 @@ class _Job:
 
     def _account(self, tlc: TlcResult, seconds: float) -> None:
         with self.lock:
-            self.result.seconds += seconds
-            self.result.tlc_runs += 1
+            result = self.result
+            result.seconds += seconds
+            result.tlc_runs += 1
             if tlc.collision is not None:
-                self.result.collision = max(self.result.collision or 0.0, tlc.collision)
-            if tlc.distinct is not None and tlc.distinct > self.result.distinct:
-                self.result.distinct = tlc.distinct
-                self.result.generated = tlc.generated or 0
+                result.collision = max(result.collision or 0.0, tlc.collision)
+            if tlc.peak_kib is not None:
+                result.peak_mib = max(result.peak_mib or 0.0, tlc.peak_kib / 1024)
+            if tlc.distinct is not None and tlc.distinct > result.distinct:
+                result.distinct = tlc.distinct
+                result.generated = tlc.generated or 0
+            if tlc.status == UNFINISHED:
+                result.queue = max(result.queue or 0, tlc.queue or 0)
+                result.notes.append(self._unfinished_note(tlc))
+
+    def _unfinished_note(self, tlc: TlcResult) -> str:
+        if tlc.distinct is None:
+            return (f"a TLC process was stopped at --budget {self.setup.budget:g}s before its "
+                    f"first progress report")
+        return (f"a TLC process was stopped at --budget {self.setup.budget:g}s with "
+                f"{tlc.distinct:,} distinct states found and {tlc.queue:,} left on its queue "
+                f"at depth {tlc.depth}")
 
     def _record(self, key: str, verdict: PropertyVerdict) -> None:
         with self.lock:
@@ -118,9 +132,9 @@ class _Job:
                     self._record(key, PropertyVerdict("error", error=str(err)))
                 raise
             self._account(tlc, seconds)
-            if tlc.status == HOLDS:
+            if tlc.status in (HOLDS, UNFINISHED):
                 for key in pending:
-                    self._record(key, PropertyVerdict(HOLDS))
+                    self._record(key, PropertyVerdict(tlc.status))
                 return pending
             key = self._violated_key(tlc)
             if tlc.status == "error" or key not in pending:
@@ -175,8 +189,8 @@ class _Job:
             self._record(key, PropertyVerdict("error", error=str(err)))
             raise
         self._account(tlc, seconds)
-        if tlc.status == HOLDS:
-            self._record(key, PropertyVerdict(HOLDS))
+        if tlc.status in (HOLDS, UNFINISHED):
+            self._record(key, PropertyVerdict(tlc.status))
         elif tlc.status == VIOLATED and tlc.violation == "temporal":
             path = _save_counterexample(self.run, key, tlc, self.workdir)
             self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
@@ -197,11 +211,14 @@ def _derive(result: RunResult) -> None:
         base = [result.verdicts.get(k) for k in DERIVED_FROM]
         if any(v is None or v.verdict == "error" for v in base):
             result.verdicts[key] = PropertyVerdict("error", error="a property it derives from has no verdict")
-        elif all(v.verdict == HOLDS for v in base):
-            result.verdicts[key] = PropertyVerdict(HOLDS)
-        else:
+        elif any(v.verdict == VIOLATED for v in base):
             shortest = min(v.steps for v in base if v.verdict == VIOLATED)
             result.verdicts[key] = PropertyVerdict(VIOLATED, shortest)
+        elif all(v.verdict == HOLDS for v in base):
+            result.verdicts[key] = PropertyVerdict(HOLDS)
+        else:                       # no violation, but not every one is known to hold
+            result.verdicts[key] = PropertyVerdict(next(v.verdict for v in base
+                                                        if v.verdict in NO_VERDICT))
 
 
 def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from validator.check.matrix import MatrixError, Run
-from validator.check.results import NOT_CHECKED, PropertyVerdict, RunResult
+from validator.check.results import NO_VERDICT, PropertyVerdict, RunResult
 from validator.model.properties import VERDICTS
 
 _SHARD = re.compile(r"([1-9][0-9]*)/([1-9][0-9]*)")
@@ -78,7 +78,7 @@ def _result(run: Run, entry: dict, path: Path) -> RunResult:
     if not isinstance(verdicts, dict):
         raise MatrixError(f"{path}: run {run.name} has no verdicts")
     for key, v in verdicts.items():
-        if not isinstance(v, dict) or v.get("verdict") not in (*VERDICTS, NOT_CHECKED, "error"):
+        if not isinstance(v, dict) or v.get("verdict") not in (*VERDICTS, *NO_VERDICT, "error"):
             raise MatrixError(f"{path}: run {run.name}: {key} has no verdict poisoncheck knows")
         result.verdicts[key] = PropertyVerdict(v["verdict"], v.get("steps"),
                                                v.get("counterexample"), v.get("error"))
@@ -89,6 +89,9 @@ def _result(run: Run, entry: dict, path: Path) -> RunResult:
         result.tlc_runs = int(entry["tlc_runs"])
         collision = entry.get("collision_probability")
         result.collision = None if collision is None else float(collision)
+        peak, queue = entry.get("peak_mib"), entry.get("queue_left")
+        result.peak_mib = None if peak is None else float(peak)
+        result.queue = None if queue is None else int(queue)
         result.notes = [str(note) for note in entry.get("notes", [])]
     except (KeyError, TypeError, ValueError):
         raise MatrixError(f"{path}: run {run.name} lacks its state counts or times") from None

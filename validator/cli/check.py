@@ -27,13 +27,16 @@ from validator.tlc.setup import SetupError, tlc_setup
 
 def _table(results: list[RunResult]) -> str:
     headers = (["run"] + [p.short for p in PROPERTIES]
-               + ["states", "states/s", "seconds", "fp collision"])
+               + ["states", "states/s", "seconds", "peak MiB", "fp collision"])
     rows = []
     for r in results:
         rate = r.generated / r.seconds if r.seconds else 0
         collision = "-" if r.collision is None else f"{r.collision:.1e}"
+        peak = "-" if r.peak_mib is None else f"{r.peak_mib:,.0f}"
+        # A run stopped at --budget: the states found so far, and that there are more.
+        states = f"{r.distinct}+" if r.queue is not None else str(r.distinct)
         rows.append([r.run.name] + [r.cell(p.key) for p in PROPERTIES]
-                    + [r.distinct, f"{rate:,.0f}", f"{r.seconds:.1f}", collision])
+                    + [states, f"{rate:,.0f}", f"{r.seconds:.1f}", peak, collision])
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
@@ -101,19 +104,25 @@ def _heap_size(ctx, param, value: str) -> str:
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the check fails.")
+@click.option("--budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Stop a TLC process after SECONDS and report its properties `unfinished`, "
+                   "with the states found so far (no verdict, not a failure): for state "
+                   "spaces this host cannot finish (make check-deep).  Overrides --timeout.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where configs, TLC output and counterexamples go [default: ./build/check].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distributed,
           server_host, server_port, list_runs, shard_text, merge, results_files, timeout,
-          out_dir, as_json, quiet):
+          budget, out_dir, as_json, quiet):
     """Model-check every run of the configuration matrix with TLC.
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
     checks it disables.  Runs marked `deep` (the largest state spaces) run
     only with --deep, or when --only names them.  The table has one column per property of
-    protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable).
+    protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable); `unfinished` (a
+    TLC process stopped at --budget) and `not checked` (liveness under --distributed) are
+    no verdict.
     Counterexamples are kept under build/check/RUN/PROPERTY.json (of the
     current folder; --out names another).  Needs Java and the TLC jar
     (`poisoncheck setup`).
@@ -121,7 +130,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
     \b
     Examples:
       poisoncheck check
-      poisoncheck check --deep
+      poisoncheck check --deep --budget 900
       poisoncheck check --only 'NoHold-*' --only mutant-folioref-drop
       poisoncheck check --json > results.json
       poisoncheck check --only HWPoison-thp-fail1 --workers 8 --heap 16g
@@ -157,8 +166,13 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
         if merge:
             merged = merge_results(list(results_files), runs)
         else:
+            if budget is not None and distributed is not None:
+                raise MatrixError("--budget stops plain TLC processes; the distributed mode "
+                                  "runs to its end (use --timeout)")
+            if budget is not None:
+                timeout = max(timeout, budget)
             setup = dataclasses.replace(tlc_setup(out_dir, timeout, spec_dir), workers=workers,
-                                        heap=heap, fpmem=fpmem)
+                                        heap=heap, fpmem=fpmem, budget=budget)
     except (MatrixError, SetupError) as err:
         raise InputError(str(err)) from None
     progress = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
@@ -211,6 +225,10 @@ def _finish(out_dir: Path, results, errors, as_json: bool, where: str | None = N
         total = sum(r.seconds for r in results)
         click.echo(f"\n{len(results)} runs, {sum(r.tlc_runs for r in results)} TLC processes, "
                    f"{total:.0f} s of TLC time; {where or f'counterexamples in {out_dir}'}")
+        unfinished = [r.run.name for r in results if r.queue is not None]
+        if unfinished:
+            click.echo(f"{len(unfinished)} run(s) stopped at --budget, no verdict on their "
+                       f"unfinished properties: {', '.join(unfinished)}")
     for r in results:
         for note in r.notes:
             click.echo(f"note: {r.run.name}: {note}", err=True)

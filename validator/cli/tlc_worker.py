@@ -37,6 +37,6 @@ def tlc_worker(server, port, threads, own_host, heap):
                              own_host, heap)
     except SetupError as err:
         raise InputError(str(err)) from None
-    returncode, _, _ = children.run(cmd, None, None, lambda line: click.echo(line, nl=False))
+    returncode = children.run(cmd, None, None, lambda line: click.echo(line, nl=False)).returncode
     if returncode != 0:
         raise InputError(f"the TLC worker exited with {returncode}")

@@ -54,9 +54,12 @@ class TraceStep:
     state: dict
 
 
+UNFINISHED = "unfinished"     # stopped at poisoncheck's --budget: no verdict either way
+
+
 @dataclass
 class TlcResult:
-    status: str = "error"              # "holds" | "violated" | "error"
+    status: str = "error"              # "holds" | "violated" | "error" | UNFINISHED
     violation: str | None = None       # "invariant" | "action" | "temporal" | "deadlock"
     named_property: str | None = None  # the invariant or action property TLC named
     trace: list[TraceStep] = field(default_factory=list)
@@ -67,6 +70,8 @@ class TlcResult:
     depth: int | None = None
     error: str | None = None           # one-line reason when status is "error"
     collision: float | None = None     # TLC's estimate that two states shared a fingerprint
+    queue: int | None = None           # states left to explore (a run stopped at its budget)
+    peak_kib: int | None = None        # the JVM's peak resident memory
 
     @property
     def steps(self) -> int:

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from validator import children
-from validator.tlc.output import TlcResult, parse_tlc_output
+from validator.tlc.output import UNFINISHED, TlcResult, parse_tlc_output
 from validator.tlc.setup import TlcSetup
 
 SPEC_MODULE = "MCPoison"
@@ -35,14 +36,30 @@ _PROGRESS = re.compile(r"Progress\((\d+)\) at [^:]+:\d\d:\d\d: ([\d,]+) states g
 PROGRESS_AFTER = 60     # seconds: shorter TLC runs print no progress line
 
 
-def progress_line(line: str, seconds: float) -> str | None:
-    """TLC's progress report as one line for the user, or None when `line` is none."""
+class Progress(NamedTuple):
+    """TLC's progress report, numbers only."""
+    depth: int
+    generated: int
+    per_minute: int
+    distinct: int
+    queue: int
+
+
+def parse_progress(line: str) -> Progress | None:
+    """TLC's progress report in `line`, or None when it is none."""
     match = _PROGRESS.match(line)
     if match is None:
         return None
-    depth, generated, per_min, distinct, queue = (int(g.replace(",", "")) for g in match.groups())
-    return (f"{distinct:,} distinct states, {per_min / 60:,.0f} states/s, queue {queue:,}, "
-            f"depth {depth} ({seconds / 60:.0f} min)")
+    return Progress(*(int(g.replace(",", "")) for g in match.groups()))
+
+
+def progress_line(line: str, seconds: float) -> str | None:
+    """TLC's progress report as one line for the user, or None when `line` is none."""
+    report = parse_progress(line)
+    if report is None:
+        return None
+    return (f"{report.distinct:,} distinct states, {report.per_minute / 60:,.0f} states/s, "
+            f"queue {report.queue:,}, depth {report.depth} ({seconds / 60:.0f} min)")
 
 
 @contextmanager
@@ -83,20 +100,42 @@ def _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress):
            "-metadir", metadir.name,
            *extra, "-config", os.path.relpath(cfg, workdir), spec]
     start = time.monotonic()
+    last: list[Progress] = []           # TLC's latest progress report
 
     def on_line(line: str) -> None:
+        report = parse_progress(line)
+        if report is None:
+            return
+        last[:] = [report]
         seconds = time.monotonic() - start
-        if seconds >= PROGRESS_AFTER and (text := progress_line(line, seconds)) is not None:
-            progress(text)
+        if progress is not None and seconds >= PROGRESS_AFTER:
+            progress(progress_line(line, seconds))
 
+    stop_at = setup.timeout if setup.budget is None else min(setup.timeout, setup.budget)
     try:
-        returncode, stdout, stderr = children.run(cmd, workdir, setup.timeout,
-                                                  on_line if progress is not None else None)
-    except subprocess.TimeoutExpired:
-        raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
+        done = children.run(cmd, workdir, stop_at, on_line)
+    except subprocess.TimeoutExpired as stopped:
+        if setup.budget is None or stop_at < setup.budget:
+            raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
+        seconds = time.monotonic() - start
+        (workdir / f"{cfg.stem}.out").write_text(
+            f"stopped by poisoncheck at --budget {setup.budget:g}s\n"
+            + (f"last progress report: {last[0]}\n" if last else ""))
+        return _unfinished(last[0] if last else None, stopped.peak_kib), seconds, ""
     except OSError as err:
         raise RunnerError(f"cannot start Java ({setup.java}): {err}") from None
     seconds = time.monotonic() - start
-    output = stdout + stderr
+    output = done.stdout + done.stderr
     (workdir / f"{cfg.stem}.out").write_text(output)
-    return parse_tlc_output(output, returncode), seconds, output
+    result = parse_tlc_output(output, done.returncode)
+    result.peak_kib = done.peak_kib
+    return result, seconds, output
+
+
+def _unfinished(report: Progress | None, peak_kib: int | None) -> TlcResult:
+    """A TLC process stopped at the budget: what its last progress report said."""
+    result = TlcResult(status=UNFINISHED, peak_kib=peak_kib)
+    if report is not None:
+        result.distinct, result.generated = report.distinct, report.generated
+        result.depth, result.queue = report.depth, report.queue
+    return result

@@ -206,6 +206,8 @@ class TlcSetup:
     heap: str = "2g"    # the JVM's -Xmx
     workers: int = 1    # TLC's -workers: threads of one TLC process
     fpmem: float | None = None  # TLC's -fpmem: the share of memory for fingerprints
+    budget: float | None = None  # seconds after which a TLC process is stopped and its
+                                 # properties are reported unfinished (not an error)
 
 
 def tlc_setup(out_dir: Path, timeout: float, spec_dir: Path | None = None) -> TlcSetup:
