@@ -50,7 +50,8 @@ def run(cmd: list[str], cwd, timeout: float | None,
         on_line: Callable[[str], None] | None = None) -> Finished:
     """subprocess.run(capture_output=True, text=True) for a child that dies with us and
     that kill_children() can stop, with its peak memory.  Raises subprocess.TimeoutExpired
-    after killing it (its `peak_kib`: the child's peak memory until then).  `on_line` sees each line of the child's stdout as it comes (e.g.
+    after killing it, with what it wrote until then (`output`, `stderr`) and its peak
+    memory (`peak_kib`).  `on_line` sees each line of the child's stdout as it comes (e.g.
     TLC's progress)."""
     with _LIVE_LOCK:
         if STOPPING.is_set():
@@ -93,7 +94,13 @@ def _communicate(proc: subprocess.Popen, timeout: float | None,
                threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)]
     for reader in readers:
         reader.start()
-    _wait(proc, timeout, peak)
+    try:
+        _wait(proc, timeout, peak)
+    except subprocess.TimeoutExpired as stop:
+        for reader in readers:          # the child is dead: its pipes end
+            reader.join()
+        stop.output, stop.stderr = "".join(lines), "".join(errors)
+        raise
     for reader in readers:
         reader.join()
     return "".join(lines), "".join(errors)

@@ -22,7 +22,8 @@ EXPECT = ('expect = { NoHostAccessToTdPage = "violated", NoPrivateHostMapping = 
 # About a minute of TLC on this machine (NoHold-hugetlb-fail1-memerr1 of the matrix).
 SLOW = ('[[run]]\nname = "slow"\ndesign = "NoHold"\nbacking = "hugetlb"\nremove_failures = 1\n'
         'mem_errors = 1\n' + EXPECT + "\n")
-ALLOCATE = "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096]); print(len(b))"
+ALLOCATE = ("b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096]); "
+            "print(len(b), flush=True)")
 
 
 def test_a_child_s_peak_memory_is_its_own():
@@ -38,6 +39,7 @@ def test_a_child_past_its_timeout_is_killed_with_its_peak_so_far():
     with pytest.raises(subprocess.TimeoutExpired) as stopped:
         children.run([sys.executable, "-c", code], None, 3)
     assert stopped.value.peak_kib >= 96 << 10
+    assert stopped.value.output == f"{96 << 20}\n"      # what it printed before
     assert not children._LIVE
 
 
@@ -80,6 +82,10 @@ def test_a_run_past_its_budget_is_unfinished_not_failed(tlc_ready, tmp_path):
     assert run["mismatches"] == [] and run["queue_left"] is not None
     assert run["peak_mib"] > 10
     assert any("--budget 3s" in note for note in run["notes"])
+    # The stopped process's output is kept, with TLC's banner, and says why it ends there.
+    stopped = [p.read_text() for p in (out / "slow").glob("*.out")
+               if "stopped by poisoncheck at --budget 3s" in p.read_text()]
+    assert stopped and all("TLC2 Version 2.15" in text for text in stopped)
     table = CliRunner().invoke(cli, ["check", "-q", "--merge", "--matrix", str(matrix),
                                      "--out", str(tmp_path / "merged"),
                                      str(out / "results.json")])

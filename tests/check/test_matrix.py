@@ -123,3 +123,16 @@ def test_bad_matrices_name_the_problem(tmp_path, body, message):
 def test_missing_matrix_file(tmp_path):
     with pytest.raises(MatrixError, match="no such file"):
         load_matrix(tmp_path / "absent.toml")
+
+
+def test_the_deep_profile_has_every_design_on_both_backings_with_the_larger_constants():
+    """Issue 15: 3 folios, 2 removal failures, 2 memory errors, another TD, HugeTLB folios
+    of 4 pages; only in make check-deep."""
+    deep = [r for r in load_matrix(MATRIX) if r.name.startswith("deep-")]
+    assert {(r.design, r.backing) for r in deep} == {(d, b) for d in DESIGNS
+                                                     for b in ("buddy", "hugetlb")}
+    for run in deep:
+        assert run.deep and run.kind == "design", run.name
+        assert (run.folios, run.remove_failures, run.mem_errors) == (3, 2, 2), run.name
+        assert "cross_td" in run.features, run.name
+        assert run.pages_per_folio == (4 if run.backing == "hugetlb" else 1), run.name

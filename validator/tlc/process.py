@@ -119,8 +119,8 @@ def _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress):
             raise RunnerError(f"TLC exceeded --timeout {setup.timeout:g}s on {cfg}") from None
         seconds = time.monotonic() - start
         (workdir / f"{cfg.stem}.out").write_text(
-            f"stopped by poisoncheck at --budget {setup.budget:g}s\n"
-            + (f"last progress report: {last[0]}\n" if last else ""))
+            (stopped.output or "") + (stopped.stderr or "")
+            + f"\nstopped by poisoncheck at --budget {setup.budget:g}s\n")
         return _unfinished(last[0] if last else None, stopped.peak_kib), seconds, ""
     except OSError as err:
         raise RunnerError(f"cannot start Java ({setup.java}): {err}") from None
