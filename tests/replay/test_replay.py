@@ -269,3 +269,16 @@ def test_validate_feature_option_judges_an_erratum_platform(tmp_path):
     result = invoke(trace, *first, "--feature", "pw_erratum")
     assert result.exit_code == 1 and "NoHostAccessToTdPage" in result.output
     assert invoke(trace, "--feature", "no_such").exit_code == 2
+
+
+def test_a_trace_read_without_the_tracepoint_formats_is_refused_not_judged():
+    """The generic reader names no tracepoint's system; the replay would skip mm_page_alloc
+    and mm_page_free (a reuse of the page) and still accept.  It refuses instead."""
+    from validator import ftrace
+    from validator.replay.engine import replay
+    from validator.replay.vocabulary import UntypedEvent
+    path = Path(__file__).resolve().parents[2] / "traces" / "lifecycle-buddy.trace"
+    typed = replay(list(iter_events(read_lines(path.read_text().splitlines()))), "NoHold")
+    assert typed.verdict == "accepted" and typed.events == 28
+    with pytest.raises(UntypedEvent, match="line 13: mm_page_alloc was read without"):
+        replay(list(iter_events(ftrace.read_lines(path.read_text().splitlines()))), "NoHold")

@@ -22,11 +22,11 @@ KNOWN_EVENTS = KnownEvents.of(
 UPSTREAM_PROTOCOL = _CATALOGUE.tracepoint_protocols()
 PROBE_PROTOCOL = _CATALOGUE.probe_protocols()
 PROBE_GROUP = _CATALOGUE.group
+_UPSTREAM_NAMES = frozenset(name for _, name in UPSTREAM_PROTOCOL)
 # How each probe's printed fields become the fields the planner reads (derive, values, ret).
 _NORMALISERS = {s.name: s.normalise for s in _CATALOGUE.probes() if s.needs_normalising}
 # The only event names protocol_of() does not map to None (markers: record's own lines).
-RELEVANT_NAMES = (frozenset(PROBE_PROTOCOL) | frozenset(name for _, name in UPSTREAM_PROTOCOL)
-                  | MARKER_NAMES)
+RELEVANT_NAMES = frozenset(PROBE_PROTOCOL) | _UPSTREAM_NAMES | MARKER_NAMES
 # Events that carry no information the model holds (counted, and shown as observed).
 INFORMATIONAL = {"page_fault", "spte_changed", "set_attributes", "set_spte", "host_unmap_range"}
 # An Observed that stands for a run of INFORMATIONAL events: fields {protocol: count}
@@ -64,10 +64,21 @@ PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to", "major", "m
                "page")
 
 
+class UntypedEvent(ValueError):
+    """An event read without KNOWN_EVENTS: the replay would skip it without a word."""
+
+
 def observe(event: Event) -> Observed | None:
-    """The event as the replay sees it, or None when it is not a protocol event."""
+    """The event as the replay sees it, or None when it is not a protocol event.  Raises
+    UntypedEvent for a protocol tracepoint read without KNOWN_EVENTS (a plain
+    validator.ftrace.read_file): the reader names its system only when it knows the event,
+    so the replay would miss it (a reuse of the page, say) and still give a verdict."""
     protocol = protocol_of(event)
     if protocol is None:
+        if event.system is None and event.name in _UPSTREAM_NAMES:
+            raise UntypedEvent(f"line {event.line_no}: {event.name} was read without "
+                               f"poisoncheck's tracepoint formats; read the trace with "
+                               f"validator.replay.input.read_file or read_lines")
         return None
     name = sys.intern(event.name)
     if protocol in INFORMATIONAL:
