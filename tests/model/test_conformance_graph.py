@@ -145,9 +145,11 @@ def python_safety_verdicts(cfg: model.Config) -> dict[str, str]:
 
 
 def test_python_properties_agree_with_the_matrix_on_buddy_runs():
-    """The replay's property functions give TLC's verdicts on every buddy run."""
+    """The replay's property functions give TLC's verdicts on every buddy run of make check
+    (the deep profile's, with 3 folios and 2+2 faults, took five minutes here)."""
     from validator.check.matrix import load_matrix
-    runs = [r for r in load_matrix(ROOT / "spec" / "matrix.toml") if r.backing == "buddy"]
+    runs = [r for r in load_matrix(ROOT / "spec" / "matrix.toml")
+            if r.backing == "buddy" and not r.deep]
     assert len(runs) > 15
     for run in runs:
         cfg = model.Config(run.design, run.backing, folios=run.folios,
