@@ -288,3 +288,17 @@ def test_a_proposed_check_is_tried_where_its_condition_or_its_site_is_checked():
     assert role_of(sets, "NoHold", "host_fault.bugged_fd") == "untried"
     assert role_of(sets, "NoHold", "gmem_fault.shared") == "present"
     assert role_of(sets, "NoHold", "gmem_fault.hwpoison") == "absent"
+
+
+def test_the_ablation_takes_its_shapes_from_make_check_s_runs_not_the_deep_profile(tmp_path):
+    """A deep run listed first must not set the folios and pages every ablation run uses."""
+    expect = ('expect = { NoHostAccessToTdPage = "holds", NoPrivateHostMapping = "holds", '
+              'PoisonContained = "holds", RefcountSound = "holds", '
+              'ConversionNeedsNoPoisonCheck = "-", NoLeakWithoutFaults = "holds", '
+              'ConversionCompletes = "holds" }')
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[[run]]\nname = "deep-big"\ndesign = "NoHold"\nbacking = "hugetlb"\nfolios = 3\n'
+        'pages_per_folio = 4\ndeep = true\n' + expect + "\n\n"
+        '[[run]]\nname = "small"\ndesign = "NoHold"\nbacking = "hugetlb"\n' + expect + "\n")
+    assert ablation.matrix_shapes(path)["hugetlb"] == ablation.Shape(2, 2, 1)

@@ -69,3 +69,13 @@ def test_bad_heap_and_a_worker_without_jar_are_one_line_exit_2(tmp_path, monkeyp
                                       "--host", "127.0.0.1"])
     assert worker.exit_code == 2 and "poisoncheck setup" in worker.output
     assert len(worker.output.strip().splitlines()) == 1, worker.output
+    heap = CliRunner().invoke(cli, ["tlc-worker", "127.0.0.1", "--port", "10997",
+                                    "--host", "127.0.0.1", "--heap", "lots"])
+    assert heap.exit_code == 2 and "'lots' is not a Java heap size" in heap.output
+
+
+def test_a_budget_is_refused_with_the_distributed_mode(tmp_path):
+    result = invoke("--only", "NoHold-buddy-nofault", "--distributed", 1, "--budget", 60,
+                    "--out", tmp_path)
+    assert result.exit_code == 2 and "--budget stops plain TLC processes" in result.output
+    assert invoke("--only", "NoHold-buddy-nofault", "--budget", 0).exit_code == 2

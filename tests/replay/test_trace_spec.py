@@ -223,3 +223,32 @@ def test_the_checked_in_trace_spec_runs_with_plain_tlc(tlc, tmp_path, name, desi
         assert reached <= events and "No error has been found" in out, out[-2000:]
     else:
         assert f"Invariant {verdict} is violated" in out, out[-2000:]
+
+
+def test_a_page_event_after_an_unconfirmed_own_allocation_is_marked_lapsed():
+    """An allocation of exactly a tracked folio, then an event on one of its pages with no
+    page-cache add between: the page event carries the lapsed claim (Planner._on_page)."""
+    lines = MEMORY_ERROR.splitlines(keepends=True)
+    claim = (OTHER.format(us=17) + "mm_page_alloc: page=0000000000100000 pfn=0x100000 order=0 "
+             "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO\n")
+    text = "".join(line for line in lines if "gmem_error_folio" not in line)
+    text = text.replace("   kworker/u17:1-212", claim + "   kworker/u17:1-212", 1)
+    engine = Replay("NoHold", judge=False)
+    for event in iter_events(read_lines(text.splitlines())):
+        engine.feed(event)
+    got = [(r.kind, r.exact, r.lapsed) for r, *_ in engine.steps]
+    # (the first allocation comes before the folio is known: not guest_memfd's yet)
+    assert got == [("alloc", False, False), ("page_alloc", True, False),
+                   ("memory_failure", False, True)]
+
+
+def test_a_return_value_beyond_32_bits_on_a_page_event_is_some_other_error():
+    """The planner's inline small_ret(): a ret TLC cannot hold is RET_OTHER, on the page
+    events' fast path as on every other."""
+    from validator.replay.resolved import RET_OTHER
+    engine = Replay("NoHold", judge=False)
+    text = with_ret(REMOVAL, "tdx_remove", 1 << 40)
+    for event in iter_events(read_lines(text.splitlines())):
+        engine.feed(event)
+    (removal,) = [r for r, *_ in engine.steps if r.kind == "remove"]
+    assert removal.ret == RET_OTHER

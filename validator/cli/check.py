@@ -6,7 +6,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import click
 from tabulate import tabulate
 
 from validator.cli.errors import InputError, writing_to
+from validator.cli.options import heap_size
 from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
 from validator.model.properties import PROPERTIES
 from validator.check.results import RunResult
@@ -55,12 +55,6 @@ def _exclusive(out_dir: Path):
         yield
 
 
-def _heap_size(ctx, param, value: str) -> str:
-    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
-        raise click.BadParameter(f"{value!r} is not a Java heap size like 512m or 8g")
-    return value
-
-
 @click.command()
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
@@ -77,7 +71,7 @@ def _heap_size(ctx, param, value: str) -> str:
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Threads of each TLC process (TLC's -workers), for one big run on a big "
                    "host; --jobs stays the number of TLC processes in parallel.")
-@click.option("--heap", default="2g", show_default=True, callback=_heap_size,
+@click.option("--heap", default="2g", show_default=True, callback=heap_size,
               help="Java heap of each TLC process (-Xmx), e.g. 512m, 8g.")
 @click.option("--fpmem", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Share of the heap for TLC's fingerprint set (TLC's -fpmem) [default: "

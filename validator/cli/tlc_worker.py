@@ -6,6 +6,7 @@ import click
 
 from validator import children
 from validator.cli.errors import InputError
+from validator.cli.options import heap_size
 from validator.tlc.distributed import worker_command
 from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
 
@@ -18,13 +19,15 @@ from validator.tlc.setup import SetupError, default_jar, find_java, verify_jar
               help="Worker threads; each registers with the server as one worker.")
 @click.option("--host", "own_host", required=True,
               help="The name the server reaches this machine by (RMI calls back).")
-@click.option("--heap", default="2g", show_default=True, help="Java heap (-Xmx).")
+@click.option("--heap", default="2g", show_default=True, callback=heap_size,
+              help="Java heap (-Xmx), e.g. 512m, 8g.")
 def tlc_worker(server, port, threads, own_host, heap):
     """Join the TLC server of `poisoncheck check --distributed` on another machine.
 
     The server is `poisoncheck check --distributed N --server-host SERVER --server-port
-    PORT`; this worker computes successor states for it until its check ends.  Needs Java and the jar (`poisoncheck setup`), not the spec: the
-    server sends it.  TLC's own output goes to stdout.
+    PORT`; this worker computes successor states for it until its check ends.  Needs Java
+    and the jar (`poisoncheck setup`), not the spec: the server sends it.  TLC's own output
+    goes to stdout.
 
     \b
     Example (server on host a, this worker on host b):

@@ -1,0 +1,15 @@
+"""Option checks more than one command shares."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+
+def heap_size(ctx, param, value: str) -> str:
+    """A Java heap size (-Xmx) as the JVM takes it; anything else is a usage error (exit 2)
+    here, not a JVM that fails to start."""
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
+        raise click.BadParameter(f"{value!r} is not a Java heap size like 512m or 8g")
+    return value
