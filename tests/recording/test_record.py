@@ -16,12 +16,13 @@ from validator.recording.kprobes import enable_path, kprobe_line, kprobe_lines, 
 from validator.recording.plan import Plan, remove_steps, setup_steps
 from validator.cli import cli
 from validator.cli.errors import Terminated
-from validator.recording.kprobes import load_catalogue
+from validator.recording.kprobes import default_path, load_catalogue
 
 CAT = load_catalogue()
 FOREIGN = "p:kprobes/myprobe do_sys_open dfd=%ax"
 OLD = "r16:poisoncheck/old_probe vfs_read ret=$retval"
 UPSTREAM_SYMBOLS = [s.symbol for s in CAT.probes(only_upstream=True)]
+ALL_SYMBOLS = list(dict.fromkeys(s.symbol for s in CAT.probes()))
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +31,7 @@ def no_kvm(monkeypatch):
     monkeypatch.setattr(session, "discover_gmem_dev", lambda echo: None)
 
 
-def make_tracefs(root: Path, functions=UPSTREAM_SYMBOLS, with_probe_dirs=True) -> Path:
+def make_tracefs(root: Path, functions=ALL_SYMBOLS, with_probe_dirs=True) -> Path:
     """What a tracefs holds once the kernel has created the probes' event directories."""
     root.mkdir()
     (root / "kprobe_events").write_text(f"{FOREIGN}\n{OLD}\n")
@@ -239,28 +240,121 @@ def test_missing_upstream_events_are_left_out_with_a_note(tmp_path):
     assert (root / "events/kmem/mm_page_alloc/enable").read_text() == "1\n"
 
 
-def test_kernel_refuses_a_probe_line(tmp_path, monkeypatch):
-    root = make_tracefs(tmp_path / "tracing")
-    third = kprobe_lines(CAT)[2]
+def refusing_kernel(monkeypatch, root: Path, refused: str, reason: str):
+    """kprobe_events refuses one line with EINVAL and logs why, as tracefs does."""
     real = recording._write_file
 
     def kernel(path, text, append):
-        if path.name == "kprobe_events" and text == third:
+        if path.name == "kprobe_events" and text == refused:
+            with open(root / "error_log", "a") as log:
+                log.write(f"[   12.345678] trace_kprobe: error: {reason}\n"
+                          f"  Command: {text}\n              ^\n")
             raise OSError(errno.EINVAL, "Invalid argument", str(path))
         real(path, text, append)
 
     monkeypatch.setattr(recording, "_write_file", kernel)
+
+
+def test_a_refused_probe_line_is_left_out_with_the_kernels_reason(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+    third = kprobe_lines(CAT)[2]
+    name = CAT.probes()[2].name
+    refusing_kernel(monkeypatch, root, third, "Invalid argument type")
     result = run("--apply", "--tracefs", str(root))
-    line = one_error_line(result)
+    assert result.exit_code == 0, result.output
+    assert (f"note: probe {name} left out: the kernel refused line 3 of kprobe_events: "
+            f"{third!r} (Invalid argument); error_log: Invalid argument type") in result.stderr
+    events = (root / "kprobe_events").read_text()
+    assert third not in events
+    assert kprobe_lines(CAT)[3] + "\n" in events          # the later lines still go in
+    assert f"skipped {root}/events/poisoncheck/{name}/enable: its probe was left out" \
+        in result.stdout
+    assert (root / f"events/poisoncheck/{name}/enable").read_text() == "0\n"
+    assert (root / "tracing_on").read_text() == "1\n"
+
+
+def test_with_check_a_refused_probe_line_is_an_error_and_undone(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+    third = kprobe_lines(CAT)[2]
+    refusing_kernel(monkeypatch, root, third, "Invalid argument type")
+    result = run("--apply", "--check", "--tracefs", str(root))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    line = result.stderr.splitlines()[-1]
     assert line == (f"Error: the kernel refused line 3 of kprobe_events: {third!r} "
-                    f"(Invalid argument); the kernel says why in {root}/error_log; "
+                    f"(Invalid argument); error_log: Invalid argument type; "
                     f"the set-up written so far was undone")
     # the writes before it were made and reported, then undone: our probes removed again
     events = (root / "kprobe_events").read_text()
     assert kprobe_lines(CAT)[1] + "\n" in events
     assert events.endswith(f"-:poisoncheck/{CAT.probes()[1].name}\n")
     assert (root / "tracing_on").read_text() == "0\n"
-    assert "wrote " + str(root / "events/poisoncheck/tdx_aug/enable") + ": 1" not in result.stdout
+
+
+# The functions of Debian's 7.2.13 kernel with kvm and kvm_amd loaded (the lab): no TDX,
+# no in-place conversion, none of the designs' own functions.
+LAB_72_FUNCTIONS = ["filemap_add_folio", "kvm_gmem_get_pfn", "kvm_gmem_fault_user_mapping",
+                    "kvm_gmem_fallocate", "kvm_gmem_error_folio", "kvm_gmem_free_folio",
+                    "kvm_make_all_cpus_request", "free_huge_folio", "alloc_hugetlb_folio"]
+
+
+def test_probes_on_functions_the_kernel_lacks_are_left_out_with_a_note(tmp_path):
+    root = make_tracefs(tmp_path / "tracing", functions=LAB_72_FUNCTIONS)
+    result = run("--apply", "--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    present = [s for s in CAT.probes() if s.symbol in LAB_72_FUNCTIONS]
+    absent = [s for s in CAT.probes() if s.symbol not in LAB_72_FUNCTIONS]
+    assert present and absent
+    events = (root / "kprobe_events").read_text()
+    for spec in present:
+        assert kprobe_line(spec) + "\n" in events
+        assert (root / enable_path(spec)).read_text() == "1\n"
+    for spec in absent:
+        assert f"poisoncheck/{spec.name} " not in events
+        assert (root / enable_path(spec)).read_text() == "0\n"
+    notes = [line for line in result.stderr.splitlines() if "left out" in line]
+    assert len(notes) == 1
+    assert f"{len(absent)} probe(s) left out" in notes[0]
+    for spec in absent:     # each named, with what the capture loses
+        assert f"{spec.name} on {spec.symbol} (no {spec.protocol} events" in notes[0]
+    assert "gmem_alloc" not in notes[0]
+
+
+def test_a_renamed_function_is_probed_under_the_name_the_kernel_has(tmp_path):
+    """`aliases` lists a function's other names (same arguments); the first the kernel
+    has is probed."""
+    text = default_path().read_text()
+    table = "[poisoncheck.gmem_get_pfn]\n"
+    assert table in text
+    catalogue = tmp_path / "renamed.toml"
+    catalogue.write_text(text.replace(table, table + 'aliases = ["kvm_gmem_get_pfn_v2"]\n'))
+    renamed = load_catalogue(catalogue).get(None, "gmem_get_pfn")
+    root = make_tracefs(tmp_path / "tracing", functions=[
+        f for f in ALL_SYMBOLS if f != "kvm_gmem_get_pfn"] + ["kvm_gmem_get_pfn_v2"])
+    result = run("--apply", "--check", "--catalogue", str(catalogue), "--tracefs", str(root))
+    assert result.exit_code == 0, result.output
+    events = (root / "kprobe_events").read_text()
+    assert kprobe_line(renamed, "kvm_gmem_get_pfn_v2") + "\n" in events
+    assert " kvm_gmem_get_pfn " not in events
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace(table, table + 'aliases = ["no spaces"]\n'))
+    assert "aliases must list" in one_error_line(run("--catalogue", str(bad)))
+
+
+def test_tracefs_writes_do_not_seek(tmp_path, monkeypatch):
+    """A write-only kprobe_events refuses lseek with EINVAL (7.2); Python's append mode seeks
+    after opening, which made record --apply fail at its first probe line."""
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, flags, *a: (opened.append((path, flags)),
+                                                              real_open(path, flags, *a))[1])
+    monkeypatch.setattr(os, "lseek", lambda *a: (_ for _ in ()).throw(
+        OSError(errno.EINVAL, "Invalid argument")))
+    target = tmp_path / "kprobe_events"
+    target.write_text("old\n")
+    recording._write_file(target, "p:g/x f", append=True)
+    recording._write_file(tmp_path / "kprobe_events", "p:g/y f", append=True)
+    assert target.read_text() == "old\np:g/x f\np:g/y f\n"
+    assert opened and all(flags & os.O_APPEND and not flags & os.O_TRUNC for _, flags in opened)
 
 
 def test_kernel_refuses_a_filter(tmp_path, monkeypatch):

@@ -38,6 +38,10 @@ class ProbeMakingRules(LoaderRules):
         symbol = table.get("symbol")
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             fail(f"symbol must be a kernel function name ([MODULE:]SYMBOL), not {symbol!r}")
+        aliases = table.get("aliases", [])
+        if (not isinstance(aliases, list)
+                or not all(isinstance(a, str) and _SYMBOL.fullmatch(a) for a in aliases)):
+            fail("aliases must list the function's other names (kernel function names)")
         if not isinstance(table.get("upstream"), bool):
             fail("upstream must be true or false (false: the function exists only with a "
                  "design's patch)")
@@ -71,11 +75,13 @@ def load_catalogue(path: Path | str | None = None) -> Catalogue:
     return load_replay_catalogue(path, PROBE_MAKING_RULES)
 
 
-def kprobe_line(spec: ProbeSpec) -> str:
-    """The line for kprobe_events: `p:GROUP/NAME SYMBOL ARGS` or `r:...`."""
+def kprobe_line(spec: ProbeSpec, symbol: str | None = None) -> str:
+    """The line for kprobe_events: `p:GROUP/NAME SYMBOL ARGS` or `r:...`; `symbol` is the
+    name this kernel has (one of spec.symbols; the catalogue's first by default)."""
     if not spec.is_probe:
         raise ValueError(f"{spec.qualname} is a tracepoint, not a probe")
-    head = f"{'p' if spec.kind == 'kprobe' else 'r'}:{spec.system}/{spec.name} {spec.symbol}"
+    head = (f"{'p' if spec.kind == 'kprobe' else 'r'}:{spec.system}/{spec.name} "
+            f"{symbol or spec.symbol}")
     return " ".join([head, *map(str, spec.args)])
 
 

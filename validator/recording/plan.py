@@ -64,13 +64,22 @@ class Plan:
     buffer_kb: int | None = None
     gmem_dev: tuple[int, int] | None = None
     pid: int | None = None
+    # probe name -> the function name this kernel has (one of spec.symbols); None: the
+    # catalogue's first names (the kernel's functions were not listed)
+    symbols: tuple[tuple[str, str], ...] | None = None
+    left_out: frozenset[str] = frozenset()   # probes this kernel cannot have (no function)
 
     @property
     def base(self) -> str:
         return f"instances/{self.instance}/" if self.instance else ""
 
     def probes(self) -> list[ProbeSpec]:
-        return self.cat.probes(self.only_upstream) if self.kprobes else []
+        if not self.kprobes:
+            return []
+        return [s for s in self.cat.probes(self.only_upstream) if s.name not in self.left_out]
+
+    def symbol(self, spec: ProbeSpec) -> str | None:
+        return dict(self.symbols or ()).get(spec.name)
 
     def events(self) -> list[ProbeSpec]:
         tps = list(self.tracepoints if self.tracepoints is not None else self.cat.tracepoints())
@@ -112,7 +121,7 @@ def setup_steps(plan: Plan) -> list[TracefsStep | str]:
         comment = _probe_comment(spec)
         if i == 0:
             comment = "4. the probes, appended one line at a time\n" + comment
-        steps.append(TracefsStep("kprobe_events", kprobe_line(spec), append=True, comment=comment))
+        steps.append(TracefsStep("kprobe_events", kprobe_line(spec, plan.symbol(spec)), append=True, comment=comment))
     filters = [(spec, spec.filter) for spec in probes if spec.filter]
     if plan.gmem_dev is not None:
         filters += [(spec, f"s_dev == {dev_t(plan.gmem_dev)}") for spec in plan.events()

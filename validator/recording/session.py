@@ -12,9 +12,9 @@ from pathlib import Path
 from validator.recording.kprobes import load_catalogue
 from validator.recording.plan import Plan, RecordError, remove_steps, setup_steps
 from validator.recording.script import collect_hint, lost_without_kprobes, render_script
-from validator.recording.tracefs import (apply_steps, check_symbols, has_kprobes,
-                                         missing_message, present_tracepoints,
-                                         require_tracefs, undo_steps)
+from validator.recording.tracefs import (apply_steps, choose_symbols, has_kprobes,
+                                         kernel_functions, left_out_message, missing_message,
+                                         present_tracepoints, require_tracefs, undo_steps)
 
 
 @dataclass(frozen=True)
@@ -61,20 +61,26 @@ def run_record(opts: RecordOptions, out: Callable[..., None], note: Callable[[st
         if lack and not remove:
             note(f"note: {len(lack)} upstream event(s) missing under {root}/events, left out: "
                  + ", ".join(f"{s.qualname} ({s.protocol})" for s in lack))
-    if opts.check and kprobes:
-        could, missing = check_symbols(root, cat, only_upstream)
-        if not could:
-            note(f"note: {root}/available_filter_functions is missing; symbols not checked")
-        elif missing:
+    symbols, left_out = None, frozenset()
+    known = kernel_functions(root) if kprobes and root.is_dir() else None
+    if known is None and opts.check and kprobes:
+        note(f"note: {root}/available_filter_functions is missing; symbols not checked")
+    elif known is not None:
+        chosen, missing = choose_symbols(known, cat.probes(only_upstream))
+        symbols = tuple(chosen.items())
+        if missing and opts.check:
             raise RecordError(missing_message(root, missing))
-        else:
+        if missing and not remove:
+            note(f"note: {left_out_message(root, missing)}")
+        elif opts.check:
             note(f"all {len(cat.probes(only_upstream))} probed functions are in "
                  f"{root}/available_filter_functions")
+        left_out = frozenset(s.name for s in missing)
     gmem_dev = opts.gmem_dev
     if gmem_dev is None and opts.apply and not remove:
         gmem_dev = discover_gmem_dev(note)
     plan = Plan(cat, opts.instance, kprobes, only_upstream, tracepoints, opts.buffer_kb,
-                gmem_dev, opts.pid)
+                gmem_dev, opts.pid, symbols, left_out)
     steps = remove_steps(plan) if remove else setup_steps(plan)
     if not opts.apply:
         out(render_script(steps, str(root), plan, remove), nl=False)
@@ -82,7 +88,10 @@ def run_record(opts: RecordOptions, out: Callable[..., None], note: Callable[[st
     if remove:
         writes = undo_steps(root, steps, plan, out)
     else:
-        writes = apply_steps(root, steps, plan, out, undo=remove_steps(plan))
+        refused = None if opts.check else (
+            lambda name, why: note(f"note: probe {name} left out: {why}"))
+        writes = apply_steps(root, steps, plan, out, undo=remove_steps(plan),
+                             refused_probe=refused)
     out(f"{writes} writes to {root}.")
     if not remove:
         out(collect_hint(str(root), plan))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 from pathlib import Path
 
@@ -43,15 +44,43 @@ def present_tracepoints(root: Path, cat: Catalogue) -> tuple[list[ProbeSpec], li
     return have, lack
 
 
-def check_symbols(root: Path, cat: Catalogue, only_upstream: bool) -> tuple[bool, list[ProbeSpec]]:
-    """(could check, probes whose symbol is not in available_filter_functions)."""
+def kernel_functions(root: Path) -> set[str] | None:
+    """The functions kprobes can be placed on (available_filter_functions), None when the
+    file is missing.  Module functions are listed as `name [module]`."""
     text = read_text(root / "available_filter_functions")
     if text is None:
+        return None
+    return {parts[0] for parts in (line.split() for line in text.splitlines()) if parts}
+
+
+def choose_symbols(known: set[str], probes: list[ProbeSpec]
+                   ) -> tuple[dict[str, str], list[ProbeSpec]]:
+    """({probe name: the first of its names this kernel has}, probes it has none of)."""
+    chosen: dict[str, str] = {}
+    missing = []
+    for spec in probes:
+        name = next((sym for sym in spec.symbols if sym.split(":", 1)[-1] in known), None)
+        if name is None:
+            missing.append(spec)
+        else:
+            chosen[spec.name] = name
+    return chosen, missing
+
+
+def check_symbols(root: Path, cat: Catalogue, only_upstream: bool) -> tuple[bool, list[ProbeSpec]]:
+    """(could check, probes none of whose names is in available_filter_functions)."""
+    known = kernel_functions(root)
+    if known is None:
         return False, []
-    known = {parts[0] for parts in (line.split() for line in text.splitlines()) if parts}
-    missing = [spec for spec in cat.probes(only_upstream)
-               if spec.symbol.split(":", 1)[-1] not in known]
-    return True, missing
+    return True, choose_symbols(known, cat.probes(only_upstream))[1]
+
+
+def left_out_message(root: Path, missing: list[ProbeSpec]) -> str:
+    """The note for probes left out because the kernel lacks their function."""
+    items = "; ".join(f"{s.name} on {'/'.join(s.symbols)} (no {s.protocol} events: "
+                      f"{s.summary}{'' if s.upstream else ', a design patch'})" for s in missing)
+    return (f"{len(missing)} probe(s) left out, their function is not in "
+            f"{root}/available_filter_functions: {items}")
 
 
 def missing_message(root: Path, missing: list[ProbeSpec]) -> str:
@@ -72,10 +101,24 @@ def missing_message(root: Path, missing: list[ProbeSpec]) -> str:
 # ---------------------------------------------------------------- writing
 
 def _write_file(path: Path, text: str, append: bool) -> None:
-    """One open and one write per line, as `echo` does: tracefs parses each write."""
-    with open(path, "a" if append else "w") as fh:
+    """One open and one write per line, as `echo` does: tracefs parses each write.  No
+    buffered file object: Python's append mode seeks to the end after opening, and a
+    write-only kprobe_events refuses the seek with EINVAL (seen on 7.2), which read as the
+    kernel refusing the line."""
+    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags)
+    try:
         if text:
-            fh.write(text + "\n")
+            os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def last_error(root: Path) -> str | None:
+    """The kernel's last complaint in error_log (`... error: REASON`), if any."""
+    lines = (read_text(root / "error_log") or "").splitlines()
+    reasons = [line.split("error:", 1)[1].strip() for line in lines if "error:" in line]
+    return reasons[-1] if reasons else None
 
 
 def old_probes(root: Path, group: str) -> list[str]:
@@ -88,11 +131,13 @@ def old_probes(root: Path, group: str) -> list[str]:
 
 
 def apply_steps(root: Path, steps: list[TracefsStep | str], plan: Plan, echo,
-                undo: list[TracefsStep | str] | None = None) -> int:
+                undo: list[TracefsStep | str] | None = None, refused_probe=None) -> int:
     """Carry out the steps in order and report each through `echo`.  On the first refused
-    write, carry out `undo` (best effort) and raise RecordError.  Returns the writes made."""
+    write, carry out `undo` (best effort) and raise RecordError.  Returns the writes made.
+    With `refused_probe(name, message)`, a probe line the kernel refuses is left out
+    instead (its filter and enable steps skipped) and reported through it."""
     try:
-        return _apply(root, steps, plan, echo, strict=True)
+        return _apply(root, steps, plan, echo, strict=True, refused_probe=refused_probe)
     except RecordError as err:
         if undo is None:
             raise
@@ -115,17 +160,23 @@ def undo_steps(root: Path, steps: list[TracefsStep | str], plan: Plan, echo) -> 
     return writes
 
 
-def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict: bool) -> int:
+def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict: bool,
+           refused_probe=None) -> int:
     writes = 0
     probe_line = 0
     group = plan.cat.group
+    skipped: list[str] = []     # event directories of probes the kernel refused
 
-    def write(rel: str, text: str, append: bool, what: str):
+    def write(rel: str, text: str, append: bool, what: str, probe: str | None = None):
         nonlocal writes
         path = root / rel
         try:
             _write_file(path, text, append)
         except OSError as err:
+            if probe is not None and refused_probe is not None and err.errno != errno.EPERM:
+                refused_probe(probe, _refused(root, path, text, what, err))
+                skipped.append(f"{plan.base}events/{group}/{probe}/")
+                return
             if strict:
                 raise RecordError(_refused(root, path, text, what, err)) from None
             echo(f"could not write {path}: {err.strerror or err}")
@@ -158,17 +209,22 @@ def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict:
             writes += 1
             echo(f"{step.kind} {path}")
             continue
+        if any(step.path.startswith(d) for d in skipped):
+            echo(f"skipped {path}: its probe was left out")
+            continue
         if step.optional and not path.exists():
             echo(f"skipped {path}: not present")
             continue
-        what = ""
+        what, probe = "", None
         if step.path == "kprobe_events":
             probe_line += 1
             what = f"line {probe_line} of kprobe_events"
+            m = _OLD_PROBE.match(step.text + " ")
+            probe = m["name"] if m and m["group"] == group else None
         elif step.path.endswith("/filter"):
             parts = step.path.split("/")
             what = f"the filter of {parts[-3]}/{parts[-2]}"
-        write(step.path, step.text, step.append, what)
+        write(step.path, step.text, step.append, what, probe)
     return writes
 
 
@@ -182,7 +238,9 @@ def _refused(root: Path, path: Path, text: str, what: str, err: OSError) -> str:
             hint = " (the event does not exist: the probe was not created, or its module is not loaded)"
         return f"cannot write {path}: {reason}{hint}"
     if what:
+        why = last_error(root)
         log = root / "error_log"
-        more = f"; the kernel says why in {log}" if log.exists() else ""
+        more = (f"; error_log: {why}" if why else
+                f"; the kernel says why in {log}" if log.exists() else "")
         return f"the kernel refused {what}: {text!r} ({reason}){more}"
     return f"cannot write {path}: {reason}"

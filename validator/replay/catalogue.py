@@ -38,7 +38,7 @@ _DERIVE_TERM = re.compile(r"([+-])\s*([A-Za-z_]\w*)")
 
 _COMMON_KEYS = {"protocol", "summary", "source", "kind", "fields"}
 _TRACEPOINT_KEYS = _COMMON_KEYS | {"formats", "required"}
-_PROBE_KEYS = _COMMON_KEYS | {"symbol", "upstream", "args", "aux", "derive", "filter",
+_PROBE_KEYS = _COMMON_KEYS | {"symbol", "aliases", "upstream", "args", "aux", "derive", "filter",
                               "unfetched", "values", "ret"}
 _TOP_KEYS = {"group": str, "buffer_size_kb": int, "trace_clock": str}
 
@@ -344,7 +344,8 @@ def _parse_event(system: str, name: str, t: dict, rules: LoaderRules, fail) -> P
     rules.probe_done(t, arg_names, fail)
     return ProbeSpec(system=system, name=name, protocol=protocol, kind=kind, fields=fields_t,
                      summary=t.get("summary", ""), source=t.get("source", ""),
-                     symbol=t.get("symbol"), upstream=t.get("upstream"), args=tuple(args),
+                     symbol=t.get("symbol"), aliases=tuple(t.get("aliases", ())),
+                     upstream=t.get("upstream"), args=tuple(args),
                      aux=tuple(aux), derive=derive, filter=t.get("filter"),
                      unfetched=dict(unfetched), values=values, ret=ret)
 

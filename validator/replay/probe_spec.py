@@ -37,6 +37,7 @@ class ProbeSpec:
     source: str = ""
     # how the probe is made (recording/kprobes.py checks and uses these)
     symbol: str | None = None
+    aliases: tuple[str, ...] = ()       # the function's names in other kernels (renamed)
     upstream: bool = True               # false: the function exists only with a design's patch
     args: tuple[FetchArg, ...] = ()
     aux: tuple[str, ...] = ()
@@ -52,6 +53,11 @@ class ProbeSpec:
     @property
     def qualname(self) -> str:
         return f"{self.system}:{self.name}"
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The probed function's names, the catalogue's first, then its other names."""
+        return ((self.symbol,) if self.symbol else ()) + self.aliases
 
     @property
     def is_probe(self) -> bool:
