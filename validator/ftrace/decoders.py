@@ -136,7 +136,9 @@ class TypedFields(_Lazy):
 # Plain "k=v k=v" (no spaces, quotes or "=" in values): a subset of what the grammar accepts,
 # checked first because KV_ARGS_RE is slow.
 _SIMPLE_ARGS = re.compile(r"[A-Za-z_][\w.]*=[^ \"=]*(?: [A-Za-z_][\w.]*=[^ \"=]*)*")
-_KPROBE_SITE = re.compile(r"[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+")
+# "func+0x4/0x350", and " [kvm]" after it for a module's function (kernel/trace/trace_kprobe.c
+# prints the site with %pS)
+_KPROBE_SITE = re.compile(r"[\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?")
 _ADDR_SITE = re.compile(r"(?:0x)?[0-9a-f]+")
 
 

@@ -66,7 +66,7 @@ def _convert(item):
 # a poisoncheck probe with exactly these pairs (decoders.decode_probe).
 _PLAIN_VALUE = r'(?:"[^"\\\s=]*"|[^\s"=]*)'
 _PLAIN_PROBE = re.compile(
-    r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: <- [\w.$]+)?\) "
+    r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?(?: <- [\w.$]+)?\) "
     rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
 _PLAN_KEYS = frozenset(PLAN_FIELDS)
 # The pairs of PLAN_FIELDS in arguments _PLAIN_PROBE accepted (values hold no space)
