@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JAR    := build/tla2tools.jar
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: check check-deep test bench fuzz review clean setup java real-trace
+.PHONY: check check-deep test bench fuzz review clean setup java real-trace lab-trace lab-check
 
 # Model-check the matrix, then validate traces/ and replay every counterexample.
 check: setup
@@ -42,6 +42,22 @@ review: setup
 # a private tracefs instance under `poisoncheck record`'s set-up, written to build/real/, validated.
 real-trace: $(STAMP)
 	$(BIN)/python exercise/real_trace.py --out build/real
+
+# The kernel lab: Debian's newest kernel (downloaded once into build/lab/) booted under QEMU
+# with virtme-ng and nested SVM; the exercises run inside under `poisoncheck record --apply`,
+# the captures land in build/lab/captures/ and are validated with every design.
+# KERNEL=path/to/vmlinuz MODULES=path/to/lib/modules/VER boots your own kernel instead.
+LAB_STAMP := $(VENV)/.lab-installed
+lab-trace: $(LAB_STAMP)
+	$(BIN)/python exercise/lab.py
+
+# The same, then the verdicts compared with the committed lab captures' (traces/real/).
+lab-check: lab-trace
+	$(BIN)/python exercise/lab_check.py build/lab/captures
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[lab]'
+	touch $@
 
 setup: $(STAMP) $(JAR) java
 

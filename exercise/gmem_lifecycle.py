@@ -212,10 +212,12 @@ def lifecycle(pages: int, marker: Marker) -> dict:
         vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS)
 
     gmem_flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED
-    marker("create_gmem", pages=pages, flags=gmem_flags)
     gmem_fd = create_guest_memfd(vm_fd, size, gmem_flags)
     st = os.fstat(gmem_fd)
     gmem_dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    # after the ioctl: the marker names the new file's inode (the replay reads its flags)
+    marker("create_gmem", ino=hex(st.st_ino), dev=gmem_dev, pages=pages, flags=gmem_flags,
+           init_shared=int(bool(gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED)))
     try:
         memory = mmap.mmap(gmem_fd, size, mmap.MAP_SHARED)
     except OSError as err:

@@ -249,11 +249,17 @@ FdRefuses(check) == fd # "ok" /\ On(check)
 \* KVM_BUG_ON(): the VM is marked bugged and dead; no vCPU runs again.
 BugVm == vm' = IF vm = "running" THEN "bugged" ELSE vm
 
+\* How the file's pages start: private.  A TD's guest_memfd cannot be made with
+\* GUEST_MEMFD_FLAG_INIT_SHARED (kvm_gmem_create() refuses it for a VM with private memory);
+\* trace validation overrides this with what the capture shows of each file
+\* (PoisonTrace.cfg: InitAttrs <- TraceInitAttrs), a non-TD's file may start shared.
+InitAttrs == {[p \in Pages |-> "private"]}
+
 -----------------------------------------------------------------------------
 Init ==
     /\ folioLoc = [f \in Folios |-> "pool"]
     /\ tdxRefs = [p \in Pages |-> 0]
-    /\ attr = [p \in Pages |-> "private"]
+    /\ attr \in InitAttrs
     /\ sept = [p \in Pages |-> "unmapped"]
     /\ mirror = [p \in Pages |-> FALSE]
     /\ hostMap = [p \in Pages |-> FALSE]

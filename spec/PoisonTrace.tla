@@ -65,6 +65,16 @@ VARIABLES
 
 traceVars == <<vars, l, sub, obs, pcOk>>
 
+\* How each file starts (the capture's files, numbered 1..TraceFileCount): "private",
+\* "shared" (GUEST_MEMFD_FLAG_INIT_SHARED), or "any" where the capture does not say; a
+\* reading picks one for every file, and the pages of a folio start as its file does.
+TraceChoices(i) == IF TraceFileInit[i] = "any" THEN {"private", "shared"}
+                   ELSE {TraceFileInit[i]}
+RECURSIVE TraceReadings(_)
+TraceReadings(k) == IF k = 0 THEN {<<>>}
+                    ELSE {Append(r, v) : r \in TraceReadings(k - 1), v \in TraceChoices(k)}
+TraceInitAttrs == {[p \in Pages |-> c[TraceFileOf[p[1]]]] : c \in TraceReadings(TraceFileCount)}
+
 TraceInit == Init /\ l = 1 /\ sub = 0 /\ obs = FALSE /\ pcOk = TRUE
 
 -----------------------------------------------------------------------------

@@ -36,6 +36,9 @@ PROBE_TABLE = [
     ("tdx_reclaim", ["pfn", "ret"], "reclaim"),
     # Not in the issue's table: added so HugeTLB pool reuse shows in a trace (README).
     ("hugetlb_alloc", ["pfn", "order"], "hugetlb_alloc"),
+    # A file's creation flags (INIT_SHARED: its pages start shared), from the lab issue.
+    ("gmem_inode", ["ino"], "gmem_inode"),
+    ("gmem_create", ["flags", "ret"], "gmem_create"),
 ]
 UPSTREAM_TABLE = [
     ("filemap", "mm_filemap_add_to_page_cache", "cache_add"),
@@ -147,6 +150,7 @@ def test_filters_name_only_event_args(cat):
         "tdx_remove": "pfn != 0",
         "vm_bugged": "req == 0x301 && bugged == 1",
         "gmem_punch_hole": "mode & 0x2",
+        "gmem_inode": "magic == 0x474d454d",
     }
 
 
@@ -173,7 +177,7 @@ def test_decode_derives_maps_and_normalises(cat):
     assert cat.get(None, "vm_bugged").decode({"req": 0x301, "bugged": 1}) == {}
     assert cat.get(None, "gmem_error_folio").decode({"index": 7, "page": "0xffffea0000048d00"},
                                                     with_aux=True) == \
-        {"pfn": None, "index": 7, "page": 0xffffea0000048d00}
+        {"pfn": None, "index": 7, "page": 0xffffea0000048d00, "ino": None}
     free = cat.get(None, "mm_page_free")
     assert free.decode({"page": "0000000046b2e1c5", "pfn": 0x1234, "order": 0}) == \
         {"page": "0000000046b2e1c5", "pfn": 0x1234, "order": 0}

@@ -82,7 +82,7 @@ class Reference(ReferenceReplay):
     """Notes the candidates each step starts from (what a verdict shows)."""
 
     def _take_whole(self, desc, folio):
-        self.seen_before = projected(self.states)
+        self.seen_before = projected(s for _, s in self.states)
         return super()._take_whole(desc, folio)
 
 

@@ -48,6 +48,17 @@ def device_option(ctx, param, value):
     return dev
 
 
+def inode_option(ctx, param, value):
+    """A click callback for an inode number, hex as the page-cache events print it
+    ("ino 242"), with or without 0x."""
+    import re
+    if value is None:
+        return None
+    if not re.fullmatch(r"(?:0x)?[0-9a-fA-F]{1,16}", value):
+        raise click.BadParameter(f"{value!r} is not an inode number in hex (e.g. 0x242)")
+    return int(value, 16)
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that clean-up runs (tracefs undone, child
     processes killed) before poisoncheck exits 143."""

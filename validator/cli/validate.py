@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from validator.cli.errors import InputError, Terminated, device_option, terminal_safe
+from validator.cli.errors import (InputError, Terminated, device_option, inode_option,
+                                  terminal_safe)
 from validator.ftrace import LineKind, TraceInputError, iter_events
 from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
@@ -43,7 +44,7 @@ def gmem_device(path: str, given: tuple[int, int] | None) -> tuple[tuple[int, in
 def validate_one(path: str, design: str, added=(), disabled=(),
                  tlc=None, coverage: bool = False, jobs: int = 1,
                  gmem_dev: tuple[tuple[int, int] | None, str] | None = None,
-                 features: frozenset = DEFAULT_FEATURES) -> Verdict:
+                 features: frozenset = DEFAULT_FEATURES, gmem_ino: int | None = None) -> Verdict:
     """Judge one trace file against one design, with Python or (given `tlc`) with TLC.
     jobs > 1: the Python engine's input is read by that many processes (same verdict).
     gmem_dev: (device, how it was found) as gmem_device() gives it (None: find it here)."""
@@ -56,14 +57,14 @@ def validate_one(path: str, design: str, added=(), disabled=(),
             items = Observations(path, jobs)
             verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
                              gmem_dev=dev, gmem_dev_from=how, features=features,
-                             slot_plan=plan)
+                             slot_plan=plan, gmem_ino=gmem_ino)
             unparsed = items.unparsed_before(verdict.stopped_at)
             return verdict
         from validator.replay.tlc_engine import validate_tlc
         read = UnparsedCount(keep_lines=True)
         verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design,
                                tlc, tlc.out_dir / _work_name(path) / design, added,
-                               disabled, dev, how, features, plan)
+                               disabled, dev, how, features, plan, gmem_ino)
         unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
         return verdict
 
@@ -145,6 +146,8 @@ def _describe(path: str, v: Verdict, verbose: bool) -> list[str]:
     if v.verdict == "violation":
         out.append(f"  event:    {v.event.strip() if v.event else ''}")
         out.append(f"  protocol: {v.protocol_event}")
+        if v.file:
+            out.append(f"  file:     guest_memfd {v.file}")
         out.append(f"  reason:   {v.reason}")
         for guard in v.guards:
             out.append(f"  guard:    {guard}")
@@ -187,19 +190,19 @@ class TraceNotJudged(InputError):
 
 
 def _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
-               features) -> None:
+               features, gmem_ino=None) -> None:
     """Judge every trace with every design, appending (path, verdict) to results.
     Raises TraceNotJudged for the first trace that cannot be judged."""
     for path in traces:
         try:
             _judge_trace(path, designs, results, gmem_dev, added, disabled, tlc, coverage,
-                         jobs, features)
+                         jobs, features, gmem_ino)
         except InputError as err:
             raise TraceNotJudged(err.message, path) from None
 
 
 def _judge_trace(path, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
-                 features) -> None:
+                 features, gmem_ino=None) -> None:
     with ExitStack() as stack:
         source = _input_file(path, stack)
         for d in designs:
@@ -207,7 +210,7 @@ def _judge_trace(path, designs, results, gmem_dev, added, disabled, tlc, coverag
                 if d == designs[0]:              # read the file once for its device
                     device = gmem_device(source, gmem_dev)
                 verdict = validate_one(source, d, added, disabled, tlc, coverage, jobs,
-                                       device, DEFAULT_FEATURES | set(features))
+                                       device, DEFAULT_FEATURES | set(features), gmem_ino)
             except TraceInputError as err:          # names the file itself
                 raise InputError(str(err).replace(source, path)) from None
             except (ReplayInputError, RunnerError, WorkerError) as err:
@@ -252,10 +255,14 @@ def _print_json(results, last: dict | None = None) -> None:
               help="guest_memfd's device (st_dev of a guest_memfd, e.g. 0:16): which "
                    "page-cache events are guest_memfd's. Default: the marker line "
                    "`poisoncheck record` writes, else inferred from the capture (a note says).")
+@click.option("--gmem-ino", callback=inode_option, metavar="INO",
+              help="Judge one guest_memfd file only, by its inode (as the page-cache events "
+                   "print it, hex, e.g. 0x242): a host runs many VMs, each with its own files. "
+                   "Default: every file, kept apart by inode.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per trace and design.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every candidate state, not just one.")
 def validate(traces, design, disabled, added, features, engine, timeout, coverage, jobs,
-             gmem_dev, as_json, verbose):
+             gmem_dev, gmem_ino, as_json, verbose):
     """Replay ftrace logs against a design's transition relation.
 
     Each trace is judged on conformance (every event is a step the design
@@ -289,7 +296,7 @@ def validate(traces, design, disabled, added, features, engine, timeout, coverag
     results: list[tuple[str, Verdict]] = []
     try:
         _judge_all(traces, designs, results, gmem_dev, added, disabled, tlc, coverage, jobs,
-                   features)
+                   features, gmem_ino)
     except TraceNotJudged as bad:       # exit 2; --json still says what was decided
         if as_json:
             _print_json(results, {"trace": bad.trace, "error": bad.message,

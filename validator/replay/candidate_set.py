@@ -70,7 +70,7 @@ class CandidateSet:
         self.branches: list[_Branch] = []
         self.ctx: _Context | None = None
         self.pages: int | None = None           # model pages per folio
-        self._init_part: int | None = None
+        self._init_parts: dict[str, int] = {}   # "private" | "shared" -> the Init part set
         self._covered: dict[int, tuple] = {}    # transitions already in self.coverage
 
     def start(self, pages: int) -> None:
@@ -80,11 +80,30 @@ class CandidateSet:
         self.pages = pages
         gs = [b.g for b in self.branches] or [_vm_part(model.init(ctx.vm_only))]
         self.branches = [_Branch(ctx.g(g), []) for g in dict.fromkeys(gs)]
-        self._init_part = ctx.intern(frozenset({_folio_part(model.init(ctx.local))}))
+        init = model.init(ctx.local)
+        self._init_parts = {
+            attr: ctx.intern(frozenset({_folio_part(init._replace(attr=(attr,) * pages))}))
+            for attr in ("private", "shared")}
 
-    def add_folio(self) -> None:
+    def add_folio(self, file: int | None = None, init: str | None = None) -> None:
+        """A folio of `file` enters the replay; its pages start `init` ("private" or
+        "shared"), or, where the capture does not say (None), as the branch's reading of
+        the file has it: a branch that has none yet splits into one reading each."""
+        parts = self._init_parts
+        if init is not None:
+            for b in self.branches:
+                b.parts.append(parts[init])
+            return
+        branches = []
         for b in self.branches:
-            b.parts.append(self._init_part)
+            attr = b.reading.get(file)
+            if attr is not None:
+                b.parts.append(parts[attr])
+                branches.append(b)
+                continue
+            for attr in ("private", "shared"):
+                branches.append(_Branch(b.g, b.parts + [parts[attr]], {**b.reading, file: attr}))
+        self.branches = branches
 
     def forget(self, first: int, stop: int) -> None:
         """Drop the parts of folios first..stop-1 (see Replay._forget_known_folios)."""
@@ -169,7 +188,7 @@ class CandidateSet:
             last = len(groups) - 1
             for i, (gl2, part2) in enumerate(groups):
                 g2 = b.g if gl2 is gl else self._global_g(gl2, b.g, base)
-                nb = b if i == last and not effects else _Branch(g2, list(b.parts))
+                nb = b if i == last and not effects else _Branch(g2, list(b.parts), b.reading)
                 nb.g = g2
                 if folio is not None:
                     nb.parts[folio] = part2
@@ -219,7 +238,7 @@ class CandidateSet:
         out: list[_Branch] = []
         for b in branches:
             for a in out:
-                if a.g is not b.g:
+                if a.g is not b.g or a.reading != b.reading:
                     continue
                 if folio is None:
                     if a.parts == b.parts:

@@ -92,11 +92,13 @@ class Outcome(NamedTuple):
 
 
 class _Branch:
-    """{g} x S_0 x ... x S_n: `parts[f]` is the id of S_f (None: forgotten folio)."""
-    __slots__ = ("g", "parts")
+    """{g} x S_0 x ... x S_n: `parts[f]` is the id of S_f (None: forgotten folio).
+    `reading`: how the files whose first state the capture does not show start, in this
+    branch ({file number: "private" | "shared"}; never changed, only replaced)."""
+    __slots__ = ("g", "parts", "reading")
 
-    def __init__(self, g: tuple, parts: list):
-        self.g, self.parts = g, parts
+    def __init__(self, g: tuple, parts: list, reading: dict | None = None):
+        self.g, self.parts, self.reading = g, parts, reading or {}
 
 
 class _Context:

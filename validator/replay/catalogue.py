@@ -23,7 +23,7 @@ from validator.replay.probe_spec import RET_CONVENTIONS, FetchArg, ProbeSpec, as
 PROTOCOL_EVENTS = (
     "alloc", "guest_get_pfn", "aug", "remove", "vm_bugged", "convert", "host_fault",
     "punch_hole", "error_folio", "gmem_free", "hugetlb_free", "set_hwpoison", "buggy_cleanup",
-    "tdx_shutdown", "hkid_release", "reclaim", "hugetlb_alloc",
+    "tdx_shutdown", "hkid_release", "reclaim", "hugetlb_alloc", "gmem_inode", "gmem_create",
     "cache_add", "cache_delete", "page_alloc", "page_free", "memory_failure", "spte_changed",
     "set_spte", "page_fault", "host_unmap_range", "set_attributes",
 )

@@ -38,7 +38,7 @@ from validator.replay.planner import Planner, Unrelated
 from validator.replay.resolved import Resolved
 from validator.replay.verdict import Coverage, Verdict
 from validator.replay.vocabulary import (INFORMATIONAL, INFORMATIONAL_RUN, RELEVANT_NAMES,
-                                         Observed, observe)
+                                         Observed, observe, protocol_of)
 
 T = TypeVar("T")
 
@@ -58,14 +58,16 @@ class Replay:
                  raw_of: Callable[[int], str | None] | None = None,
                  gmem_dev: tuple[int, int] | None = None,
                  features: frozenset = model.DEFAULT_FEATURES,
-                 slot_plan: SlotPlan | None = None, survey: bool = False):
+                 slot_plan: SlotPlan | None = None, survey: bool = False,
+                 gmem_ino: int | None = None):
         self.design = design
         self.features = frozenset(features)     # the spec's Features (a run's, for its traces)
         self.raw_of = raw_of        # line number -> text, for Observed items without raw
         self.judge = judge and not survey   # False: only resolve the events (TLC engine)
         self.survey = survey        # only name the pages of big folios (survey_slots)
         self.added, self.disabled = frozenset(added), frozenset(disabled)
-        self.planner = Planner(self._new_folio, self._note, gmem_dev, slot_plan, survey)
+        self.planner = Planner(self._new_folio, self._note, gmem_dev, slot_plan, survey,
+                               gmem_ino)
         self.verdict = Verdict(design)
         self.lost_at: int | None = None
         self.skipped: dict[str, int] = {}
@@ -79,6 +81,7 @@ class Replay:
         # The candidate set's own method, called straight from feed(); the reference engine
         # (reference.py) puts its own here.
         self._take: Callable[[tuple, int | None], Refusal | None] = self.candidates.take
+        self.after: dict[str, int] = {}        # protocol events after a violation, counted
         self._dropped = 0                      # folios forgotten so far
         self._notes: dict[str, int] = {}       # notes per kind (see _note)
         self._more: list[str] = []
@@ -109,11 +112,12 @@ class Replay:
             self._cfg = (n, self._config(n, self.pages_per_folio))
         return self._cfg[1]
 
-    def _new_folio(self, pages: int) -> None:
-        """The planner found a folio: the candidate set grows by its Init part."""
+    def _new_folio(self, pages: int, file: int | None = None) -> None:
+        """The planner found a folio (of `file`): the candidate set grows by its Init part,
+        its pages shared or private as the file starts (planner.file_init)."""
         if len(self.folios) == 1:
             self._start(pages)
-        self._add_folio(pages)
+        self._add_folio(pages, file)
 
     def _start(self, pages: int) -> None:
         """The first folio: the candidate set becomes Init (of no folio yet), or keeps the
@@ -121,8 +125,9 @@ class Replay:
         if self.judge:
             self.candidates.start(pages)
 
-    def _add_folio(self, pages: int) -> None:
-        self.candidates.add_folio()
+    def _add_folio(self, pages: int, file: int | None) -> None:
+        if self.judge:
+            self.candidates.add_folio(file, self.planner.file_init(file))
 
     @property
     def branches(self) -> list:
@@ -219,6 +224,19 @@ class Replay:
         """The step did not fit: the verdict, with some candidates it started from."""
         kind, prop, guards, detail = refusal
         self._fail(event, name, kind, prop, guards, lambda: self._shown(folio), detail)
+        self.verdict.file = self.file_named(folio)
+
+    def file_named(self, folio: int | None) -> str | None:
+        """The guest_memfd file a folio entered first, by its inode (None: not named)."""
+        if folio is None or folio >= len(self.folios):
+            return None
+        number = self.folios[folio].file
+        inodes = self.planner.file_inodes
+        if number is None or number >= len(inodes) or inodes[number] is None:
+            return None
+        dev = self.planner.gmem_dev
+        where = f" on {dev[0]}:{dev[1]}" if dev else ""
+        return f"inode {inodes[number]:#x}{where}"
 
     def _shown(self, folio: int | None) -> list:
         return self.candidates.shown(folio, self.cfg)
@@ -249,7 +267,7 @@ class Replay:
             v.verdict = "inconclusive"
             v.reason = f"events were lost after line {self.lost_at}"
         v.folios = len(self.folios)
-        v.observability = evidence.observability(self.planner, self.skipped)
+        v.observability = evidence.observability(self.planner, self.skipped, self.after)
         if v.verdict == "accepted" and v.folio_events == 0:
             v.verdict = "inconclusive"
             v.reason = evidence.why_no_evidence(self.planner)
@@ -302,23 +320,23 @@ def replay(items: Iterable[Event | Observed | LostMarker], design: str, added=()
            coverage: bool = False, raw_of: Callable[[int], str | None] | None = None,
            gmem_dev: tuple[int, int] | None = None, gmem_dev_from: str | None = None,
            features: frozenset = model.DEFAULT_FEATURES,
-           slot_plan: SlotPlan | None = None) -> Verdict:
+           slot_plan: SlotPlan | None = None, gmem_ino: int | None = None) -> Verdict:
     """Judge a trace; raw_of(line_no) gives the text of Observed items read without it.
     A trace of folios bigger than big_folios.EXACT_PAGES needs a slot_plan: a list of items
     is surveyed here; an iterator raises NeedsSurvey (survey it, then call again, or use
     judged_with_survey).  The corpus and the report pass lists: their traces are small."""
     def judge(plan: SlotPlan | None) -> Verdict:
         return _replay(items, design, added, disabled, coverage, raw_of, gmem_dev,
-                       gmem_dev_from, features, plan)
+                       gmem_dev_from, features, plan, gmem_ino)
     if slot_plan is not None or not isinstance(items, (list, tuple)):
         return judge(slot_plan)
     return judged_with_survey(judge, lambda: items, design, gmem_dev, gmem_dev_from)
 
 
 def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev_from,
-            features, slot_plan) -> Verdict:
+            features, slot_plan, gmem_ino=None) -> Verdict:
     engine = Replay(design, added, disabled, raw_of=raw_of, gmem_dev=gmem_dev,
-                    features=features, slot_plan=slot_plan)
+                    features=features, slot_plan=slot_plan, gmem_ino=gmem_ino)
     if gmem_dev_from:
         engine.planner.gmem_dev_from = gmem_dev_from
     engine.verdict.stopped_at = _feed_all(engine, items)
@@ -331,10 +349,32 @@ def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev
 def _feed_all(engine: Replay, items: Iterable[Event | Observed | LostMarker]) -> int | None:
     """Feed the items in order until one fails: its line (None: every item fed)."""
     relevant = RELEVANT_NAMES
+    items = iter(items)
     for item in items:
         # protocol_of() is None for every other name: skip those without a call
         if type(item) is Event and item.name not in relevant:
             continue
         if not engine.feed(item):
+            _count_rest(engine.after, items)
             return item.line_no
     return None
+
+
+def _count_rest(after: dict, items) -> None:
+    """The protocol events after the verdict's line, by protocol: the evidence says what
+    the whole capture holds, not only what was replayed."""
+    for item in items:
+        if type(item) is Observed:
+            if item.protocol == INFORMATIONAL_RUN:
+                for name, n in item.fields.items():
+                    after[name] = after.get(name, 0) + n
+                continue
+            name = item.protocol
+        elif type(item) is Event:
+            if item.name not in RELEVANT_NAMES:
+                continue
+            name = protocol_of(item)
+        else:
+            continue
+        if name is not None and name != "marker":
+            after[name] = after.get(name, 0) + 1

@@ -22,8 +22,10 @@ OBSERVERS = (
      "no host-fault probe (poisoncheck:gmem_host_fault needs kprobes); kvm_unmap_hva_range "
      "names host addresses only"),
     ("hostPin: GUP pins", (), "no event shows GUP pins"),
-    ("attr: shareability", ("convert",),
-     "no conversion probe (poisoncheck:gmem_convert, in-place conversion series)"),
+    ("attr: shareability", ("convert", "gmem_create", "gmem_created_marker"),
+     "no conversion probe (poisoncheck:gmem_convert, in-place conversion series) and no "
+     "file creation (poisoncheck:gmem_create, or the lab's create_gmem marker): each file "
+     "judged both ways, starting private and starting shared"),
     ("vm: bugged, destroyed", ("vm_bugged", "hkid_release"),
      "no KVM_BUG_ON or HKID probes (poisoncheck:vm_bugged, hkid_release need kprobes)"),
     ("tdx, fd: the designs' own state", ("tdx_shutdown", "buggy_cleanup", "set_hwpoison"),
@@ -37,14 +39,25 @@ OBSERVERS = (
 CONTEXT = ("page_fault", "spte_changed", "set_spte", "host_unmap_range", "set_attributes")
 
 
-def observability(planner, counted: dict | None = None) -> dict:
-    """{variable: {"observed": bool, "events": {protocol: count}, "missing": why}};
-    `counted`: the events the replay only counted (CONTEXT), by protocol."""
-    seen = {**planner.seen, **{k: v for k, v in (counted or {}).items() if k in CONTEXT}}
+def observability(planner, counted: dict | None = None, after: dict | None = None) -> dict:
+    """{variable: {"observed": bool, "events": {protocol: count}, "missing": why}}: what the
+    capture holds.  `counted`: the events the replay only counted (CONTEXT), by protocol;
+    `after`: the protocol events after the verdict's line (not replayed, counted), whose
+    counts are in "events" too and, apart, in "after_verdict"."""
+    after = after or {}
+    seen = dict(planner.seen)
+    for name, n in (counted or {}).items():
+        if name in CONTEXT:
+            seen[name] = n
+    for name, n in after.items():
+        seen[name] = seen.get(name, 0) + n
     out = {}
     for variable, events, how in OBSERVERS:
         counts = {e: seen[e] for e in events if seen.get(e)}
         entry = {"observed": bool(counts), "events": counts}
+        later = {e: after[e] for e in events if after.get(e)}
+        if later:
+            entry["after_verdict"] = later
         if not counts:
             entry["missing"] = how
         out[variable] = entry
@@ -60,6 +73,10 @@ def summary_lines(observability: dict) -> list[str]:
     for variable, entry in observability.items():
         if entry["observed"]:
             shown = ", ".join(f"{e} {n}" for e, n in entry["events"].items())
+            later = entry.get("after_verdict")
+            if later:
+                shown += "; after the verdict's line, not replayed: " + ", ".join(
+                    f"{e} {n}" for e, n in later.items())
             lines.append(f"    {variable}: observed ({shown})")
         else:
             lines.append(f"    {variable}: not observed, {entry['missing']}")

@@ -1,7 +1,10 @@
 """Where the trace's folios are: the planner's table of identities (see planner.py).
 
 A **folio** of the model is a physical page (or huge page), keyed by pfn; a **file slot**
-(a guest_memfd index) is bound to whichever folio the page cache holds there now.  Pages
+(a guest_memfd file and an index in it) is bound to whichever folio the page cache holds
+there now.  A host runs many VMs, each with its own guest_memfd files, so a slot's key
+holds its file: `file number << FILE_SHIFT | index`, the file numbered in the order the
+trace names its inode (an event that names no inode is about the trace's only file).  Pages
 of small folios are found by table, those of big ones by range (their pages are runs:
 big_folios.py).  Page numbers below `forgotten` belong to folios seen before lost events.
 """
@@ -15,17 +18,23 @@ from typing import Callable
 from validator.replay.big_folios import EXACT_PAGES, NeedsSurvey, SlotPlan, plan_of, run_of, runs_of
 
 STRUCT_PAGE_SIZE = 64           # sizeof(struct page) on x86-64 (checked by two links)
+FILE_SHIFT = 52                 # slot key = file << FILE_SHIFT | index (filemap's ofs < 2^63)
 
 
 class PlanInputError(Exception):
     """An event the replay cannot read (a needed field missing); exit code 2."""
 
 
+class AmbiguousFile(Exception):
+    """An event names an index but no inode, and the trace has several guest_memfd files."""
+
+
 @dataclass
 class Folio:
     pfn: int
     pages: int
-    index: int | None       # the guest_memfd index it is bound to now (None: not cached)
+    index: int | None       # the slot key it is bound to now (None: not cached)
+    file: int | None = None     # the file it first entered (its number, see FolioTable.file_of)
     runs: tuple[int, ...] | None = None     # a big folio: its runs' first offsets (SlotPlan)
 
 
@@ -75,10 +84,40 @@ class FolioTable:
         self.pages_per_folio: int | None = None
         self.folios: list[Folio] = []
         self.by_pfn: dict[int, int] = {}        # pfn -> page number
-        self.by_index: dict[int, int] = {}      # guest_memfd index -> page number
+        self.by_index: dict[int, int] = {}      # slot key (file, index) -> page number
+        self.file_numbers: dict[int, int] = {}  # inode -> file number
+        self.file_inodes: list[int | None] = [] # file number -> inode (None: never named)
         self.starts: list[int] = []             # first pfns of the folios, sorted
         self.forgotten = 0                      # pages numbered below: seen before lost events
         self.links = PageLinks()
+
+    def file_of(self, ino) -> int:
+        """The number of the file with inode `ino`; for None, the trace's only file (the
+        first inode named later is that file).  Raises AmbiguousFile when the trace has
+        several files."""
+        inodes = self.file_inodes
+        if ino is None:
+            if len(inodes) > 1:
+                raise AmbiguousFile()
+            if not inodes:
+                inodes.append(None)
+            return 0
+        number = self.file_numbers.get(ino)
+        if number is None:
+            if inodes == [None]:        # the unnamed file until now: this is its inode
+                inodes[0] = ino
+                number = 0
+            else:
+                number = len(inodes)
+                inodes.append(ino)
+            self.file_numbers[ino] = number
+        return number
+
+    def slot_key(self, ino, index: int) -> int:
+        """The key of index `index` of the file with inode `ino` (see file_of)."""
+        if index >> FILE_SHIFT:
+            raise PlanInputError(f"index {index:#x} is beyond any guest_memfd's size")
+        return self.file_of(ino) << FILE_SHIFT | index
 
     def folio_of_page(self, page: int) -> int:
         return page // self.pages_per_folio
@@ -88,7 +127,7 @@ class FolioTable:
         if self.pages_per_folio is not None:
             self.forgotten = len(self.folios) * self.pages_per_folio
 
-    def _new_folio(self, line: int, pfn: int, order: int) -> int:
+    def _new_folio(self, line: int, pfn: int, order: int, file: int | None = None) -> int:
         pages = 1 << order
         if self.real_pages is None:
             self.real_pages = pages
@@ -98,7 +137,7 @@ class FolioTable:
                 f"line {line}: a folio of order {order} after folios of "
                 f"{self.real_pages} pages; the replay needs one folio size per trace")
         f = len(self.folios)
-        folio = Folio(pfn, pages, None)
+        folio = Folio(pfn, pages, None, file)
         self.folios.append(folio)
         if pages <= EXACT_PAGES:
             for i in range(pages):
@@ -107,7 +146,7 @@ class FolioTable:
             folio.runs = self.slot_plan.starts.get(pfn, (0,)) if self.slot_plan else (0,)
             self.big[pfn] = f
         insort(self.starts, pfn)
-        self.on_new_folio(self.pages_per_folio)
+        self.on_new_folio(self.pages_per_folio, file)
         return f
 
     def _model_pages(self) -> int:
@@ -156,7 +195,7 @@ class FolioTable:
         return self._page_of(pfn, self.by_pfn, self.starts, self.big, whole)
 
     def _page_of_index(self, index, whole: bool = False) -> int | None:
-        """The page number of a guest_memfd index; -1: forgotten after lost events."""
+        """The page number of a slot (its key, slot_key()); -1: forgotten after lost events."""
         return self._page_of(index, self.by_index, self.bound_starts, self.bound, whole)
 
     def _page_of(self, value, table: dict[int, int], starts: list[int],
@@ -187,7 +226,7 @@ class FolioTable:
         return None
 
     def _bind(self, folio: int, index: int | None) -> None:
-        """The page cache holds `folio` at `index` now (a refill may move a pfn)."""
+        """The page cache holds `folio` at slot `index` (a key) now (a refill may move a pfn)."""
         self._unbind(folio)
         if index is None:
             return

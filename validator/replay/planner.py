@@ -36,12 +36,13 @@ from __future__ import annotations
 from typing import Callable
 
 from validator.replay.big_folios import SlotPlan
-from validator.replay.folio_table import FolioTable, PlanInputError
+from validator.replay.folio_table import FILE_SHIFT, AmbiguousFile, FolioTable, PlanInputError
 from validator.replay.resolved import (BLOCK_KINDS, GMEM_FREE_KINDS, PAGE_KINDS,
                                        PFN_FOLIO_KINDS, RET_LIMIT, RET_MIN, RET_OTHER,
                                        VM_KINDS, Resolved, small_ret)
 
 PAGE_SHIFT = 12                 # x86: filemap's ofs = index << PAGE_SHIFT
+GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1   # include/uapi/linux/kvm.h
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
 # Events named by a pfn (or a struct page pointer): the most common ones.
 BY_PFN_KINDS = PAGE_KINDS | PFN_FOLIO_KINDS
@@ -53,7 +54,7 @@ class Unrelated(Exception):
 
 
 # Fields the planner reads as unsigned numbers (ret may be negative; page is a pointer).
-NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor")
+NUMBERS = ("pfn", "order", "index", "start", "end", "ofs", "major", "minor", "ino")
 NUMBER_KEYS = frozenset(NUMBERS)
 U64 = 1 << 64
 
@@ -81,14 +82,19 @@ class Planner(FolioTable):
     trace reveals (folio_table.py), `note(kind, text)` for remarks the verdict should
     carry."""
 
-    def __init__(self, on_new_folio: Callable[[int], None], note: Callable[[str, str], None],
+    def __init__(self, on_new_folio: Callable[[int, int | None], None],
+                 note: Callable[[str, str], None],
                  gmem_dev: tuple[int, int] | None = None,
-                 slot_plan: SlotPlan | None = None, survey: bool = False):
+                 slot_plan: SlotPlan | None = None, survey: bool = False,
+                 gmem_ino: int | None = None):
         super().__init__(on_new_folio, slot_plan, survey)
         self.note = note
         self.gmem_dev = gmem_dev
         self.gmem_dev_from = "--gmem-dev" if gmem_dev is not None else None
-        self.pending_links: dict[int, int] = {}  # index -> struct page pointer (gmem_alloc)
+        self.gmem_ino = gmem_ino                 # only this file's events (--gmem-ino)
+        self.file_flags: dict[int, int] = {}     # inode -> guest_memfd creation flags
+        self.pending_inode: int | None = None    # the inode of the last gmem_inode event
+        self.pending_links: dict[int, int] = {}  # slot key -> struct page pointer (gmem_alloc)
         self.claims: dict[int, int] = {}         # folio -> line of an unconfirmed own allocation
         self.last: dict[int, str] = {}           # folio -> the kind of its last event
         self.probe_alloc: tuple[int, int | None] | None = None  # (pfn, index) of gmem_alloc
@@ -108,6 +114,8 @@ class Planner(FolioTable):
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
+        if self.gmem_ino is not None and f.get("ino", self.gmem_ino) != self.gmem_ino:
+            raise Unrelated("an event of another guest_memfd file (--gmem-ino)")
         if name != "marker":                    # a marker's words are text
             for key, value in f.items():        # the usual event: every value a number
                 if (type(value) is not int or not 0 <= value < U64) and key in NUMBER_KEYS:
@@ -121,7 +129,7 @@ class Planner(FolioTable):
             if page is None and self.big and pfn is not None:
                 page = self._in_big(pfn, self.starts, self.big, name in PFN_FOLIO_KINDS)
             if page is None and name in ("error_folio", "host_fault"):
-                page = self._page_of_index(f.get("index"), name == "error_folio")
+                page = self._page_of_index(self._key(f, ev), name == "error_folio")
             if page is None:
                 raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
             if page < self.forgotten:
@@ -141,6 +149,9 @@ class Planner(FolioTable):
             return self._probe_alloc(ev)
         if name == "marker":
             self._marker(ev)
+            return []
+        if name in ("gmem_inode", "gmem_create"):
+            self._creation(name, ev)
             return []
         if name == "convert":
             return [self._convert(ev)]
@@ -177,6 +188,27 @@ class Planner(FolioTable):
         return _new_tuple(Resolved, (kind, folio, page, ret, None, (), False, False, False,
                                      lapsed))
 
+    def _key(self, fields, ev) -> int | None:
+        """The slot key of the event's index in its file (None: no index)."""
+        index = fields.get("index")
+        if type(index) is not int:
+            return None
+        try:
+            return self.slot_key(fields.get("ino"), index)
+        except AmbiguousFile:
+            raise Unrelated(f"{ev.name} names an index but no inode, and the capture has "
+                            f"several guest_memfd files") from None
+
+    def file_init(self, file: int | None) -> str | None:
+        """How the file's pages start: "shared" (GUEST_MEMFD_FLAG_INIT_SHARED), "private",
+        or None when nothing in the capture says (the replay then keeps both readings)."""
+        if file is None or file >= len(self.file_inodes):
+            return None
+        flags = self.file_flags.get(self.file_inodes[file])
+        if flags is None:
+            return None
+        return "shared" if flags & GUEST_MEMFD_FLAG_INIT_SHARED else "private"
+
     def _pfn(self, fields) -> int | None:
         """The event's pfn, or the pfn its struct page pointer links to."""
         pfn = fields.get("pfn")
@@ -195,10 +227,12 @@ class Planner(FolioTable):
         return order
 
     def _alloc(self, ev, pfn: int, order: int, index: int | None, kind: str) -> list:
+        """`index`: the slot key."""
         page = self._page_of_pfn(pfn, whole=True)
         if page == -1:
             raise Unrelated("folio seen before lost events")
-        folio = (self._new_folio(ev.line_no, pfn, order) if page is None
+        file = None if index is None else index >> FILE_SHIFT
+        folio = (self._new_folio(ev.line_no, pfn, order, file) if page is None
                  else self.folio_of_page(page))
         if page is not None and 1 << order != self.real_pages:
             raise PlanInputError(f"line {ev.line_no}: pfn {pfn:#x} comes back as a folio of "
@@ -211,8 +245,7 @@ class Planner(FolioTable):
         kernels: only a folio pointer), it links the pointer to the pfn of the page-cache
         add of its index that follows."""
         f = ev.fields or {}
-        index = f.get("index")
-        index = index if isinstance(index, int) else None
+        index = self._key(f, ev)
         pfn = self._pfn(f)
         if pfn is None:
             page = f.get("page")
@@ -239,7 +272,7 @@ class Planner(FolioTable):
         pfn, ofs = f.get("pfn"), f.get("ofs")
         if not isinstance(pfn, int) or not isinstance(ofs, int) or ofs < 0:
             raise PlanInputError(f"line {ev.line_no}: {ev.name} needs pfn and ofs")
-        index = ofs >> PAGE_SHIFT
+        index = self.slot_key(f.get("ino"), ofs >> PAGE_SHIFT)
         # mm_filemap_add_to_page_cache prints order= since Linux 6.x (large folios in the
         # page cache); an older kernel's event prints none, and its folios are single pages.
         order = self._order(ev, f)
@@ -291,6 +324,8 @@ class Planner(FolioTable):
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
             raise PlanInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
                                  f"to=private|shared")
+        base = self._key(dict(f, index=0), ev)
+        start, end = base + start, base + min(end, 1 << FILE_SHIFT)
         # Cost follows the pages the trace knows, not the range's width.
         if end - start <= len(self.by_index):
             indices = range(start, end)
@@ -310,9 +345,32 @@ class Planner(FolioTable):
                                  f"takes one folio per conversion event")
         return self._on("convert", folio, None, small_ret(f.get("ret", 0)), to, tuple(pages))
 
+    def _creation(self, name: str, ev) -> None:
+        """A guest_memfd's creation: gmem_inode (its inode is made) then gmem_create
+        (kvm_gmem_create() returns, with the flags it was asked for).  Paired by order:
+        kvm_gmem_create() makes the inode and returns without sleeping in between but for
+        allocations, so two creations at once on two CPUs could cross (not seen)."""
+        f = ev.fields or {}
+        if name == "gmem_inode":
+            ino = f.get("ino")
+            self.pending_inode = ino if isinstance(ino, int) else None
+            return
+        ino, self.pending_inode = self.pending_inode, None
+        flags, ret = f.get("flags"), f.get("ret", 0)
+        if ino is not None and isinstance(flags, int) and isinstance(ret, int) and ret >= 0:
+            self.file_flags[ino] = flags
+
     def _marker(self, ev) -> None:
-        """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record."""
-        value = (ev.fields or {}).get("gmem_dev")
+        """`poisoncheck gmem_dev=MAJ:MIN ...` written into the capture by record, and
+        `poisoncheck step=create_gmem ino=0x.. flags=N` by the lab's exercises."""
+        words = ev.fields or {}
+        if words.get("step") == "create_gmem":
+            ino, flags = _number(words.get("ino")), _number(words.get("flags"))
+            if ino is not None and flags is not None:
+                self.file_flags[ino] = flags
+                self.seen["gmem_created_marker"] = self.seen.get("gmem_created_marker", 0) + 1
+            return
+        value = words.get("gmem_dev")
         dev = parse_dev(value) if isinstance(value, str) else None
         if dev is None:
             return
@@ -322,6 +380,16 @@ class Planner(FolioTable):
             self.note("gmem_dev", f"line {ev.line_no}: the marker names guest_memfd's device "
                                   f"{dev[0]}:{dev[1]}; {self.gmem_dev_from} said "
                                   f"{self.gmem_dev[0]}:{self.gmem_dev[1]}, which is kept")
+
+
+def _number(text) -> int | None:
+    """A marker's number ("0x242", "3"); None for anything else."""
+    if not isinstance(text, str) or len(text) > 20:
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
 
 
 def _target(value) -> str | None:

@@ -20,6 +20,7 @@ class Verdict:
     line: int | None = None
     event: str | None = None              # the raw trace line
     protocol_event: str | None = None
+    file: str | None = None               # the guest_memfd file the violation is about
     reason: str | None = None
     accepted_prefix: int = 0              # the last line accepted before the verdict
     candidates: list[dict] = field(default_factory=list)   # before the failing event
@@ -36,7 +37,8 @@ class Verdict:
     def to_json(self) -> dict:
         return {"verdict": self.verdict, "kind": self.kind, "property": self.property,
                 "design": self.design, "line": self.line, "event": self.event,
-                "protocol_event": self.protocol_event, "reason": self.reason,
+                "protocol_event": self.protocol_event, "file": self.file,
+                "reason": self.reason,
                 "accepted_prefix": self.accepted_prefix, "guards": self.guards,
                 "candidates": self.candidates, "notes": self.notes, "events": self.events,
                 "folio_events": self.folio_events, "folios": self.folios,

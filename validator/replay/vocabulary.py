@@ -61,7 +61,7 @@ class Observed(NamedTuple):
 
 # Every field the planner reads.
 PLAN_FIELDS = ("pfn", "order", "index", "ret", "start", "end", "to", "major", "minor", "ofs",
-               "page")
+               "page", "ino", "flags")
 
 
 class UntypedEvent(ValueError):
