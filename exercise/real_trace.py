@@ -10,7 +10,8 @@
    also when a step failed or on Ctrl-C / SIGTERM;
 5. `poisoncheck validate OUT/NAME.trace --design all`.
 
-Needs root, /dev/kvm and tracefs; without them it says which is missing and exits 2.
+Needs root, /dev/kvm with guest_memfd, and tracefs; without them it says which is missing,
+points to `make lab-trace` (which boots a kernel that has them under QEMU), and exits 2.
 Exit code: validate's (0: every design accepts), 2 for a set-up failure, 130/143 when
 interrupted.
 """
@@ -38,6 +39,9 @@ class Interrupted(Exception):
         self.code = 128 + signum
 
 
+LAB_HINT = "; `make lab-trace` captures in a VM with a kernel that has what is needed"
+
+
 def fail(message: str) -> None:
     print(f"real-trace: {message}", file=sys.stderr)
     sys.exit(2)
@@ -45,11 +49,18 @@ def fail(message: str) -> None:
 
 def check_machine() -> None:
     if not os.path.exists(KVM):
-        fail(f"{KVM} is missing: a real capture needs a machine with KVM")
+        fail(f"{KVM} is missing: a real capture needs a machine with KVM{LAB_HINT}")
     if not (TRACEFS / "tracing_on").is_file():
-        fail(f"no tracefs at {TRACEFS} (mount -t tracefs nodev {TRACEFS})")
+        fail(f"no tracefs at {TRACEFS} (mount -t tracefs nodev {TRACEFS}){LAB_HINT}")
     if os.geteuid() != 0:
         fail("tracefs set-up and /proc/self/pagemap need root")
+    sys.path.insert(0, str(HERE.parent))
+    from validator.recording.gmem_device import GmemUnavailable, gmem_device
+    try:
+        gmem_device()
+    except GmemUnavailable as err:      # e.g. 6.18 with CONFIG_KVM_PVM: ENOTTY
+        fail(f"this kernel ({os.uname().release}) cannot make a guest_memfd ({err})"
+             f"{LAB_HINT}")
 
 
 def run(args: list[str], what: str, **kw) -> subprocess.CompletedProcess:

@@ -90,7 +90,8 @@ def test_perf_system_overrides_name_lookup():
 def test_poisoncheck_sample():
     events = list(iter_events(read_file(SAMPLE)))
     names = {e.name for e in events if hasattr(e, "name")}
-    assert KNOWN_EVENTS.probe_names - {"hugetlb_alloc"} <= names   # the sample predates hugetlb_alloc
+    # the sample predates hugetlb_alloc and the creation probes
+    assert KNOWN_EVENTS.probe_names - {"hugetlb_alloc", "gmem_inode", "gmem_create"} <= names
     probes = [e for e in events if getattr(e, "probe", None)]
     assert {e.system for e in probes} == {"poisoncheck"}
     by_name = {e.name: e for e in events if hasattr(e, "name")}
@@ -111,6 +112,11 @@ def test_poisoncheck_sample():
     ("(do_sys_open+0x0/0x220) filename=\"/etc/ld.so.cache\"", "kprobe", "do_sys_open", "do_sys_open+0x0/0x220",
      {"filename": "/etc/ld.so.cache"}),
     ("(0x48db60)", "uprobe", "0x48db60", "0x48db60", {}),
+    # a module's function, as Linux 7.2 prints it (%pS adds the module)
+    ("(kvm_gmem_fallocate+0x4/0x350 [kvm]) start=0 npages=5 mode=0x3", "kprobe",
+     "kvm_gmem_fallocate", "kvm_gmem_fallocate+0x4/0x350 [kvm]", {"start": 0, "npages": 5, "mode": 3}),
+    ("(kvm_mmu_faultin_pfn+0x20c/0x740 [kvm] <- kvm_gmem_get_pfn) pfn=0x9631 ret=0", "kretprobe",
+     "kvm_gmem_get_pfn", "kvm_mmu_faultin_pfn+0x20c/0x740 [kvm]", {"pfn": 0x9631, "ret": 0}),
     ("(0x4005e0 <- 0x6e540) file=0x0", "uretprobe", "0x6e540", "0x4005e0", {"file": 0}),
 ])
 def test_decode_probe(payload, kind, func, site, fields):

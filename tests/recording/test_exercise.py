@@ -35,13 +35,35 @@ def test_real_trace_says_what_is_missing(tmp_path):
                str(tmp_path))
     assert done.returncode == 2
     assert done.stderr == ("real-trace: /nonexistent/kvm is missing: a real capture needs a "
-                           "machine with KVM\n")
+                           "machine with KVM; `make lab-trace` captures in a VM with a kernel "
+                           "that has what is needed\n")
     done = run("real_trace.py", {"POISONCHECK_KVM_DEV": os.devnull,
                                  "POISONCHECK_TRACEFS": str(tmp_path / "no-tracefs")},
                "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.startswith(f"real-trace: no tracefs at {tmp_path / 'no-tracefs'}")
     assert list(tmp_path.iterdir()) == []       # nothing written
+
+
+def test_real_trace_on_a_kernel_without_guest_memfd_points_to_the_lab(tmp_path):
+    """The 6.18 machines: /dev/kvm and tracefs, but KVM_CREATE_GUEST_MEMFD fails (ENOTTY).
+    /dev/null stands for a /dev/kvm whose ioctls fail."""
+    tracefs = tmp_path / "tracing"
+    tracefs.mkdir()
+    (tracefs / "tracing_on").write_text("1\n")
+    out = tmp_path / "out"
+    done = run("real_trace.py", {"POISONCHECK_KVM_DEV": os.devnull,
+                                 "POISONCHECK_TRACEFS": str(tracefs)}, "--out", str(out))
+    assert done.returncode == 2
+    if os.geteuid() != 0:
+        assert done.stderr == "real-trace: tracefs set-up and /proc/self/pagemap need root\n"
+        return
+    line, = done.stderr.splitlines()
+    assert line.startswith(f"real-trace: this kernel ({os.uname().release}) cannot make a "
+                           f"guest_memfd ({os.devnull}: ")
+    assert line.endswith("`make lab-trace` captures in a VM with a kernel that has what is "
+                         "needed")
+    assert not out.exists()
 
 
 def test_record_without_kvm_notes_the_missing_device(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ class Splice:
     after: str
     line: str
     about: str = ""
+    earlier: str = ""       # a regex for a line before: its groups fill `after` and `line`
 
 
 def load(real_dir: Path) -> tuple[list[dict], list[Splice]]:
@@ -41,7 +42,8 @@ def load(real_dir: Path) -> tuple[list[dict], list[Splice]]:
         if set(entry.get("expect", {})) != set(model.DESIGNS):
             raise CorpusError(f"{path}: {entry.get('file')}: expect every design")
     try:
-        splices = [Splice(s["name"], s["from"], s["after"], s["line"], s.get("about", ""))
+        splices = [Splice(s["name"], s["from"], s["after"], s["line"], s.get("about", ""),
+                          s.get("earlier", ""))
                    for s in data.get("splice", [])]
     except KeyError as err:
         raise CorpusError(f"{path}: a splice needs name, from, after and line ({err})") from None
@@ -64,15 +66,27 @@ def cache_events(text: str, dev: tuple[int, int] | None) -> int:
 
 def splice(text: str, s: Splice) -> tuple[str, int]:
     """The text with s.line inserted after the first line matching s.after, and the
-    inserted line's number."""
+    inserted line's number.  With s.earlier, the search for s.after starts after the first
+    line matching it, and its named groups fill s.after (str.format) and s.line."""
     lines = text.split("\n")
-    pattern = re.compile(s.after)
-    for number, line in enumerate(lines, 1):
+    groups: dict[str, str] = {}
+    start = 0
+    if s.earlier:
+        first = re.compile(s.earlier)
+        for start, line in enumerate(lines, 1):
+            m = first.search(line)
+            if m is not None:
+                groups = m.groupdict()
+                break
+        else:
+            raise CorpusError(f"splice {s.name}: no line of {s.source} matches {s.earlier!r}")
+    pattern = re.compile(s.after.format(**groups) if groups else s.after)
+    for number, line in enumerate(lines[start:], start + 1):
         m = pattern.search(line)
         if m is None:
             continue
         ts = _TIMESTAMP.search(line)
-        new = s.line.format(ts=ts.group(1) if ts else "0.000000", **m.groupdict())
+        new = s.line.format(ts=ts.group(1) if ts else "0.000000", **groups, **m.groupdict())
         return "\n".join(lines[:number] + [new] + lines[number:]), number + 1
     raise CorpusError(f"splice {s.name}: no line of {s.source} matches {s.after!r}")
 
