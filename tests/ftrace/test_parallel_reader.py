@@ -295,13 +295,15 @@ def _validate_chunked(path, design, chunk, jobs):
 
 
 def test_reading_stops_cleanly_when_the_replay_stops_early(generated, tmp_path):
-    """A violation on the first lines: the workers still busy are stopped."""
+    """A violation on the first lines: the rest is still read (the evidence counts what the
+    whole capture holds, its unparsed last line too) and every worker ends."""
     bad = tmp_path / "bad.trace"
     head = Path("traces/removal-fails-then-reused.trace").read_text()
     bad.write_text(head + generated.read_text() + "garbage\n")
     verdict = _validate_chunked(str(bad), "NoHold", 2000, jobs=2)
     assert (verdict.verdict, verdict.property, verdict.line) == ("violation", "NoHostAccessToTdPage", 23)
-    assert verdict.event == head.splitlines()[22] and verdict.unparsed == 0
+    assert verdict.event == head.splitlines()[22] and verdict.unparsed == 1
+    assert verdict.observability["folioLoc: page cache, allocator"].get("after_verdict")
 
 
 def test_gzip_and_stdin_read_alike(tmp_path, generated):

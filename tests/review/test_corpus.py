@@ -12,6 +12,7 @@ from validator.synth import scenarios
 from validator.cli import cli
 from validator.review.corpus import check_traces, render_counterexamples, verdict_text
 from validator.ftrace import iter_events
+from validator.replay.engine import replay
 from validator.replay.input import read_file
 from validator.replay.verdict import ReplayInputError
 from validator.replay.tlc_engine import validate_tlc
@@ -125,7 +126,8 @@ def test_counterexamples_render_and_are_rejected(tlc_ready, tmp_path):
 
 
 def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
-    """Garbage before and after a violation: both engines count the lines before it."""
+    """Garbage before and after a violation: both engines count every unparsed line of the
+    capture (the replay reads past the violation: its evidence counts the whole capture)."""
     from validator.cli.validate import validate_one
     lines = (TRACES / "removal-fails-then-reused.trace").read_text().splitlines(keepends=True)
     path = tmp_path / "garbage.trace"
@@ -134,7 +136,7 @@ def test_both_engines_note_the_same_unparsed_lines(tlc_ready, tmp_path):
     python = validate_one(str(path), "NoHold")
     tlc = validate_one(str(path), "NoHold", tlc=setup)
     assert (python.verdict, python.line) == (tlc.verdict, tlc.line) == ("violation", 24)
-    assert python.unparsed == tlc.unparsed == 1
+    assert python.unparsed == tlc.unparsed == 3
     assert python.notes[-1] == tlc.notes[-1] and "line 17" in tlc.notes[-1]
 
 
@@ -155,35 +157,61 @@ def test_real_captures_are_accepted_and_every_splice_is_rejected_at_its_line(tmp
 
 def test_real_captures_hold_what_the_manifest_says(tmp_path):
     """Read from the capture itself: guest_memfd's device, page-cache events, pfn reuse."""
-    from validator.review.real_corpus import cache_events, read_text
+    from validator.replay.input import scan_gmem_dev
+    from validator.review.real_corpus import cache_events, probe_events, read_text
     for entry in tomllib.loads((TRACES / "real" / "manifest.toml").read_text())["trace"]:
-        text = read_text(TRACES / "real" / entry["file"])
-        assert "tracing_mark_write: poisoncheck gmem_dev=0:16" in text
-        assert cache_events(text, (0, 16)) == entry["min_events"]
+        path = TRACES / "real" / entry["file"]
+        text = read_text(path)
+        dev = scan_gmem_dev(str(path))[0]
+        assert f"tracing_mark_write: poisoncheck gmem_dev={dev[0]}:{dev[1]}" in text
+        assert cache_events(text, dev) + probe_events(text) == entry["min_events"]
+        if entry["kernel"].startswith("7.2"):       # the lab: kprobes and memory errors
+            assert probe_events(text) > 0 and " gmem_create: (" in text
+
+
+# The lab's captures have no TDX event, so no design's own steps can show in them; the TLC
+# engine judges them with the two designs whose free paths differ most (CI time).
+LAB_DESIGNS = ("NoHold", "HWPoison")
+# TLC's search is not factored by folio: the three-VM capture's 24 host-mapped folios at once
+# did not finish in 10 minutes (45k states at event 62 of 194, growing), so TLC judges it
+# file by file (--gmem-ino); the Python engine judges it whole and per file.
+PER_FILE = {"lab72-several-vms.trace.gz": (0x7b1, 0x7f1, 0x831)}
 
 
 def test_both_engines_agree_on_real_captures_and_splices(tlc_ready, tmp_path):
     from validator.replay.input import scan_gmem_dev
     from validator.review.real_corpus import check_real
-    python = {(o.trace, o.design): o.got for o in check_real(TRACES / "real", tmp_path / "sp")}
+    python = {(o.trace, o.design): o.got for o in check_real(TRACES / "real", tmp_path / "sp")
+              if "lab72" not in o.trace or o.design in LAB_DESIGNS}
     setup = TlcSetup(find_java(), default_jar(), ROOT / "spec", tmp_path, 300)
 
     def path_of(name):
         kind, file = name.split("/", 1)
         return TRACES / "real" / file if kind == "real" else tmp_path / "sp" / f"{file}.trace"
 
-    def tlc_verdict(case):
+    def tlc_verdict(case, ino=None):
         name, design = case
         path = path_of(name)
         dev, how = scan_gmem_dev(str(path))
         items = iter_events(read_file(path))
-        work = tmp_path / "tlc" / path.name / design
+        work = tmp_path / "tlc" / path.name / design / str(ino)
         return verdict_text(validate_tlc(items, design, setup, work, gmem_dev=dev,
-                                         gmem_dev_from=how))
+                                         gmem_dev_from=how, gmem_ino=ino))
 
+    whole = [case for case in python if case[0].split("/", 1)[1] not in PER_FILE]
+    per_file = [(case, ino) for case in python if case[0].split("/", 1)[1] in PER_FILE
+                for ino in PER_FILE[case[0].split("/", 1)[1]]]
+    assert per_file
     with ThreadPoolExecutor(max_workers=2) as pool:
-        got = dict(zip(python, pool.map(tlc_verdict, python)))
-    assert got == python
+        got = dict(zip(whole, pool.map(tlc_verdict, whole)))
+        by_file = list(pool.map(lambda c: tlc_verdict(*c), per_file))
+    assert got == {case: python[case] for case in whole}
+    for ((name, design), ino), tlc in zip(per_file, by_file):
+        path = path_of(name)
+        dev, how = scan_gmem_dev(str(path))
+        one = verdict_text(replay(list(iter_events(read_file(path))), design, gmem_dev=dev,
+                                  gmem_dev_from=how, gmem_ino=ino))
+        assert tlc == one == python[(name, design)], (name, design, hex(ino))
 
 
 def test_tlc_engine_replaces_a_work_folder_that_is_a_symlink(tlc_ready, tmp_path):

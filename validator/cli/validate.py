@@ -58,14 +58,15 @@ def validate_one(path: str, design: str, added=(), disabled=(),
             verdict = replay(items, design, added, disabled, coverage, raw_of=items.raw_of,
                              gmem_dev=dev, gmem_dev_from=how, features=features,
                              slot_plan=plan, gmem_ino=gmem_ino)
-            unparsed = items.unparsed_before(verdict.stopped_at)
+            # the replay reads to the end (its evidence counts the whole capture)
+            unparsed = items.unparsed_before(None)
             return verdict
         from validator.replay.tlc_engine import validate_tlc
         read = UnparsedCount(keep_lines=True)
         verdict = validate_tlc(iter_events(_counting(read_file(path), read)), design,
                                tlc, tlc.out_dir / _work_name(path) / design, added,
                                disabled, dev, how, features, plan, gmem_ino)
-        unparsed.merge(read, before=verdict.line)  # as far as the Python engine reads
+        unparsed.merge(read)        # the whole capture, as the Python engine reads it
         return verdict
 
     def read_again() -> Observations:       # a trace of big folios: its pages first

@@ -260,6 +260,19 @@ class FolioTable:
                 del self.by_index[f.index + i]
         f.index = None
 
+    def release(self, folio: int) -> None:
+        """The folio leaves the replay's view (it entered a file the replay does not judge):
+        its pfns name nothing from now on, and a later return of them is a new folio."""
+        self._unbind(folio)
+        f = self.folios[folio]
+        if f.runs is None:
+            for i in range(f.pages):
+                self.by_pfn.pop(f.pfn + i, None)
+        else:
+            self.big.pop(f.pfn, None)
+        if f.pfn in self.starts:
+            self.starts.remove(f.pfn)
+
     def _folios_in(self, pfn: int, order: int) -> list[tuple[int, bool]]:
         """The folios a block of 2^order pages at pfn covers: (folio, exactly that folio)."""
         pages = self.real_pages

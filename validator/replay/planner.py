@@ -114,7 +114,8 @@ class Planner(FolioTable):
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
-        if self.gmem_ino is not None and f.get("ino", self.gmem_ino) != self.gmem_ino:
+        if (self.gmem_ino is not None and f.get("ino", self.gmem_ino) != self.gmem_ino
+                and name != "cache_add"):
             raise Unrelated("an event of another guest_memfd file (--gmem-ino)")
         if name != "marker":                    # a marker's words are text
             for key, value in f.items():        # the usual event: every value a number
@@ -268,6 +269,15 @@ class Planner(FolioTable):
         if dev != self.gmem_dev:
             self.other_devs[dev] = self.other_devs.get(dev, 0) + 1
             raise Unrelated("filemap event of another file system")
+        if self.gmem_ino is not None and f.get("ino") != self.gmem_ino:
+            # Another file takes a pfn: it leaves the view (its events there are not ours),
+            # unless the judged file still holds it (then the add is judged: impossible).
+            page = self._page_of_pfn(f.get("pfn"), whole=True)
+            held = page is not None and page >= 0 and name == "cache_add"
+            if not held or self.folios[self.folio_of_page(page)].index is None:
+                if held:
+                    self.release(self.folio_of_page(page))
+                raise Unrelated("an event of another guest_memfd file (--gmem-ino)")
         self.cache_observed = True
         pfn, ofs = f.get("pfn"), f.get("ofs")
         if not isinstance(pfn, int) or not isinstance(ofs, int) or ofs < 0:

@@ -14,6 +14,7 @@ from validator.review.corpus import CorpusError, Outcome, verdict_text
 from validator.ftrace import iter_events
 from validator.replay.input import read_file, scan_gmem_dev
 from validator.replay.engine import replay
+from validator.replay.catalogue import load_catalogue
 from validator.replay.verdict import Verdict
 
 _TIMESTAMP = re.compile(r"\s(\d+\.\d+):\s")
@@ -64,6 +65,19 @@ def cache_events(text: str, dev: tuple[int, int] | None) -> int:
                           text))
 
 
+# Probes whose every line is replayed as an event of its own (gmem_alloc is replayed through
+# the page-cache add it links; the creation probes only name a file's first state).
+_OWN_EVENT_PROBES = tuple(spec.name for spec in load_catalogue().probes()
+                          if spec.protocol not in ("alloc", "gmem_inode", "gmem_create"))
+_PROBE_LINE = re.compile(r"\d: (?:poisoncheck:)?(?:" + "|".join(_OWN_EVENT_PROBES) + r"): \(")
+
+
+def probe_events(text: str) -> int:
+    """record's kprobe lines that the replay takes as events of their own, counted from the
+    text alone."""
+    return len(_PROBE_LINE.findall(text))
+
+
 def splice(text: str, s: Splice) -> tuple[str, int]:
     """The text with s.line inserted after the first line matching s.after, and the
     inserted line's number.  With s.earlier, the search for s.after starts after the first
@@ -103,10 +117,12 @@ def check_real(real_dir: Path, out_dir: Path) -> list[Outcome]:
         path = real_dir / entry["file"]
         if not path.is_file():
             raise CorpusError(f"{real_dir / 'manifest.toml'}: {entry['file']}: no such trace")
-        counted = cache_events(read_text(path), scan_gmem_dev(str(path))[0])
+        text = read_text(path)
+        counted = cache_events(text, scan_gmem_dev(str(path))[0]) + probe_events(text)
         for design, expected in entry["expect"].items():
             v = judge(path, design)
-            got, note = verdict_text(v), f"{v.events} events, {counted} page-cache adds/deletes"
+            got, note = (verdict_text(v), f"{v.events} events, {counted} page-cache adds/deletes "
+                                          f"and probe lines")
             if v.events < max(counted, entry.get("min_events", 0)):
                 got += " (too few events)"
             outcomes.append(Outcome(f"real/{entry['file']}", design, expected, got, note))
