@@ -13,7 +13,7 @@ from validator.replay.reference import replay_reference
 from validator.replay.tlc_engine import validate_tlc
 from validator.tlc.setup import SetupError, tlc_setup
 
-from test_planner import DEV, OTHER, VMM, alloc, free, trace
+from test_planner import DEV, VMEMMAP, alloc, free, trace
 
 A, B = 0x7b1, 0x7f1
 
@@ -98,6 +98,38 @@ def test_files_are_kept_apart_by_inode():
     only_a = judge(trace(*base, host_fault(0, B)), gmem_ino=A)
     assert only_a.verdict == "accepted"
     assert any("another guest_memfd file (--gmem-ino)" in n for n in only_a.notes)
+    # ... and B alone, its creation marker read (flags 1: private, the fault is refused)
+    assert judge(trace(*base, host_fault(0, B)), gmem_ino=B).verdict == "violation"
+
+
+def gmem_alloc(pfn, index, ino):
+    """record's gmem_alloc: a folio pointer (vmemmap + pfn * 64), linked by the add."""
+    return (f"gmem_alloc: (filemap_add_folio+0x4/0x210) index={index:#x} "
+            f"page={VMEMMAP + pfn * 64:#x} magic=0x474d454d ino={ino:#x}")
+
+
+def gmem_free(pfn):
+    return f"gmem_free: (kvm_gmem_free_folio+0x4/0x50 [kvm]) page={VMEMMAP + pfn * 64:#x}"
+
+
+def test_gmem_ino_follows_a_pfn_that_moves_to_another_file():
+    """A's pfn, punched and freed, is taken by B: for --gmem-ino A it leaves the view (B's
+    free of it, named by a folio pointer only, is not A's), and comes back to A as a new
+    folio.  Before, the three-VM capture judged with --gmem-ino was a false alarm there."""
+    text = trace(created(A, 3), created(B, 3),
+                 alloc(0x1000), gmem_alloc(0x1000, 0, A), add(0x1000, 0),
+                 alloc(0x1001), gmem_alloc(0x1001, 1, A), add(0x1001, 1),   # two links: base
+                 delete(0x1000, 0), gmem_free(0x1000), free(0x1000),
+                 alloc(0x1000), gmem_alloc(0x1000, 0, B), add(0x1000, 0, B),
+                 delete(0x1000, 0, B), gmem_free(0x1000), free(0x1000),
+                 alloc(0x1000), gmem_alloc(0x1000, 2, A), add(0x1000, 2))
+    assert judge(text).verdict == "accepted"
+    for ino in (A, B):
+        v = judge(text, gmem_ino=ino)
+        assert v.verdict == "accepted", (hex(ino), v.to_json())
+    # A still holds the pfn when B adds it: judged, and impossible
+    held = trace(created(A, 3), created(B, 3), alloc(0x1000), add(0x1000, 0), add(0x1000, 1, B))
+    assert judge(held, gmem_ino=A).verdict == "violation"
 
 
 def test_an_index_without_its_inode_is_ambiguous_with_several_files():
