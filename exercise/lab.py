@@ -25,7 +25,6 @@ interrupted.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from validator.tlc.setup import sha256_of  # noqa: E402
 SUITE = "sid"                      # Debian's newest suite: its kernel is the newest packaged
 FLAVOUR = "amd64"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -127,14 +128,6 @@ def newest_kernel(apt: Apt) -> str:
     raise LabError(f"no linux-image-{FLAVOUR} in Debian {SUITE}")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def debian_kernel(lab: Path, refresh: bool) -> tuple[Path, dict]:
     """build/lab/VER/root/lib/modules/VER/vmlinuz and its record, downloaded once."""
     record_path = lab / "kernel.json"
@@ -160,7 +153,7 @@ def debian_kernel(lab: Path, refresh: bool) -> tuple[Path, dict]:
     files = {}
     for package in packages:
         deb = next(debs.glob(f"{package}_*.deb"))
-        files[deb.name] = sha256(deb)
+        files[deb.name] = sha256_of(deb)
         _run(["dpkg-deb", "-x", str(deb), str(root)], "dpkg-deb -x")
     (root / "lib").symlink_to("usr/lib")
     moddir = root / "lib" / "modules" / version
