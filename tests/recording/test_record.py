@@ -258,6 +258,8 @@ def refusing_kernel(monkeypatch, root: Path, refused: str, reason: str):
 
 def test_a_refused_probe_line_is_left_out_with_the_kernels_reason(tmp_path, monkeypatch):
     root = make_tracefs(tmp_path / "tracing")
+    # an older complaint in error_log is not this line's reason
+    (root / "error_log").write_text("[    1.000000] trace_kprobe: error: Some old reason\n")
     third = kprobe_lines(CAT)[2]
     name = CAT.probes()[2].name
     refusing_kernel(monkeypatch, root, third, "Invalid argument type")
@@ -272,6 +274,24 @@ def test_a_refused_probe_line_is_left_out_with_the_kernels_reason(tmp_path, monk
         in result.stdout
     assert (root / f"events/poisoncheck/{name}/enable").read_text() == "0\n"
     assert (root / "tracing_on").read_text() == "1\n"
+
+
+def test_an_old_complaint_in_error_log_is_not_given_as_the_reason(tmp_path, monkeypatch):
+    root = make_tracefs(tmp_path / "tracing")
+    (root / "error_log").write_text("[    1.000000] trace_kprobe: error: Some old reason\n")
+    third = kprobe_lines(CAT)[2]
+    real = recording._write_file
+
+    def kernel(path, text, append):     # refuses without a word in error_log
+        if path.name == "kprobe_events" and text == third:
+            raise OSError(errno.EINVAL, "Invalid argument", str(path))
+        real(path, text, append)
+
+    monkeypatch.setattr(recording, "_write_file", kernel)
+    result = run("--apply", "--tracefs", str(root))
+    assert result.exit_code == 0
+    assert "Some old reason" not in result.stderr
+    assert f"(Invalid argument); the kernel says why in {root}/error_log" in result.stderr
 
 
 def test_with_check_a_refused_probe_line_is_an_error_and_undone(tmp_path, monkeypatch):

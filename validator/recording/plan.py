@@ -121,7 +121,8 @@ def setup_steps(plan: Plan) -> list[TracefsStep | str]:
         comment = _probe_comment(spec)
         if i == 0:
             comment = "4. the probes, appended one line at a time\n" + comment
-        steps.append(TracefsStep("kprobe_events", kprobe_line(spec, plan.symbol(spec)), append=True, comment=comment))
+        steps.append(TracefsStep("kprobe_events", kprobe_line(spec, plan.symbol(spec)),
+                                 append=True, comment=comment))
     filters = [(spec, spec.filter) for spec in probes if spec.filter]
     if plan.gmem_dev is not None:
         filters += [(spec, f"s_dev == {dev_t(plan.gmem_dev)}") for spec in plan.events()

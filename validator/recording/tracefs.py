@@ -67,14 +67,6 @@ def choose_symbols(known: set[str], probes: list[ProbeSpec]
     return chosen, missing
 
 
-def check_symbols(root: Path, cat: Catalogue, only_upstream: bool) -> tuple[bool, list[ProbeSpec]]:
-    """(could check, probes none of whose names is in available_filter_functions)."""
-    known = kernel_functions(root)
-    if known is None:
-        return False, []
-    return True, choose_symbols(known, cat.probes(only_upstream))[1]
-
-
 def left_out_message(root: Path, missing: list[ProbeSpec]) -> str:
     """The note for probes left out because the kernel lacks their function."""
     items = "; ".join(f"{s.name} on {'/'.join(s.symbols)} (no {s.protocol} events: "
@@ -114,11 +106,10 @@ def _write_file(path: Path, text: str, append: bool) -> None:
         os.close(fd)
 
 
-def last_error(root: Path) -> str | None:
-    """The kernel's last complaint in error_log (`... error: REASON`), if any."""
+def error_reasons(root: Path) -> list[str]:
+    """The kernel's complaints in error_log (`... error: REASON`), oldest first."""
     lines = (read_text(root / "error_log") or "").splitlines()
-    reasons = [line.split("error:", 1)[1].strip() for line in lines if "error:" in line]
-    return reasons[-1] if reasons else None
+    return [line.split("error:", 1)[1].strip() for line in lines if "error:" in line]
 
 
 def old_probes(root: Path, group: str) -> list[str]:
@@ -170,15 +161,18 @@ def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict:
     def write(rel: str, text: str, append: bool, what: str, probe: str | None = None):
         nonlocal writes
         path = root / rel
+        # error_log keeps earlier complaints too: only one this write adds is its reason
+        before = len(error_reasons(root)) if what else 0
         try:
             _write_file(path, text, append)
         except OSError as err:
+            why = _refused(root, path, text, what, err, before)
             if probe is not None and refused_probe is not None and err.errno != errno.EPERM:
-                refused_probe(probe, _refused(root, path, text, what, err))
+                refused_probe(probe, why)
                 skipped.append(f"{plan.base}events/{group}/{probe}/")
                 return
             if strict:
-                raise RecordError(_refused(root, path, text, what, err)) from None
+                raise RecordError(why) from None
             echo(f"could not write {path}: {err.strerror or err}")
             return
         writes += 1
@@ -228,7 +222,8 @@ def _apply(root: Path, steps: list[TracefsStep | str], plan: Plan, echo, strict:
     return writes
 
 
-def _refused(root: Path, path: Path, text: str, what: str, err: OSError) -> str:
+def _refused(root: Path, path: Path, text: str, what: str, err: OSError,
+             known_errors: int = 0) -> str:
     reason = err.strerror or str(err)
     if err.errno in (errno.EACCES, errno.EPERM):
         return f"cannot write {path}: {reason} (run as root)"
@@ -238,7 +233,8 @@ def _refused(root: Path, path: Path, text: str, what: str, err: OSError) -> str:
             hint = " (the event does not exist: the probe was not created, or its module is not loaded)"
         return f"cannot write {path}: {reason}{hint}"
     if what:
-        why = last_error(root)
+        new = error_reasons(root)[known_errors:]
+        why = new[-1] if new else None
         log = root / "error_log"
         more = (f"; error_log: {why}" if why else
                 f"; the kernel says why in {log}" if log.exists() else "")
