@@ -315,7 +315,8 @@ def test_with_check_a_refused_probe_line_is_an_error_and_undone(tmp_path, monkey
 # no in-place conversion, none of the designs' own functions.
 LAB_72_FUNCTIONS = ["filemap_add_folio", "kvm_gmem_get_pfn", "kvm_gmem_fault_user_mapping",
                     "kvm_gmem_fallocate", "kvm_gmem_error_folio", "kvm_gmem_free_folio",
-                    "kvm_make_all_cpus_request", "free_huge_folio", "alloc_hugetlb_folio"]
+                    "kvm_make_all_cpus_request", "free_huge_folio", "alloc_hugetlb_folio",
+                    "anon_inode_make_secure_inode", "kvm_gmem_create"]
 
 
 def test_probes_on_functions_the_kernel_lacks_are_left_out_with_a_note(tmp_path):
@@ -359,6 +360,17 @@ def test_a_renamed_function_is_probed_under_the_name_the_kernel_has(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace(table, table + 'aliases = ["no spaces"]\n'))
     assert "aliases must list" in one_error_line(run("--catalogue", str(bad)))
+
+
+def test_the_marker_names_the_probes_left_out(tmp_path):
+    root = make_tracefs(tmp_path / "tracing", functions=LAB_72_FUNCTIONS)
+    (root / "trace_marker").write_text("")
+    result = run("--apply", "--tracefs", str(root), "--gmem-dev", "0:61")
+    assert result.exit_code == 0, result.output
+    absent = sorted(s.name for s in CAT.probes() if s.symbol not in LAB_72_FUNCTIONS)
+    assert len(absent) == 8         # as on the lab's 7.2 kernel
+    assert (root / "trace_marker").read_text() == (
+        f"poisoncheck gmem_dev=0:61 kprobes=1 left_out={','.join(absent)}\n")
 
 
 def test_tracefs_writes_do_not_seek(tmp_path, monkeypatch):

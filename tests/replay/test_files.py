@@ -188,3 +188,20 @@ def test_the_tlc_engine_reads_the_first_state_alike(tlc, tmp_path, first, verdic
     items = list(iter_events(read_lines(text.splitlines())))
     v = validate_tlc(items, "NoHold", tlc, tmp_path / "w")
     assert v.verdict == verdict == judge(text).verdict, v.to_json()
+
+
+def test_the_evidence_says_which_probes_record_left_out_and_which_never_fired():
+    """Before, a capture with kprobes said 'vm: not observed ... need kprobes' although
+    record had set up vm_bugged (it never fired) and left hkid_release out (no function)."""
+    marker = (f"tracing_mark_write: poisoncheck gmem_dev={DEV} kprobes=1 "
+              f"left_out=hkid_release,tdx_aug,tdx_reclaim,tdx_remove")
+    text = trace(marker, created(A, 3), *FILL, marker=False)
+    seen = judge(text).observability
+    assert seen["sept, mirror: S-EPT and KVM's mirror"]["missing"] == (
+        "record left out tdx_aug, tdx_remove, tdx_reclaim: this kernel lacks their functions")
+    assert seen["vm: bugged, destroyed"]["missing"].startswith(
+        "none in the capture: record set up vm_bugged and none fired (absence is no proof); "
+        "it left out hkid_release")
+    # without the marker's word on kprobes, the general reason stays
+    plain = judge(trace(created(A, 3), *FILL)).observability
+    assert "need kprobes" in plain["vm: bugged, destroyed"]["missing"]

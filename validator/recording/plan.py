@@ -89,7 +89,10 @@ class Plan:
         if self.gmem_dev is None:
             return None
         major, minor = self.gmem_dev
-        return f"{MARKER} gmem_dev={major}:{minor} kprobes={int(self.kprobes)}"
+        text = f"{MARKER} gmem_dev={major}:{minor} kprobes={int(self.kprobes)}"
+        if self.kprobes and self.left_out:     # so a verdict can say why they never fired
+            text += " left_out=" + ",".join(sorted(self.left_out))
+        return text
 
 
 def check_instance_name(name: str) -> str:

@@ -8,6 +8,8 @@ was observed", and this module says what that was.
 
 from __future__ import annotations
 
+from validator.replay.vocabulary import PROBE_PROTOCOL
+
 # Model variable (as a reader knows it) -> (protocol events that show it, how to observe it).
 OBSERVERS = (
     ("folioLoc: page cache, allocator", ("alloc", "cache_add", "cache_delete", "page_alloc",
@@ -59,12 +61,29 @@ def observability(planner, counted: dict | None = None, after: dict | None = Non
         if later:
             entry["after_verdict"] = later
         if not counts:
-            entry["missing"] = how
+            entry["missing"] = _why_none(planner, events, how)
         out[variable] = entry
     context = {e: seen[e] for e in CONTEXT if seen.get(e)}
     if context:
         out["context (counted, no model variable)"] = {"observed": True, "events": context}
     return out
+
+
+def _why_none(planner, events, how: str) -> str:
+    """Why no event shows a variable: what record's marker says it set up, where it says."""
+    if not planner.kprobes_set_up:
+        return how
+    probes = [name for name, protocol in PROBE_PROTOCOL.items() if protocol in events]
+    absent = [name for name in probes if name in planner.left_out]
+    present = [name for name in probes if name not in planner.left_out]
+    if present:
+        why = (f"none in the capture: record set up {', '.join(present)} and none fired "
+               f"(absence is no proof)")
+        return why + (f"; it left out {', '.join(absent)}, whose functions this kernel "
+                      f"lacks" if absent else "")
+    if absent:
+        return f"record left out {', '.join(absent)}: this kernel lacks their functions"
+    return how
 
 
 def summary_lines(observability: dict) -> list[str]:

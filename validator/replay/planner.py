@@ -101,6 +101,9 @@ class Planner(FolioTable):
         self.cache_observed = False              # filemap events on guest_memfd's device seen
         self.seen: dict[str, int] = {}           # protocol event -> how many the trace has
         self.other_devs: dict[tuple[int, int], int] = {}   # filemap devices not guest_memfd's
+        # what record's marker says it set up: kprobes at all, and the probes it left out
+        self.kprobes_set_up: bool | None = None
+        self.left_out: frozenset[str] = frozenset()
 
     def forget(self) -> None:
         """After lost events nothing is known of the folios seen so far."""
@@ -380,6 +383,10 @@ class Planner(FolioTable):
                 self.file_flags[ino] = flags
                 self.seen["gmem_created_marker"] = self.seen.get("gmem_created_marker", 0) + 1
             return
+        if words.get("kprobes") in ("0", "1"):
+            self.kprobes_set_up = words["kprobes"] == "1"
+            left = words.get("left_out")
+            self.left_out = frozenset(left.split(",")) if isinstance(left, str) else frozenset()
         value = words.get("gmem_dev")
         dev = parse_dev(value) if isinstance(value, str) else None
         if dev is None:
