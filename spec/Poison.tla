@@ -48,7 +48,7 @@ DesignChecks ==
   [ NoHold          |-> {},
     FolioRef        |-> { "tdx_remove_failed.hold_ref",       \* tdx_sept_remove_leaf_spte(): no tdx_unpin() on error
                           "convert_shared.safe_refcount",     \* Yan's POC: kvm_gmem_private_has_safe_refcount() before private -> shared
-                          \* RFC patch 08's puts of the references AUG took (kernel-facts.md 9.4);
+                          \* RFC patch 08's puts of the references AUG took (docs/kernel-facts.md 9.4);
                           \* a mutant that disables one misses a put, or puts twice:
                           "tdx_remove_ok.unpin",              \* tdx_unpin() after a successful removal
                           "tdx_aug_busy.unpin",               \* tdx_mem_page_aug(): tdx_unpin() on TDX_OPERAND_BUSY
@@ -89,7 +89,7 @@ ASSUME DesignAssumption == Design \in Designs
 \* "thp": a huge buddy folio (Michael Roth's THP-backed guest_memfd, under RFC v1 of the
 \* TDX huge-page series): never split in place, poisoned per raw page (memory_failure()
 \* sets the page's PG_hwpoison; folio_test_hwpoison() reads the head), freed at high
-\* order, where free_pages_prepare() checks nothing (kernel-facts.md 9.3).
+\* order, where free_pages_prepare() checks nothing (docs/kernel-facts.md 9.3).
 ASSUME BackingAssumption == Backing \in {"buddy", "hugetlb", "thp"}
 \* Upstream guest_memfd allocates order-0 folios only; huge folios come from HugeTLB.
 ASSUME FolioSizeAssumption == PagesPerFolio \in Nat \ {0} /\ (Backing = "buddy" => PagesPerFolio = 1)
@@ -184,7 +184,7 @@ TypeOK ==
 Whole(f) == \A p \in PagesOf(f) : attr[p] = "private"
 
 (***************************************************************************)
-(* PG_hwpoison as the kernel stores it (kernel-facts.md 9.1).  A split     *)
+(* PG_hwpoison as the kernel stores it (docs/kernel-facts.md 9.1).  A split     *)
 (* HugeTLB folio's pages are folios of their own; a whole one is checked   *)
 (* through its head.  guest_memfd merges a split folio before it leaves    *)
 (* (punch hole merges before truncating, release merges in the last put). *)
@@ -696,7 +696,7 @@ FairSpec == Spec /\ Fairness
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
-(* Properties (protocol.md section 4)                                      *)
+(* Properties (docs/protocol.md section 4)                                      *)
 (***************************************************************************)
 
 \* The TDX module may still own the page: it is in the S-EPT, and the module

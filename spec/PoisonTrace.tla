@@ -240,7 +240,7 @@ Observed ==
 TraceNext == Unobserved \/ ShutdownRest \/ Observed
 TraceSpec == TraceInit /\ [][TraceNext]_traceVars
 
-\* The properties, judged right after each observed step (protocol.md section 4).
+\* The properties, judged right after each observed step (docs/protocol.md section 4).
 TraceNoHostAccess == obs => NoHostAccessToTdPageInv
 TraceNoPrivateHostMapping == obs => NoPrivateHostMappingInv
 TraceRefcount == obs => RefcountSoundInv

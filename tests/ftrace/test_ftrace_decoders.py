@@ -1,4 +1,4 @@
-"""Typed decoders: the upstream events of protocol.md §6 and the poisoncheck probes."""
+"""Typed decoders: the upstream events of docs/protocol.md §6 and the poisoncheck probes."""
 
 from pathlib import Path
 

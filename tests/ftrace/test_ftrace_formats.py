@@ -1,4 +1,4 @@
-"""Handmade lines for each text form the reader must know (ftrace-formats.md), both engines."""
+"""Handmade lines for each text form the reader must know (docs/parse.md), both engines."""
 
 import pytest
 

@@ -14,7 +14,7 @@ from validator.model.properties import BY_KEY, VIOLATED
 
 
 def prop_label(key: str) -> str:
-    """P1 for NoHostAccessToTdPage: the property's number in protocol.md."""
+    """P1 for NoHostAccessToTdPage: the property's number in docs/protocol.md."""
     return f"P{BY_KEY[key].number}"
 
 

@@ -114,7 +114,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
     Each run fixes a design, a backing, fault budgets and (for mutants) the
     checks it disables.  Runs marked `deep` (the largest state spaces) run
     only with --deep, or when --only names them.  The table has one column per property of
-    protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable); `unfinished` (a
+    docs/protocol.md: `holds`, `VIOLATED (n steps)` or `-` (not applicable); `unfinished` (a
     TLC process stopped at --budget) and `not checked` (liveness under --distributed) are
     no verdict.
     Counterexamples are kept under build/check/RUN/PROPERTY.json (of the

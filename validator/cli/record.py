@@ -50,7 +50,9 @@ def _instance(ctx, param, value):
               help="Record events of this process only (set_event_pid); other users' "
                    "allocations of guest_memfd's freed pages are then not seen.")
 @click.option("--check", "check", is_flag=True,
-              help="Fail unless every probed function is in DIR/available_filter_functions.")
+              help="Fail unless every probed function is in DIR/available_filter_functions "
+                   "and the kernel accepts every probe line. Without it such probes are left "
+                   "out, each named in a note with what the capture loses.")
 @click.option("--catalogue", "catalogue_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Another probe catalogue [default: the packaged probes.toml].")
 def record(do_apply, remove, tracefs, instance, buffer_kb, only_upstream, tracepoints_only,
@@ -74,8 +76,8 @@ def record(do_apply, remove, tracefs, instance, buffer_kb, only_upstream, tracep
 
     \b
     Exit codes: 0 printed or applied, 2 a bad catalogue, DIR not a tracefs, a write the
-    kernel refused (the message names the line; what was written is undone), or --check
-    found missing functions.
+    kernel refused (the message names the line and error_log's reason; what was written is
+    undone), or --check found missing functions or a refused probe line.
     """
     opts = RecordOptions(Path(tracefs), do_apply, remove, instance, buffer_kb, only_upstream,
                          tracepoints_only, gmem_dev, pid, check, catalogue_path)

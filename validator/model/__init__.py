@@ -4,7 +4,7 @@
     state       State, Init and the spec's helper operators
     actions     one function per action of Next
     mirror      successors, the reachable graph, a state as TLC prints it
-    properties  protocol.md's properties: names, kinds, and the safety predicates
+    properties  docs/protocol.md's properties: names, kinds, and the safety predicates
 
 Use it as `from validator import model`; the names below are its API.
 """

@@ -1,4 +1,4 @@
-"""The properties of protocol.md section 4: how the checker names and runs them,
+"""The properties of docs/protocol.md section 4: how the checker names and runs them,
 and the safety properties as predicates over the mirror's states."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from validator.model.state import State, folio_refs_safe, is_bad, tdx_holds
 @dataclass(frozen=True)
 class Property:
     key: str          # the name used in matrix.toml, JSON and tables
-    number: int       # its number in protocol.md section 4
+    number: int       # its number in docs/protocol.md section 4
     short: str        # table column header
     tla: str | None   # the definition in spec/Poison.tla (None: derived by poisoncheck)
     kind: str         # "invariant" | "action" | "liveness" | "derived"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from validator.replay.probe_spec import RET_CONVENTIONS, FetchArg, ProbeSpec, as_int
 
-# The protocol events the replay engine consumes (protocol.md §6), in catalogue order.
+# The protocol events the replay engine consumes (docs/protocol.md §6), in catalogue order.
 PROTOCOL_EVENTS = (
     "alloc", "guest_get_pfn", "aug", "remove", "vm_bugged", "convert", "host_fault",
     "punch_hole", "error_folio", "gmem_free", "hugetlb_free", "set_hwpoison", "buggy_cleanup",

@@ -10,7 +10,7 @@ planner keeps the identities the trace reveals apart (the table of them: folio_t
 * a **file slot** (a guest_memfd index) is bound to whichever folio the page
   cache holds there now.  On a real kernel a punched index is refilled with
   another pfn, and a freed pfn goes to other users at once and may come back
-  later at another index (../shared/design/real-kernel.md, "Orders seen");
+  later at another index (docs/real-kernel.md, "Orders seen");
 * a **struct page pointer** (probes that cannot print a pfn) is linked to its
   pfn by the page-cache add of the same index, and once two such links agree
   on the vmemmap base, any pointer is (PageLinks);

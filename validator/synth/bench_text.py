@@ -2,7 +2,7 @@
 
 BenchRenderer is synth/ftrace_text's Renderer on the walk's one-folio view (page numbers
 are the current folio's, its pfn and index set by the walk before each step), with what a
-real capture has beside the probes (real-kernel.md): steps on interleaved vCPUs and VMM
+real capture has beside the probes (docs/real-kernel.md): steps on interleaved vCPUs and VMM
 threads, the page cache of guest_memfd's device, the MMU notifier's host unmaps, the
 memory-attribute changes and SPTE changes; the refusals the kernel logs without a change
 of state; and unrelated lines (sched, irq, softirq, timer, host page allocations of pfns
@@ -86,7 +86,7 @@ class BenchRenderer(render.Renderer):
                   f"as id 0 gfn {self.index(p):x} level 1 old_spte 5a0 "
                   f"new_spte 6000000{self.pfn(p):x}977")
 
-    # The upstream events a real capture has beside the probes (real-kernel.md): the
+    # The upstream events a real capture has beside the probes (docs/real-kernel.md): the
     # page cache of guest_memfd's device and the MMU notifier's host unmaps.
     def cache_event(self, name: str, f_index: int, pfn: int) -> None:
         self.emit(render.VMM, name, f"dev {GMEM_DEV} ino 5a2b pfn=0x{pfn:x} "
