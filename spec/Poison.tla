@@ -58,17 +58,25 @@ DesignChecks ==
                           "gmem_fault.hwpoison",              \* guest_memfd refuses host faults on poisoned folios
                           "gmem_free.hwpoison" },             \* guest_memfd leaks poisoned HugeTLB folios on free
     BuggyCleanup    |-> { "tdx_remove_failed.mark_fd_bugged", \* kvm_gmem_buggy_cleanup(): fd->bugged = true, work queued
-                          "convert.bugged_fd",                \* conversion ioctl refuses a bugged fd (like vm_dead)
+                          "convert.bugged_fd",                \* the conversion ioctl refuses a bugged fd on entry
+                                                              \* (like vm_dead in kvm_vm_ioctl()), before its zap
                           "punch_hole.bugged_fd",             \* fallocate(PUNCH_HOLE) refuses a bugged fd
-                          "gmem_free.bugged_fd" },            \* the fd's folios go to memory_failure(), not back
+                          "gmem_free.bugged_fd",              \* the fd's folios go to memory_failure(), not back
                                                               \* (Rick: "instead of returning the pages")
+                          "host_fault.bugged_fd",             \* host faults on a bugged fd get SIGBUS: the
+                                                              \* conversion's own zap may bug the fd after its
+                                                              \* entry check, and the flip is unconditional
+                          "gmem_release.keeps_bugged_flag" }, \* the flag outlives kvm_gmem_release(): kept on
+                                                              \* the inode, which lives until its folios are freed
     NoMoreSeamcalls |-> { "tdx_remove_failed.buggy_shutdown", \* tdx_buggy_shutdown(): no SEAMCALL succeeds again
                           "tdx_buggy_shutdown.wbinvd" } ]     \* ... after WBINVD on every CPU
 
 \* Checks someone in the thread proposed that no design above performs.
 ProposedChecks ==
   { "convert.hwpoison",           \* conversion refuses a poisoned range
-    "host_fault.bugged_fd",       \* host faults on a bugged fd get SIGBUS
+    "convert.bugged_fd_after_zap",\* the conversion ioctl re-checks the flag after its own zap
+    "buggy_cleanup.pins_file",    \* the queued cleanup holds a file reference until it ran
+    "prepare.per_page",           \* PG_uptodate kept per page: zeroing skips pages up to date
     "merge.hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
     "dissolve.hwpoison",          \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
     "tdx_buggy_shutdown.flag_first" } \* set "no more SEAMCALLs" before the WBINVD IPIs, not after
@@ -79,9 +87,15 @@ AllFeatures ==
     "dissolve",                   \* free HugeTLB folios dissolved to the buddy allocator (pool shrink,
                                   \* memory offline, alloc_contig_range())
     "cross_td",                   \* another TD's guest_memfd may get a freed folio and AUG it
-    "pw_erratum" }                \* X86_BUG_TDX_PW_MCE (SPR/EMR): a host partial write to a TD
+    "pw_erratum",                 \* X86_BUG_TDX_PW_MCE (SPR/EMR): a host partial write to a TD
                                   \* page's lines poisons them; tdx_quirk_reset_paddr() resets a
                                   \* page after a successful removal
+    "mf_ignored",                 \* the 1G series: guest_memfd's folios are off the LRU, so
+                                  \* memory_failure() sets PG_hwpoison and stops (MF_IGNORED):
+                                  \* no host unmap, no error_remove_folio, no KVM zap
+    "wbinvd_fails" }              \* TDH.PHYMEM.PAGE.WBINVD fails after a successful PAGE.REMOVE
+                                  \* (LKML, April 2026): the page leaves the S-EPT, the TD's
+                                  \* lines may stay dirty in a cache, and it is never reset
 
 Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
 
@@ -144,18 +158,22 @@ VARIABLES
     convReq,        \* the conversion the guest asked for, not yet done: NoReq or [page, to]
     removeFailures, \* removals that failed so far
     memErrors,      \* memory errors so far
-    unreset         \* [Pages -> BOOLEAN]: "pw_erratum" only: the page held TD-private lines and
-                    \* was not reset (only a successful removal resets it)
+    unreset,        \* [Pages -> BOOLEAN]: the page may hold TD-private lines the host must not
+                    \* meet: "pw_erratum": never reset (only a successful removal resets it);
+                    \* "wbinvd_fails": maybe dirty in a cache (a buggy shutdown writes them back)
+    uptodate        \* [Pages -> BOOLEAN]: PG_uptodate as stored (a whole HugeTLB folio: its
+                    \* head's): guest_memfd zeroes a folio that is not up to date before use
 
 \* Variable groups, so that an action's UNCHANGED names what it leaves alone by concern.
 gmemVars == << folioLoc, attr, convReq >>           \* guest_memfd and the allocators
+dataVars == << uptodate >>                          \* what the kernel wrote into the pages
 tdVars == << sept, mirror, tdxRefs, unreset >>      \* the TD's hold on its pages
 hostVars == << hostMap, hostPin >>                  \* the host's mappings and pins
 poisonVars == << hwpoison, bad >>                   \* poison: as stored, and as judged
 vmVars == << vm, tdx, otherTds, fd >>               \* the VM, the TDX module, the others, the fd
 countVars == << removeFailures, memErrors >>        \* bounds on the failures injected
 
-vars == << gmemVars, tdVars, hostVars, poisonVars, vmVars, countVars >>
+vars == << gmemVars, tdVars, hostVars, poisonVars, vmVars, countVars, dataVars >>
 
 TypeOK ==
     /\ folioLoc \in [Folios -> Locations]
@@ -175,6 +193,7 @@ TypeOK ==
     /\ removeFailures \in 0..MaxRemoveFailures
     /\ memErrors \in 0..MaxMemErrors
     /\ unreset \in [Pages -> BOOLEAN]
+    /\ uptodate \in [Pages -> BOOLEAN]
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -207,6 +226,40 @@ SplitFlags(f) == [q \in Pages |-> IF FolioOf(q) = f THEN hwpoison[HeadPage(f)] E
 MergeFlags(f) == IF On("merge.hwpoison") THEN [hwpoison EXCEPT ![HeadPage(f)] = HasFlag(f)]
                  ELSE hwpoison
 
+(***************************************************************************)
+(* Writes into pages (the 1G series; 7.2 for order-0 folios).  Before a    *)
+(* folio is used, guest_memfd zeroes it unless it is up to date: the whole *)
+(* folio as the fault sees it (kvm_gmem_prepare_folio(): folio_zero_user() *)
+(* on the guest path, clear_highpage() on a host fault), then marks it up   *)
+(* to date.  PG_uptodate is a folio flag: split copies the head's to the   *)
+(* tails, merge keeps page 0's (docs/kernel-facts-fidelity.md 4).          *)
+(***************************************************************************)
+\* The TDX module may still own the page: it is in the S-EPT, and the module has not been
+\* shut down with its caches written back; or it may hold TD-private lines the host must
+\* not meet (never reset with the erratum, dirty after a failed WBINVD).
+TdMayOwn(p) == (sept[p] = "mapped" /\ tdx # "off") \/ unreset[p]
+UptodateOf(p) == IF Split(FolioOf(p)) THEN uptodate[p] ELSE uptodate[HeadPage(FolioOf(p))]
+\* The pages a zeroing of p's folio writes: a split HugeTLB folio's pages are folios of
+\* their own.
+FolioPagesOf(p) == IF Split(FolioOf(p)) THEN {p} ELSE PagesOf(FolioOf(p))
+\* Zero p's folio unless it is up to date (property 8 reads the write off the flag).  The
+\* proposed "prepare.per_page" keeps the flag per page and zeroes only the pages of the
+\* folio not yet up to date.
+Prepare(p) ==
+    uptodate' = IF On("prepare.per_page")
+                THEN [q \in Pages |-> uptodate[q] \/ q \in FolioPagesOf(p)]
+                ELSE IF UptodateOf(p) THEN uptodate
+                ELSE [uptodate EXCEPT ![IF Split(FolioOf(p)) THEN p ELSE HeadPage(FolioOf(p))] = TRUE]
+\* guestmem_hugetlb_merge_folio(): page 0's flag is the folio's; the tails' stored bits mean
+\* nothing until a split copies the head's over them, so the model clears them (fewer states).
+MergeUptodate(f) ==
+    IF On("prepare.per_page") THEN uptodate
+    ELSE [q \in Pages |-> IF FolioOf(q) = f /\ q # HeadPage(f) THEN FALSE ELSE uptodate[q]]
+\* guestmem_hugetlb_split_folio() copies the head's PG_uptodate to the tails too.
+SplitUptodate(f) ==
+    IF On("prepare.per_page") THEN uptodate
+    ELSE [q \in Pages |-> IF FolioOf(q) = f THEN uptodate[HeadPage(f)] ELSE uptodate[q]]
+
 \* Only guest_memfd's page-cache references remain on the page (on the small
 \* folio it is once a HugeTLB folio is split) or on the whole folio.
 PageRefsSafe(p) == tdxRefs[p] = 0 /\ ~hostPin[p]
@@ -221,7 +274,8 @@ SumRefs(S) == IF S = {} THEN 0
 FolioCount(f) == SumRefs(PagesOf(f))
 
 \* FolioRef: TDX holds a reference for each page it maps (S-EPT, or premapped in the mirror).
-TdxHolds(p) == Design = "FolioRef" /\ (sept[p] = "mapped" \/ mirror[p])
+\* A page whose WBINVD failed is held too: the failure path keeps the reference.
+TdxHolds(p) == Design = "FolioRef" /\ (sept[p] = "mapped" \/ mirror[p] \/ unreset[p])
 \* tdxRefs after adding d, or no step if that leaves RefRange.
 AddRefs(p, d) == /\ tdxRefs[p] + d \in RefRange
                  /\ tdxRefs' = [tdxRefs EXCEPT ![p] = @ + d]
@@ -274,6 +328,7 @@ Init ==
     /\ removeFailures = 0
     /\ memErrors = 0
     /\ unreset = [p \in Pages |-> FALSE]
+    /\ uptodate = [p \in Pages |-> FALSE]
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -292,6 +347,8 @@ KvmGmemAllocFolio(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "gmem"]
     \* a range with shared indices gets a split folio
     /\ hwpoison' = IF Backing = "hugetlb" /\ ~Whole(f) THEN SplitFlags(f) ELSE hwpoison
+    \* a folio fresh from an allocator is not up to date
+    /\ uptodate' = [q \in Pages |-> IF FolioOf(q) = f THEN FALSE ELSE uptodate[q]]
     /\ UNCHANGED << tdVars, hostVars, vmVars, countVars, attr, bad, convReq >>
 
 \* A guest EPT violation on a private GPA: kvm_mmu_faultin_pfn_gmem() ->
@@ -315,6 +372,7 @@ KvmTdpMapPrivate(p) ==
     /\ IF Design = "FolioRef" THEN AddRefs(p, 1) ELSE UNCHANGED tdxRefs
     \* the page now holds lines in the TD's private key
     /\ unreset' = IF Erratum THEN [unreset EXCEPT ![p] = TRUE] ELSE unreset
+    /\ Prepare(p)        \* kvm_gmem_get_pfn() zeroes the folio first
     /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars >>
 
 \* FolioRef: TDH.MEM.PAGE.AUG returns TDX_OPERAND_BUSY; tdx_mem_page_aug() puts the
@@ -323,6 +381,7 @@ TdxAugBusy(p) ==
     /\ Design = "FolioRef"
     /\ CanMapPrivate(p)
     /\ AddRefs(p, 1 - Unpin("tdx_aug_busy.unpin") - (1 - Unpin("tdx_aug_busy.no_second_unpin")))
+    /\ Prepare(p)
     /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, mirror, unreset >>
 
 \* FolioRef: a fault before the TD is finalized (KVM_TDX_INIT_MEM_REGION) premaps the
@@ -333,6 +392,7 @@ KvmTdpPremap(p) ==
     /\ CanMapPrivate(p)
     /\ mirror' = [mirror EXCEPT ![p] = TRUE]
     /\ AddRefs(p, 1)
+    /\ Prepare(p)
     /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, unreset >>
 
 \* The zap of a premapped page: no SEAMCALL, so it cannot fail; tdx_unpin().
@@ -342,7 +402,7 @@ TdxZapPremapped(p) ==
     /\ Quiet
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
     /\ AddRefs(p, -Unpin("tdx_premap_zap.unpin"))
-    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, sept, unreset >>
+    /\ UNCHANGED << dataVars, hostVars, poisonVars, vmVars, countVars, gmemVars, sept, unreset >>
 
 \* KVM zaps a private SPTE (punch hole, conversion, memory error, teardown):
 \* tdp_mmu_set_spte() -> remove_external_spte() -> tdx_sept_remove_leaf_spte():
@@ -358,12 +418,13 @@ TdxSeptRemoveOk(p) ==
     /\ IF Design = "FolioRef" THEN AddRefs(p, -Unpin("tdx_remove_ok.unpin"))
                               ELSE UNCHANGED tdxRefs
     /\ unreset' = [unreset EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars >>
+    /\ UNCHANGED << dataVars, hostVars, poisonVars, vmVars, countVars, gmemVars >>
 
-\* The same zap, but a SEAMCALL fails: KVM_BUG_ON().  The mirror SPTE was
-\* already written non-present and nothing restores it; the S-EPT entry stays.
-\* Then the design reacts, all under mmu_lock in the same step.
-TdxSeptRemoveFailed(p) ==
+\* A removal's SEAMCALL fails: KVM_BUG_ON().  The mirror SPTE was already
+\* written non-present and nothing restores it.  Then the design reacts, all
+\* under mmu_lock in the same step (every error path of
+\* tdx_sept_remove_leaf_spte() returns the same -EIO).
+RemovalFails(p) ==
     /\ mirror[p]
     /\ sept[p] = "mapped"
     /\ tdx = "on"
@@ -387,7 +448,21 @@ TdxSeptRemoveFailed(p) ==
               ELSE tdx
     /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") /\ ~On("tdx_buggy_shutdown.wbinvd")
                    THEN "dead_unsafe" ELSE otherTds
-    /\ UNCHANGED << hostVars, gmemVars, sept, memErrors, unreset >>
+    /\ UNCHANGED << dataVars, hostVars, gmemVars, memErrors >>
+
+\* BLOCK or PAGE.REMOVE fails: the S-EPT entry stays.
+TdxSeptRemoveFailed(p) ==
+    /\ RemovalFails(p)
+    /\ UNCHANGED << sept, unreset >>
+
+\* PAGE.REMOVE succeeds, then TDH.PHYMEM.PAGE.WBINVD fails (TDX_BUG_ON, return before
+\* tdx_quirk_reset_paddr()): the page left the S-EPT and the PAMT, but the TD's lines
+\* may still be dirty in a cache, and the page is never reset.
+TdxSeptRemoveWbinvdFailed(p) ==
+    /\ "wbinvd_fails" \in Features
+    /\ RemovalFails(p)
+    /\ sept' = [sept EXCEPT ![p] = "unmapped"]
+    /\ unreset' = [unreset EXCEPT ![p] = TRUE]
 
 \* The other CPUs' WBINVD are done: the "no more SEAMCALLs" flag is set, SEAMCALLs
 \* fail with TDX_BUGGY_SHUTDOWN and every TD dies.  This TD's lines were written back
@@ -397,7 +472,10 @@ TdxShutdownFlag ==
     /\ tdx \in {"flushing", "flushing_dirty"}
     /\ tdx' = "off"
     /\ otherTds' = IF tdx = "flushing_dirty" \/ Erratum THEN "dead_unsafe" ELSE "dead"
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, vm, fd >>
+    \* the WBINVDs wrote back what a failed TDH.PHYMEM.PAGE.WBINVD left dirty
+    /\ unreset' = IF Erratum THEN unreset ELSE [p \in Pages |-> FALSE]
+    /\ UNCHANGED << dataVars, sept, mirror, tdxRefs, hostVars, poisonVars, countVars, gmemVars,
+                    vm, fd >>
 
 \* Between a CPU's WBINVD and the flag that CPU enters another TD (a SEAMCALL still
 \* succeeds there): its cache holds private lines again.  Setting the flag before the
@@ -407,7 +485,7 @@ OtherTdSeamcall ==
     /\ otherTds = "alive"
     /\ ~On("tdx_buggy_shutdown.flag_first")
     /\ tdx' = "flushing_dirty"
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, vm, otherTds, fd >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, countVars, gmemVars, vm, otherTds, fd >>
 
 \* After a buggy shutdown every SEAMCALL fails with TDX_BUGGY_SHUTDOWN; KVM
 \* drops its mirror SPTE and the module, switched off, never touches the page.
@@ -416,20 +494,22 @@ TdxSeptRemoveAfterShutdown(p) ==
     /\ sept[p] = "mapped"
     /\ tdx \in {"off", "off_dirty"}
     /\ mirror' = [mirror EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << hostVars, poisonVars, vmVars, countVars, gmemVars, tdxRefs, sept,
+    /\ UNCHANGED << dataVars, hostVars, poisonVars, vmVars, countVars, gmemVars, tdxRefs, sept,
                     unreset >>
 
 \* A conversion is asked for: by the guest (TDG.VP.VMCALL<MapGPA>) or by the
 \* VMM on its own, also after the VM died, since the guest_memfd conversion
-\* ioctl has no VM-state check.  The VMM then issues the ioctl (below).  One
-\* request at a time.
+\* ioctl has no VM-state check.  This step is the ioctl's entry, where a check of
+\* the fd sits (BuggyCleanup: like vm_dead in kvm_vm_ioctl()); the conversion
+\* follows (below).  One request at a time.
 VmmConvertRequest(p, to) ==
     /\ convReq = NoReq
     /\ folioLoc[FolioOf(p)] = "gmem"
     /\ attr[p] # to
     /\ "in_place_conversion" \in Features
+    /\ ~FdRefuses("convert.bugged_fd")
     /\ convReq' = [page |-> p, to |-> to]
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, folioLoc, attr >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, vmVars, countVars, folioLoc, attr >>
 
 \* The guest_memfd conversion ioctl, private -> shared: kvm_gmem_ioctl() ->
 \* __kvm_gmem_set_attributes().  It zaps the private mapping first (the
@@ -446,7 +526,7 @@ KvmGmemConvertShared ==
     /\ Quiet
     /\ folioLoc[f] = "gmem" =>
          /\ ~mirror[p]
-         /\ ~FdRefuses("convert.bugged_fd")
+         /\ ~FdRefuses("convert.bugged_fd_after_zap")
          /\ FlagOf(p) => ~On("convert.hwpoison")
          /\ On("convert_shared.safe_refcount") => PageRefsSafe(p)
          /\ (Backing = "hugetlb" /\ Whole(f) /\ On("restructure.safe_refcount")) => FolioRefsSafe(f)
@@ -454,12 +534,16 @@ KvmGmemConvertShared ==
     \* the first shared page splits a whole HugeTLB folio
     /\ hwpoison' = IF Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ Whole(f)
                    THEN SplitFlags(f) ELSE hwpoison
+    /\ uptodate' = IF Backing = "hugetlb" /\ folioLoc[f] = "gmem" /\ Whole(f)
+                   THEN SplitUptodate(f) ELSE uptodate
     /\ convReq' = NoReq
     /\ UNCHANGED << tdVars, hostVars, vmVars, countVars, folioLoc, bad >>
 
 \* Shared -> private: unmap_mapping_pages() of the range, then
 \* kvm_gmem_is_safe_for_conversion() (else -EAGAIN, the request stays and the
 \* VMM retries); merging a HugeTLB folio back needs only filemap refs on it.
+\* Each try is a whole ioctl, so its entry check runs here too.  Merge keeps
+\* page 0's PG_uptodate: the stored head flag is the folio's again.
 KvmGmemConvertPrivate ==
     LET p == convReq.page
         f == FolioOf(p)
@@ -477,8 +561,9 @@ KvmGmemConvertPrivate ==
             /\ convReq' = IF safe THEN NoReq ELSE convReq
             \* the last private page merges the HugeTLB folio back
             /\ hwpoison' = IF safe /\ merges THEN MergeFlags(f) ELSE hwpoison
+            /\ uptodate' = IF safe /\ merges THEN MergeUptodate(f) ELSE uptodate
        ELSE /\ convReq' = NoReq
-            /\ UNCHANGED << attr, hostMap, hwpoison >>
+            /\ UNCHANGED << uptodate, attr, hostMap, hwpoison >>
     /\ UNCHANGED << tdVars, vmVars, countVars, folioLoc, hostPin, bad >>
 
 \* A host fault on an mmap'd guest_memfd page: kvm_gmem_fault_user_mapping()
@@ -494,6 +579,7 @@ KvmGmemHostFault(p) ==
     /\ FlagOf(p) => ~On("gmem_fault.hwpoison")
     /\ ~FdRefuses("host_fault.bugged_fd")
     /\ hostMap' = [hostMap EXCEPT ![p] = TRUE]
+    /\ Prepare(p)        \* clear_highpage() unless up to date
     /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostPin >>
 
 \* get_user_pages() on the host mapping (O_DIRECT, vhost): a reference that
@@ -502,27 +588,36 @@ HostGup(p) ==
     /\ hostMap[p]
     /\ ~hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = TRUE]
-    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
+    /\ UNCHANGED << dataVars, tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
 
 \* unpin_user_page(): the host drops its extra reference.
 HostUnpin(p) ==
     /\ hostPin[p]
     /\ hostPin' = [hostPin EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
+    /\ UNCHANGED << dataVars, tdVars, poisonVars, vmVars, countVars, gmemVars, hostMap >>
 
 \* munmap() of the host mapping.
 HostUnmap(p) ==
     /\ hostMap[p]
     /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << tdVars, poisonVars, vmVars, countVars, gmemVars, hostPin >>
+    /\ UNCHANGED << dataVars, tdVars, poisonVars, vmVars, countVars, gmemVars, hostPin >>
 
 \* Truncate the folio out of the page cache: truncate_inode_pages_range()
 \* unmaps host mappings and drops the page-cache references.  Whoever else
 \* holds a reference keeps the folio alive ("detached").
 Truncate(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "detached"]
+    \* PG_uptodate is read only in the page cache, and allocation clears it: forget it here
+    /\ uptodate' = [q \in Pages |-> IF FolioOf(q) = f THEN FALSE ELSE uptodate[q]]
     /\ hostMap' = [p \in Pages |-> IF FolioOf(p) = f THEN FALSE ELSE hostMap[p]]
     /\ hwpoison' = IF Split(f) THEN MergeFlags(f) ELSE hwpoison   \* merged before it leaves
+
+\* A split HugeTLB folio is merged before it leaves: filemap_remove_folio_for_restructuring()
+\* spins (WARN_ONCE) under filemap_invalidate_lock until only filemap refs remain.  Host
+\* pins make it wait too, but the lock it holds stops new host faults and the host drops
+\* its pins (fair), so only TDX's references can make it wait forever: the model waits
+\* for those.
+MergeWait(f) == (Split(f) /\ On("restructure.safe_refcount")) => \A p \in PagesOf(f) : tdxRefs[p] = 0
 
 \* fallocate(PUNCH_HOLE): kvm_gmem_punch_hole() -> kvm_gmem_invalidate_begin()
 \* (the zap: TdxSeptRemove* steps before this one) -> truncate.
@@ -532,16 +627,20 @@ KvmGmemPunchHole(f) ==
     /\ Quiet
     /\ \A p \in PagesOf(f) : ~mirror[p]
     /\ ~FdRefuses("punch_hole.bugged_fd")
+    /\ MergeWait(f)
     /\ Truncate(f)
     /\ UNCHANGED << tdVars, vmVars, countVars, attr, hostPin, bad, convReq >>
 
 \* The VMM exits after the VM is gone: kvm_gmem_release() zaps,
-\* kvm_gmem_evict_inode() truncates.  Not an ioctl, so no fd check applies.
+\* kvm_gmem_evict_inode() truncates.  Not an ioctl, so no fd check applies; but
+\* a queued cleanup that pins the file keeps the inode until it ran.
 KvmGmemEvictInode(f) ==
     /\ vm = "destroyed"
+    /\ ~(fd = "bugged" /\ On("buggy_cleanup.pins_file"))
     /\ Quiet
     /\ folioLoc[f] = "gmem"
     /\ \A p \in PagesOf(f) : ~mirror[p]
+    /\ MergeWait(f)
     /\ Truncate(f)
     /\ UNCHANGED << tdVars, vmVars, countVars, attr, hostPin, bad, convReq >>
 
@@ -552,13 +651,13 @@ FreeFolio(f) ==
     /\ folioLoc[f] = "detached"
     /\ FolioCount(f) <= 0       \* below zero only after a double put
     /\ folioLoc' = [folioLoc EXCEPT ![f] = IF LeakedOnFree(f) THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Another host user gets a free folio: alloc_pages() / the HugeTLB pool.
 AllocatorReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Another TD's guest_memfd gets a free folio and AUGs its pages.  (It zeroes the folio
 \* first: a host write, so the folio counts as another user's.)  TDH.MEM.PAGE.AUG fails
@@ -570,7 +669,7 @@ CrossTdReuse(f) ==
     /\ MayHandOut(f)
     /\ folioLoc' = [folioLoc EXCEPT ![f] = "reused"]
     /\ otherTds' = IF \E p \in PagesOf(f) : sept[p] = "mapped" THEN "dead" ELSE otherTds
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, attr, vm, tdx, fd, convReq >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, countVars, attr, vm, tdx, fd, convReq >>
 
 \* That user frees it again: __free_pages() -> free_pages_prepare() (buddy)
 \* or free_huge_folio() (HugeTLB).  A physical page is not a file slot: on a
@@ -581,7 +680,7 @@ HostUserFree(f) ==
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
                        IF Backing = "buddy" /\ hwpoison[HeadPage(f)] /\ On("free_pages_prepare.hwpoison")
                        THEN "leaked" ELSE "pool"]
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* Pool shrink (nr_hugepages), memory offline and alloc_contig_range() dissolve
 \* free HugeTLB folios (remove_pool_hugetlb_folio(), dissolve_free_hugetlb_folio(),
@@ -596,12 +695,14 @@ HugetlbDissolve(f) ==
     /\ folioLoc[f] = "pool"
     /\ folioLoc' = [folioLoc EXCEPT ![f] =
                        IF hwpoison[HeadPage(f)] /\ On("dissolve.hwpoison") THEN "leaked" ELSE "buddy"]
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, vmVars, countVars, attr, convReq >>
 
 \* A hardware memory error on a guest_memfd page: memory_failure() sets
 \* PG_hwpoison, hwpoison_user_mappings() unmaps the host, and
 \* kvm_gmem_error_folio() zaps KVM's mappings (TdxSeptRemove* steps) but does
-\* not truncate the folio (MF_DELAYED).
+\* not truncate the folio (MF_DELAYED).  With "mf_ignored" (the 1G series: no
+\* LRU, so HWPoisonHandlable() fails) only the flag is set: the host keeps its
+\* mapping and nothing zaps.
 MemoryFailure(p) ==
     /\ memErrors < MaxMemErrors
     /\ Quiet
@@ -610,8 +711,8 @@ MemoryFailure(p) ==
     /\ memErrors' = memErrors + 1
     /\ hwpoison' = SetFlag(p)
     /\ bad' = [bad EXCEPT ![p] = TRUE]
-    /\ hostMap' = [hostMap EXCEPT ![p] = FALSE]
-    /\ UNCHANGED << tdVars, vmVars, gmemVars, hostPin, removeFailures >>
+    /\ hostMap' = IF "mf_ignored" \in Features THEN hostMap ELSE [hostMap EXCEPT ![p] = FALSE]
+    /\ UNCHANGED << dataVars, tdVars, vmVars, gmemVars, hostPin, removeFailures >>
 
 \* BuggyCleanup: the deferred kvm_gmem_buggy_cleanup() runs in process
 \* context and sends every folio of the bugged fd through memory_failure().
@@ -624,7 +725,20 @@ KvmGmemBuggyCleanup ==
     /\ hwpoison' = [p \in Pages |-> hwpoison[p] \/ (inFd(p) /\ (Backing # "hugetlb"
                         \/ Split(FolioOf(p)) \/ p = HeadPage(FolioOf(p))))]
     /\ hostMap' = [p \in Pages |-> hostMap[p] /\ ~inFd(p)]
-    /\ UNCHANGED << tdVars, countVars, gmemVars, hostPin, vm, tdx, otherTds >>
+    /\ UNCHANGED << dataVars, tdVars, countVars, gmemVars, hostPin, vm, tdx, otherTds >>
+
+\* kvm_gmem_release(): the VMM closes the file when it exits (with the VM, as
+\* KvmGmemEvictInode).  A bugged flag kept in the per-fd struct (struct kvm_gmem,
+\* gmem_file) is freed with it before the inode's folios are, unless the flag
+\* lives on the inode, or the queued cleanup holds a file reference until it ran.
+KvmGmemRelease ==
+    /\ vm = "destroyed"
+    /\ fd # "ok"
+    /\ ~On("gmem_release.keeps_bugged_flag")
+    /\ On("buggy_cleanup.pins_file") => fd = "cleaned"
+    /\ fd' = "ok"
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, countVars, gmemVars, vm, tdx,
+                    otherTds >>
 
 \* VM teardown: tdx_mmu_release_hkid().  Pages KVM still maps are then
 \* reclaimed by the TdxSeptRemove* steps (TDH.PHYMEM.PAGE.RECLAIM).  A page
@@ -633,12 +747,12 @@ TdxReleaseHkid ==
     /\ vm # "destroyed"
     /\ Quiet
     /\ vm' = "destroyed"
-    /\ UNCHANGED << tdVars, hostVars, poisonVars, countVars, gmemVars, tdx, otherTds, fd >>
+    /\ UNCHANGED << dataVars, tdVars, hostVars, poisonVars, countVars, gmemVars, tdx, otherTds, fd >>
 
 -----------------------------------------------------------------------------
 TdxSeptRemove(p) ==
-    \/ TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveAfterShutdown(p)
-    \/ TdxZapPremapped(p)
+    \/ TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveWbinvdFailed(p)
+    \/ TdxSeptRemoveAfterShutdown(p) \/ TdxZapPremapped(p)
 
 Next ==
     \/ \E f \in Folios :
@@ -664,6 +778,7 @@ Next ==
     \/ KvmGmemConvertShared
     \/ KvmGmemConvertPrivate
     \/ KvmGmemBuggyCleanup
+    \/ KvmGmemRelease
     \/ TdxReleaseHkid
     \/ TdxShutdownFlag
     \/ OtherTdSeamcall
@@ -699,11 +814,9 @@ FairSpec == Spec /\ Fairness
 (* Properties (docs/protocol.md section 4)                                      *)
 (***************************************************************************)
 
-\* The TDX module may still own the page: it is in the S-EPT, and the module
-\* has not been shut down with its caches written back.  With the erratum a page
-\* whose private lines were never reset is as unsafe to touch (a partial write
-\* poisons a line, a later read is a machine check).
-TdMayOwn(p) == (sept[p] = "mapped" /\ tdx # "off") \/ unreset[p]
+\* TdMayOwn (above): with the erratum a page whose private lines were never reset is as
+\* unsafe to touch as a mapped one (a partial write poisons a line, a later read is a
+\* machine check); after a failed WBINVD its lines may be written back over the host's.
 HostCanTouch(p) == hostMap[p] \/ hostPin[p] \/ folioLoc[FolioOf(p)] = "reused"
 
 \* 1. No page the TDX module may still own is mapped or held by the host, or
@@ -736,6 +849,19 @@ RefcountSoundInv ==
     /\ \A p \in Pages : tdxRefs[p] = IF TdxHolds(p) THEN 1 ELSE 0
     /\ \A f \in Folios : folioLoc[f] \in {"pool", "reused", "buddy"} => FolioRefsSafe(f)
 
+\* 8. The kernel never writes into a page the TDX module may own (zeroing on prepare, on a
+\*    host fault).  Only a zeroing sets PG_uptodate without an allocation, split or merge
+\*    in the same step (those change folioLoc or attr), so the write is read off the flag:
+\*    a whole folio's head flag set writes every page of it, a split page's its own.
+Zeroed(q) ==
+    LET f == FolioOf(q)
+        flag == IF On("prepare.per_page") \/ Split(f) THEN q ELSE HeadPage(f)
+    IN /\ folioLoc[f] = "gmem" /\ folioLoc'[f] = "gmem"
+       /\ \A r \in PagesOf(f) : attr'[r] = attr[r]
+       /\ ~uptodate[flag] /\ uptodate'[flag]
+NoHostWriteToTdPageStep == \A q \in Pages : Zeroed(q) => ~TdMayOwn(q)
+NoHostWriteToTdPageProp == [][NoHostWriteToTdPageStep]_vars
+
 \* 6. With no injected faults, every folio eventually returns to an allocator
 \*    after the VM is destroyed.
 AllReturned == \A f \in Folios : folioLoc[f] \in {"pool", "reused", "buddy"}
@@ -743,6 +869,13 @@ NoLeakWithoutFaultsProp == vm = "destroyed" ~> AllReturned
 
 \* 7. A requested conversion eventually succeeds, or the VM is dead.
 ConversionCompletesProp == convReq # NoReq ~> (convReq = NoReq \/ vm # "running")
+
+\* 9. After the VM is destroyed every folio eventually leaves guest_memfd's page cache,
+\*    faults or not: no truncation waits forever on the kernel's own references.  A folio
+\*    the host still maps or pins may stay (the host decides when to let go).
+HostHolds(f) == \E p \in PagesOf(f) : hostMap[p] \/ hostPin[p]
+TeardownCompletesProp ==
+    vm = "destroyed" ~> \A f \in Folios : folioLoc[f] # "gmem" \/ HostHolds(f)
 
 (***************************************************************************)
 (* Cost, computed over the reachable states by tools, not asserted here.   *)

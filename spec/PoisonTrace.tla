@@ -61,9 +61,10 @@ VARIABLES
     l,      \* the next event of TraceEvents to match
     sub,    \* steps of event l taken so far (only a completed conversion takes several)
     obs,    \* the last step was an observed one (the invariants judge only those states)
-    pcOk    \* PoisonContainedStep held on every observed step so far
+    pcOk,   \* PoisonContainedStep held on every observed step so far
+    hwOk    \* NoHostWriteToTdPageStep held on the last observed step
 
-traceVars == <<vars, l, sub, obs, pcOk>>
+traceVars == <<vars, l, sub, obs, pcOk, hwOk>>
 
 \* How each file starts (the capture's files, numbered 1..TraceFileCount): "private",
 \* "shared" (GUEST_MEMFD_FLAG_INIT_SHARED), or "any" where the capture does not say; a
@@ -75,7 +76,7 @@ TraceReadings(k) == IF k = 0 THEN {<<>>}
                     ELSE {Append(r, v) : r \in TraceReadings(k - 1), v \in TraceChoices(k)}
 TraceInitAttrs == {[p \in Pages |-> c[TraceFileOf[p[1]]]] : c \in TraceReadings(TraceFileCount)}
 
-TraceInit == Init /\ l = 1 /\ sub = 0 /\ obs = FALSE /\ pcOk = TRUE
+TraceInit == Init /\ l = 1 /\ sub = 0 /\ obs = FALSE /\ pcOk = TRUE /\ hwOk = TRUE
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -210,13 +211,13 @@ Unobserved ==
           \/ /\ e.k \in {"gmem_free", "hugetlb_free"} \/ (e.k = "page_free" /\ ~StrictFree(e))
              /\ KvmGmemPunchHole(e.fo) \/ KvmGmemEvictInode(e.fo)
     /\ obs' = FALSE
-    /\ UNCHANGED <<l, sub, pcOk>>
+    /\ UNCHANGED <<l, sub, pcOk, hwOk>>
 
 \* The rest of a buggy shutdown a failed removal started (no probe shows it): it belongs
 \* to that observed step, so the invariants judge the states after it too (obs is kept).
 ShutdownRest ==
     /\ TdxShutdownFlag \/ OtherTdSeamcall
-    /\ UNCHANGED <<l, sub, obs, pcOk>>
+    /\ UNCHANGED <<l, sub, obs, pcOk, hwOk>>
 
 \* Print the cursor each time it gets further than ever (TLC register 1).
 ASSUME TLCSet(1, 1)
@@ -236,6 +237,7 @@ Observed ==
           /\ Reached(IF last THEN l + 1 ELSE l)
     /\ obs' = TRUE
     /\ pcOk' = PoisonContainedStep
+    /\ hwOk' = NoHostWriteToTdPageStep
 
 TraceNext == Unobserved \/ ShutdownRest \/ Observed
 TraceSpec == TraceInit /\ [][TraceNext]_traceVars
@@ -245,4 +247,5 @@ TraceNoHostAccess == obs => NoHostAccessToTdPageInv
 TraceNoPrivateHostMapping == obs => NoPrivateHostMappingInv
 TraceRefcount == obs => RefcountSoundInv
 TracePoisonContained == pcOk
+TraceNoHostWrite == hwOk
 =============================================================================

@@ -17,14 +17,18 @@ def test_real_matrix_loads_and_covers_every_design_and_backing():
     assert {b for _, b in pairs} == {"buddy", "hugetlb", "thp"}
     # the new dimensions are findable by name (issue 12)
     names = [r.name for r in runs]
-    for word in ("thp", "dissolve", "erratum", "cross-td"):
+    for word in ("thp", "dissolve", "erratum", "cross-td", "entry-check", "flag-lifetime",
+                 "mf-ignored", "host-write", "wbinvd"):
         assert any(word in n for n in names), word
     for run in runs:
         assert ("dissolve" in run.features) == ("dissolve" in run.name), run.name
         assert ("pw_erratum" in run.features) == ("erratum" in run.name), run.name
         assert ("cross_td" in run.features) == ("cross-td" in run.name), run.name
         assert (run.backing == "thp") == ("thp" in run.name), run.name
-        assert (run.features == ()) == run.name.startswith("Upstream"), run.name
+        assert ("mf_ignored" in run.features) == ("mf-ignored" in run.name), run.name
+        assert ("wbinvd_fails" in run.features) == ("wbinvd" in run.name), run.name
+        assert ("in_place_conversion" not in run.features) == run.name.startswith("Upstream"), \
+            run.name
     for run in runs:
         assert set(run.expect) == {p.key for p in PROPERTIES}
 

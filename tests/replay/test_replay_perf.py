@@ -185,4 +185,4 @@ def test_buggy_cleanup_branches_merge_back():
 
 def test_a_property_violation_is_reported_in_property_order():
     assert PROPERTY_BITS == ("NoHostAccessToTdPage", "NoPrivateHostMapping", "RefcountSound",
-                          "PoisonContained")
+                          "PoisonContained", "NoHostWriteToTdPage")

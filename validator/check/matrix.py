@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from validator.model import ALL_CHECKS, ALL_FEATURES, BACKINGS, DEFAULT_FEATURES, DESIGNS
-from validator.model.properties import BY_KEY, NOT_APPLICABLE, PROPERTIES, VERDICTS
+from validator.model.properties import (BY_KEY, NOT_APPLICABLE, NOT_ESTABLISHED, PROPERTIES,
+                                        VERDICTS)
 
 KINDS = ("design", "mutant", "variant")
 _CHECK_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
@@ -37,6 +38,17 @@ class Run:
     note: str = ""
     deep: bool = False          # left to `make check-deep` (too slow for `make check`)
     expect: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # property -> why the expected verdict (the matrix's [why] table or the run's own)
+    why: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def bounds(self) -> str:
+        """The constants a verdict of this run was checked at, in words."""
+        pages = "" if self.pages_per_folio == 1 else f" of {self.pages_per_folio} pages"
+        extra = sorted(set(self.features) - {"in_place_conversion"})
+        conversion = "" if "in_place_conversion" in self.features else ", no in-place conversion"
+        return (f"{self.folios} {self.backing} folio(s){pages} ({self.liveness_folios} for "
+                f"liveness), {self.remove_failures} removal failure(s), {self.mem_errors} memory "
+                f"error(s){conversion}" + (f", {', '.join(extra)}" if extra else ""))
 
     @property
     def faults(self) -> bool:
@@ -82,11 +94,12 @@ def _features(raw: dict, where: str) -> tuple[str, ...]:
     return tuple(sorted(value))
 
 
-def _run(raw: dict, defaults: dict, where: str) -> Run:
+def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
     merged = {**defaults, **raw}
     known = {"name", "design", "backing", "folios", "liveness_folios", "pages_per_folio",
              "remove_failures",
-             "mem_errors", "disabled", "added", "features", "kind", "note", "deep", "expect"}
+             "mem_errors", "disabled", "added", "features", "kind", "note", "deep", "expect",
+             "why"}
     unknown = set(merged) - known
     if unknown:
         raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -123,6 +136,11 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
         disabled=_names(merged, "disabled", where), added=_names(merged, "added", where),
         features=_features(merged, where), kind=kind, note=str(merged.get("note", "")),
         deep=merged.get("deep", False), expect=_expect(merged["expect"], where))
+    own = merged.get("why", {})
+    if not isinstance(own, dict) or not all(isinstance(v, str) for v in own.values()) \
+            or not set(own) <= set(BY_KEY):
+        raise MatrixError(f"{where}: why must be a table of property = \"reason\"")
+    run = replace(run, why={p.key: _reason(run, p.key, own, shared) for p in PROPERTIES})
     if run.backing == "buddy" and run.pages_per_folio != 1:
         raise MatrixError(f"{where}: buddy folios have one page (upstream guest_memfd is order-0)")
     if kind == "mutant" and not run.disabled:
@@ -135,7 +153,29 @@ def _run(raw: dict, defaults: dict, where: str) -> Run:
             raise MatrixError(f"{where}: {prop.key} does not apply to this run; expect \"-\"")
         if run.applies(prop.key) and wanted == NOT_APPLICABLE:
             raise MatrixError(f"{where}: {prop.key} applies to this run; expect holds or violated")
+        if wanted == NOT_ESTABLISHED and not run.deep:
+            raise MatrixError(f"{where}: {prop.key}: only a deep run may be \"not established\"")
     return run
+
+
+def _reason(run: Run, key: str, own: dict, shared: dict) -> str:
+    """The reason for run's expected verdict of `key`: the run's own, else the most
+    specific key of the [why] table: "nofault." (a run without faults), "nofail." (no
+    removal failure), then "Design.backing.", "Design.", "backing.", none ("" when there is none; a test
+    requires one)."""
+    verdict = run.expect[key]
+    if verdict == NOT_APPLICABLE:
+        return ""
+    if key in own:
+        return own[key]
+    quiet = ("nofault.",) if not run.faults else ()
+    quiet += ("nofail.",) if run.remove_failures == 0 else ()
+    for prefix in (*quiet, f"{run.design}.{run.backing}.", f"{run.design}.", f"{run.backing}.",
+                   ""):
+        reason = shared.get(f"{prefix}{key}.{verdict}")
+        if reason is not None:
+            return reason
+    return ""
 
 
 def _expect(raw, where: str) -> dict[str, str]:
@@ -149,7 +189,8 @@ def _expect(raw, where: str) -> dict[str, str]:
         raise MatrixError(f"{where}: expect has no verdict for {', '.join(missing)}")
     for key, verdict in raw.items():
         if verdict not in VERDICTS:
-            raise MatrixError(f"{where}: expect.{key} = {verdict!r}; use holds, violated or \"-\"")
+            raise MatrixError(f"{where}: expect.{key} = {verdict!r}; use holds, violated, "
+                              f"\"not established\" or \"-\"")
     return dict(raw)
 
 
@@ -163,12 +204,16 @@ def load_matrix(path: Path) -> list[Run]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise MatrixError(f"{path}: not valid TOML: {err}") from None
     defaults = data.get("defaults", {})
+    shared = data.get("why", {})
+    if not isinstance(shared, dict) or not all(isinstance(v, str) for v in shared.values()):
+        raise MatrixError(f"{path}: [why] must map \"[Design.][backing.]Property.verdict\" "
+                          f"to a reason")
     runs_raw = data.get("run")
     if not isinstance(runs_raw, list) or not runs_raw:
         raise MatrixError(f"{path}: no [[run]] entries")
     runs, seen = [], set()
     for index, raw in enumerate(runs_raw, 1):
-        run = _run(raw, defaults, f"{path}: run #{index}")
+        run = _run(raw, defaults, shared, f"{path}: run #{index}")
         if run.name in seen:
             raise MatrixError(f"{path}: run name {run.name!r} appears twice")
         seen.add(run.name)

@@ -12,12 +12,13 @@ Use it as `from validator import model`; the names below are its API.
 from validator.model.actions import (ACTION_NAMES, FOLIO_ACTIONS, GLOBAL_ACTIONS, PAGE_ACTIONS,
                                      AllocatorReuse, CrossTdReuse, FreeFolio, HostGup,
                                      HostUnmap, HostUnpin, HostUserFree, HugetlbDissolve,
-                                     KvmGmemAllocFolio, KvmGmemBuggyCleanup,
+                                     KvmGmemAllocFolio, KvmGmemBuggyCleanup, KvmGmemRelease,
                                      KvmGmemConvertPrivate, KvmGmemConvertShared,
                                      KvmGmemEvictInode, KvmGmemHostFault, KvmGmemPunchHole,
                                      KvmTdpMapPrivate, KvmTdpPremap, MemoryFailure,
                                      OtherTdSeamcall, TdxAugBusy, TdxReleaseHkid,
                                      TdxSeptRemoveAfterShutdown, TdxSeptRemoveFailed,
+                                     TdxSeptRemoveWbinvdFailed,
                                      TdxSeptRemoveOk, TdxShutdownFlag, TdxZapPremapped,
                                      VmmConvertRequest)
 from validator.model.designs import (ALL_CHECKS, ALL_FEATURES, BACKINGS, CHECKS, DEFAULT_FEATURES,
@@ -25,7 +26,8 @@ from validator.model.designs import (ALL_CHECKS, ALL_FEATURES, BACKINGS, CHECKS,
                                      CheckSets, Config)
 from validator.model.mirror import (KERNEL_FUNCTION, Edge, Transition, folio_name, page_name,
                                     reachable, successors, to_tla)
-from validator.model.properties import (STATE_PROPERTIES, no_host_access_to_td_page,
+from validator.model.properties import (STATE_PROPERTIES, STEP_PROPERTIES,
+                                        no_host_access_to_td_page, no_host_write_step,
                                         no_private_host_mapping, poison_contained_step,
                                         refcount_sound)
 from validator.model.state import (REF_RANGE, TDX_STATES, State, fd_refuses, flag_of,
@@ -46,11 +48,13 @@ __all__ = [
     "TdxSeptRemoveAfterShutdown", "VmmConvertRequest", "KvmGmemConvertShared",
     "KvmGmemConvertPrivate", "KvmGmemHostFault", "HostGup", "HostUnpin", "HostUnmap",
     "KvmGmemPunchHole", "KvmGmemEvictInode", "FreeFolio", "AllocatorReuse", "CrossTdReuse",
-    "HostUserFree", "MemoryFailure", "HugetlbDissolve", "KvmGmemBuggyCleanup", "TdxReleaseHkid",
+    "HostUserFree", "MemoryFailure", "HugetlbDissolve", "KvmGmemBuggyCleanup", "KvmGmemRelease",
+    "TdxReleaseHkid", "TdxSeptRemoveWbinvdFailed",
     "FOLIO_ACTIONS", "PAGE_ACTIONS", "GLOBAL_ACTIONS", "ACTION_NAMES",
     # mirror
     "Transition", "Edge", "successors", "reachable", "folio_name", "page_name", "to_tla", "KERNEL_FUNCTION",
     # properties
     "STATE_PROPERTIES", "no_host_access_to_td_page", "no_private_host_mapping",
+    "no_host_write_step", "STEP_PROPERTIES",
     "refcount_sound", "poison_contained_step",
 ]

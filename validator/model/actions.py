@@ -11,8 +11,9 @@ from __future__ import annotations
 from validator.model.designs import Config
 from validator.model.state import (State, add_refs, bug_vm, fd_refuses, flag_of,
                                    folio_count, folio_refs_safe, head, leaked_on_free,
-                                   may_hand_out, merge_flags, page_refs_safe, quiet, set_at,
-                                   set_flag, split, split_flags, truncate, unpin, whole)
+                                   may_hand_out, merge_flags, merge_uptodate, merge_wait,
+                                   page_refs_safe, prepare, quiet, set_at, set_flag, split,
+                                   split_flags, split_uptodate, truncate, unpin, whole)
 
 # Each guard goes through _ok(), which notes the first false one in `why`
 # (when given): the replay reports it as the guard that failed.
@@ -32,7 +33,8 @@ def KvmGmemAllocFolio(cfg: Config, s: State, f: int, why=None) -> State | None:
         return None
     flags = (split_flags(cfg, s, f) if cfg.backing == "hugetlb" and not whole(cfg, s, f)
              else s.hwpoison)
-    return s._replace(folioLoc=set_at(s.folioLoc, f, "gmem"), hwpoison=flags)
+    fresh = tuple(False if cfg.folio_of(q) == f else s.uptodate[q] for q in range(cfg.pages))
+    return s._replace(folioLoc=set_at(s.folioLoc, f, "gmem"), hwpoison=flags, uptodate=fresh)
 
 
 def _can_map_private(cfg: Config, s: State, p: int, why) -> bool:
@@ -58,7 +60,7 @@ def KvmTdpMapPrivate(cfg: Config, s: State, p: int, why=None) -> State | None:
         return None
     unreset = set_at(s.unreset, p, True) if "pw_erratum" in cfg.features else s.unreset
     return s._replace(mirror=set_at(s.mirror, p, True), sept=set_at(s.sept, p, "mapped"),
-                      tdxRefs=refs, unreset=unreset)
+                      tdxRefs=refs, unreset=unreset, uptodate=prepare(cfg, s, p))
 
 
 def _folioref_fault(cfg: Config, s: State, p: int, delta: int, why) -> tuple | None:
@@ -73,12 +75,13 @@ def TdxAugBusy(cfg: Config, s: State, p: int, why=None) -> State | None:
     delta = (1 - unpin(cfg, "tdx_aug_busy.unpin")
              - (1 - unpin(cfg, "tdx_aug_busy.no_second_unpin")))
     refs = _folioref_fault(cfg, s, p, delta, why)
-    return None if refs is None else s._replace(tdxRefs=refs)
+    return None if refs is None else s._replace(tdxRefs=refs, uptodate=prepare(cfg, s, p))
 
 
 def KvmTdpPremap(cfg: Config, s: State, p: int, why=None) -> State | None:
     refs = _folioref_fault(cfg, s, p, 1, why)
-    return None if refs is None else s._replace(mirror=set_at(s.mirror, p, True), tdxRefs=refs)
+    return None if refs is None else s._replace(
+        mirror=set_at(s.mirror, p, True), tdxRefs=refs, uptodate=prepare(cfg, s, p))
 
 
 def TdxZapPremapped(cfg: Config, s: State, p: int, why=None) -> State | None:
@@ -105,7 +108,8 @@ def TdxSeptRemoveOk(cfg: Config, s: State, p: int, why=None) -> State | None:
                       tdxRefs=refs, unreset=set_at(s.unreset, p, False))
 
 
-def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None:
+def _removal_fails(cfg: Config, s: State, p: int, why) -> State | None:
+    """The spec's RemovalFails: the SEAMCALL fails, KVM_BUG_ON(), the design reacts."""
     if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
             and _ok(why, s.sept[p] == "mapped", "the S-EPT maps the page")
             and _ok(why, s.tdx == "on", "tdx = on")
@@ -131,11 +135,26 @@ def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None
                       otherTds=others)
 
 
+def TdxSeptRemoveFailed(cfg: Config, s: State, p: int, why=None) -> State | None:
+    return _removal_fails(cfg, s, p, why)
+
+
+def TdxSeptRemoveWbinvdFailed(cfg: Config, s: State, p: int, why=None) -> State | None:
+    if not _ok(why, "wbinvd_fails" in cfg.features, "no WBINVD failure after PAGE.REMOVE"):
+        return None
+    t = _removal_fails(cfg, s, p, why)
+    if t is None:
+        return None
+    return t._replace(sept=set_at(s.sept, p, "unmapped"), unreset=set_at(s.unreset, p, True))
+
+
 def TdxShutdownFlag(cfg: Config, s: State, why=None) -> State | None:
     if not _ok(why, s.tdx in ("flushing", "flushing_dirty"), "a buggy shutdown is flushing"):
         return None
-    unsafe = s.tdx == "flushing_dirty" or "pw_erratum" in cfg.features
-    return s._replace(tdx="off", otherTds="dead_unsafe" if unsafe else "dead")
+    erratum = "pw_erratum" in cfg.features
+    unsafe = s.tdx == "flushing_dirty" or erratum
+    return s._replace(tdx="off", otherTds="dead_unsafe" if unsafe else "dead",
+                      unreset=s.unreset if erratum else (False,) * cfg.pages)
 
 
 def OtherTdSeamcall(cfg: Config, s: State, why=None) -> State | None:
@@ -160,7 +179,9 @@ def VmmConvertRequest(cfg: Config, s: State, p: int, to: str, why=None) -> State
     if not (_ok(why, "in_place_conversion" in cfg.features, "no in-place conversion")
             and _ok(why, s.convReq is None, "no other conversion pending")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
-            and _ok(why, s.attr[p] != to, f"the page is not already {to}")):
+            and _ok(why, s.attr[p] != to, f"the page is not already {to}")
+            and _ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
+                    "convert.bugged_fd: the fd is bugged (the ioctl's entry check)")):
         return None
     return s._replace(convReq=(p, to))
 
@@ -176,8 +197,8 @@ def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
     if s.folioLoc[f] != "gmem":
         return s._replace(convReq=None)
     if not (_ok(why, not s.mirror[p], "the private mapping was zapped first")
-            and _ok(why, not fd_refuses(cfg, s, "convert.bugged_fd"),
-                    "convert.bugged_fd: the fd is bugged")
+            and _ok(why, not fd_refuses(cfg, s, "convert.bugged_fd_after_zap"),
+                    "convert.bugged_fd_after_zap: the fd is bugged")
             and _ok(why, not (flag_of(cfg, s, p) and cfg.on("convert.hwpoison")),
                     "convert.hwpoison: the page is poisoned")
             and _ok(why, not cfg.on("convert_shared.safe_refcount") or page_refs_safe(s, p),
@@ -187,9 +208,10 @@ def KvmGmemConvertShared(cfg: Config, s: State, why=None) -> State | None:
                     or folio_refs_safe(cfg, s, f),
                     "restructure.safe_refcount: extra references block the HugeTLB split")):
         return None
-    flags = (split_flags(cfg, s, f) if cfg.backing == "hugetlb" and whole(cfg, s, f)
-             else s.hwpoison)          # the first shared page splits a whole folio
-    return s._replace(attr=set_at(s.attr, p, "shared"), convReq=None, hwpoison=flags)
+    splits = cfg.backing == "hugetlb" and whole(cfg, s, f)   # the first shared page
+    return s._replace(attr=set_at(s.attr, p, "shared"), convReq=None,
+                      hwpoison=split_flags(cfg, s, f) if splits else s.hwpoison,
+                      uptodate=split_uptodate(cfg, s, f) if splits else s.uptodate)
 
 
 def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
@@ -215,8 +237,10 @@ def KvmGmemConvertPrivate(cfg: Config, s: State, why=None) -> State | None:
     unmapped = s._replace(hostMap=set_at(s.hostMap, p, False))
     if not safe:
         return unmapped          # -EAGAIN, after unmap_mapping_pages()
-    flags = merge_flags(cfg, s, f) if merges else s.hwpoison    # the last one merges it back
-    return unmapped._replace(attr=set_at(s.attr, p, "private"), convReq=None, hwpoison=flags)
+    if not merges:
+        return unmapped._replace(attr=set_at(s.attr, p, "private"), convReq=None)
+    return unmapped._replace(attr=set_at(s.attr, p, "private"), convReq=None,   # merged back
+                             hwpoison=merge_flags(cfg, s, f), uptodate=merge_uptodate(cfg, s, f))
 
 
 def KvmGmemHostFault(cfg: Config, s: State, p: int, why=None) -> State | None:
@@ -235,7 +259,7 @@ def KvmGmemHostFault(cfg: Config, s: State, p: int, why=None) -> State | None:
             and _ok(why, not fd_refuses(cfg, s, "host_fault.bugged_fd"),
                     "host_fault.bugged_fd: the fd is bugged")):
         return None
-    return s._replace(hostMap=set_at(s.hostMap, p, True))
+    return s._replace(hostMap=set_at(s.hostMap, p, True), uptodate=prepare(cfg, s, p))
 
 
 def HostGup(cfg: Config, s: State, p: int, why=None) -> State | None:
@@ -263,17 +287,24 @@ def KvmGmemPunchHole(cfg: Config, s: State, f: int, why=None) -> State | None:
             and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
                     "KVM no longer maps any page of the folio (zapped first)")
             and _ok(why, not fd_refuses(cfg, s, "punch_hole.bugged_fd"),
-                    "punch_hole.bugged_fd: the fd is bugged")):
+                    "punch_hole.bugged_fd: the fd is bugged")
+            and _ok(why, merge_wait(cfg, s, f), _MERGE_WAIT)):
         return None
     return truncate(cfg, s, f)
 
 
+_MERGE_WAIT = "restructure.safe_refcount: the merge waits for TDX's references to go"
+
+
 def KvmGmemEvictInode(cfg: Config, s: State, f: int, why=None) -> State | None:
     if not (_ok(why, s.vm == "destroyed", f"vm = destroyed (it is {s.vm})")
+            and _ok(why, not (s.fd == "bugged" and cfg.on("buggy_cleanup.pins_file")),
+                    "buggy_cleanup.pins_file: the queued cleanup keeps the file")
             and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not any(s.mirror[p] for p in cfg.pages_of(f)),
-                    "KVM no longer maps any page of the folio (zapped first)")):
+                    "KVM no longer maps any page of the folio (zapped first)")
+            and _ok(why, merge_wait(cfg, s, f), _MERGE_WAIT)):
         return None
     return truncate(cfg, s, f)
 
@@ -325,8 +356,9 @@ def MemoryFailure(cfg: Config, s: State, p: int, why=None) -> State | None:
             and _ok(why, s.folioLoc[f] == "gmem", f"folio in guest_memfd (it is {s.folioLoc[f]})")
             and _ok(why, not s.bad[p], "the page is not poisoned yet")):
         return None
+    host_map = s.hostMap if "mf_ignored" in cfg.features else set_at(s.hostMap, p, False)
     return s._replace(memErrors=s.memErrors + 1, hwpoison=set_flag(cfg, s, p),
-                      bad=set_at(s.bad, p, True), hostMap=set_at(s.hostMap, p, False))
+                      bad=set_at(s.bad, p, True), hostMap=host_map)
 
 
 def HugetlbDissolve(cfg: Config, s: State, f: int, why=None) -> State | None:
@@ -351,6 +383,17 @@ def KvmGmemBuggyCleanup(cfg: Config, s: State, why=None) -> State | None:
                       hostMap=tuple(s.hostMap[p] and not in_fd[p] for p in range(cfg.pages)))
 
 
+def KvmGmemRelease(cfg: Config, s: State, why=None) -> State | None:
+    if not (_ok(why, s.vm == "destroyed", f"vm = destroyed (it is {s.vm})")
+            and _ok(why, s.fd != "ok", "the fd carries a bugged flag")
+            and _ok(why, not cfg.on("gmem_release.keeps_bugged_flag"),
+                    "gmem_release.keeps_bugged_flag: the flag lives on the inode")
+            and _ok(why, not cfg.on("buggy_cleanup.pins_file") or s.fd == "cleaned",
+                    "buggy_cleanup.pins_file: the queued cleanup keeps the file")):
+        return None
+    return s._replace(fd="ok")
+
+
 def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
     if not (_ok(why, s.vm != "destroyed", "vm # destroyed")
             and _ok(why, quiet(s), "no buggy shutdown in progress (it holds the locks)")):
@@ -361,9 +404,10 @@ def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
 FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
                  AllocatorReuse, HostUserFree, HugetlbDissolve, CrossTdReuse)
 PAGE_ACTIONS = (KvmTdpMapPrivate, TdxAugBusy, KvmTdpPremap, TdxSeptRemoveOk,
-                TdxSeptRemoveFailed, TdxSeptRemoveAfterShutdown, TdxZapPremapped,
+                TdxSeptRemoveFailed, TdxSeptRemoveWbinvdFailed, TdxSeptRemoveAfterShutdown,
+                TdxZapPremapped,
                 KvmGmemHostFault, HostGup, HostUnpin, HostUnmap, MemoryFailure)
 GLOBAL_ACTIONS = (KvmGmemConvertShared, KvmGmemConvertPrivate, KvmGmemBuggyCleanup,
-                  TdxReleaseHkid, TdxShutdownFlag, OtherTdSeamcall)
+                  KvmGmemRelease, TdxReleaseHkid, TdxShutdownFlag, OtherTdSeamcall)
 ACTION_NAMES = tuple(a.__name__ for a in FOLIO_ACTIONS + PAGE_ACTIONS + GLOBAL_ACTIONS) + (
     "VmmConvertRequest",)

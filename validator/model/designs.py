@@ -62,31 +62,39 @@ CHECKS = CheckSets(
         "HWPoison": ("tdx_remove_failed.set_hwpoison", "gmem_fault.hwpoison",
                      "gmem_free.hwpoison"),
         "BuggyCleanup": ("tdx_remove_failed.mark_fd_bugged", "convert.bugged_fd",
-                         "punch_hole.bugged_fd", "gmem_free.bugged_fd"),
+                         "punch_hole.bugged_fd", "gmem_free.bugged_fd", "host_fault.bugged_fd",
+                         "gmem_release.keeps_bugged_flag"),
         "NoMoreSeamcalls": ("tdx_remove_failed.buggy_shutdown", "tdx_buggy_shutdown.wbinvd"),
     },
-    proposed=("convert.hwpoison", "host_fault.bugged_fd", "merge.hwpoison",
-              "dissolve.hwpoison", "tdx_buggy_shutdown.flag_first"),
+    proposed=("convert.hwpoison", "convert.bugged_fd_after_zap", "buggy_cleanup.pins_file",
+              "prepare.per_page", "merge.hwpoison", "dissolve.hwpoison", "tdx_buggy_shutdown.flag_first"),
     # Through the helpers they call: MayHandOut, LeakedOnFree, MergeFlags (via Truncate).
     sites=_sites(
         KvmGmemAllocFolio="hugetlb_dequeue.hwpoison",
-        KvmTdpMapPrivate="gmem_get_pfn.hwpoison",
-        TdxAugBusy="gmem_get_pfn.hwpoison tdx_aug_busy.unpin tdx_aug_busy.no_second_unpin",
-        KvmTdpPremap="gmem_get_pfn.hwpoison",
+        KvmTdpMapPrivate="gmem_get_pfn.hwpoison prepare.per_page",
+        TdxAugBusy="gmem_get_pfn.hwpoison tdx_aug_busy.unpin tdx_aug_busy.no_second_unpin "
+                   "prepare.per_page",
+        KvmTdpPremap="gmem_get_pfn.hwpoison prepare.per_page",
         TdxZapPremapped="tdx_premap_zap.unpin",
         TdxSeptRemoveOk="tdx_remove_ok.unpin",
         TdxSeptRemoveFailed="tdx_remove_failed.hold_ref tdx_remove_failed.set_hwpoison "
                             "tdx_remove_failed.mark_fd_bugged tdx_remove_failed.buggy_shutdown "
                             "tdx_buggy_shutdown.wbinvd",
+        TdxSeptRemoveWbinvdFailed="tdx_remove_failed.hold_ref tdx_remove_failed.set_hwpoison "
+                                  "tdx_remove_failed.mark_fd_bugged "
+                                  "tdx_remove_failed.buggy_shutdown tdx_buggy_shutdown.wbinvd",
         OtherTdSeamcall="tdx_buggy_shutdown.flag_first",
-        KvmGmemConvertShared="convert.bugged_fd convert.hwpoison convert_shared.safe_refcount "
-                             "restructure.safe_refcount",
+        VmmConvertRequest="convert.bugged_fd",
+        KvmGmemConvertShared="convert.bugged_fd_after_zap convert.hwpoison "
+                             "convert_shared.safe_refcount restructure.safe_refcount "
+                             "prepare.per_page",
         KvmGmemConvertPrivate="convert.bugged_fd convert.hwpoison convert.safe_refcount "
                               "restructure.safe_refcount merge.hwpoison",
         KvmGmemHostFault="gmem_fault.shared do_fault.hwpoison gmem_fault.hwpoison "
-                         "host_fault.bugged_fd",
-        KvmGmemPunchHole="punch_hole.bugged_fd merge.hwpoison",
-        KvmGmemEvictInode="merge.hwpoison",
+                         "host_fault.bugged_fd prepare.per_page",
+        KvmGmemPunchHole="punch_hole.bugged_fd merge.hwpoison restructure.safe_refcount",
+        KvmGmemEvictInode="merge.hwpoison restructure.safe_refcount buggy_cleanup.pins_file",
+        KvmGmemRelease="gmem_release.keeps_bugged_flag buggy_cleanup.pins_file",
         FreeFolio="free_pages_prepare.hwpoison gmem_free.hwpoison gmem_free.bugged_fd",
         AllocatorReuse="hugetlb_dequeue.hwpoison",
         CrossTdReuse="hugetlb_dequeue.hwpoison",
@@ -99,7 +107,7 @@ CHECKS = CheckSets(
         "tdx_remove_ok.unpin", "tdx_remove_failed.hold_ref", "tdx_remove_failed.set_hwpoison",
         "tdx_remove_failed.mark_fd_bugged", "tdx_remove_failed.buggy_shutdown",
         "tdx_buggy_shutdown.wbinvd", "tdx_premap_zap.unpin", "convert.bugged_fd",
-        "convert.hwpoison", "convert.safe_refcount", "convert_shared.safe_refcount",
+        "convert.bugged_fd_after_zap", "convert.hwpoison", "convert.safe_refcount", "convert_shared.safe_refcount",
         "restructure.safe_refcount", "merge.hwpoison"}),
 )
 
@@ -109,7 +117,8 @@ DESIGN_CHECKS = {design: frozenset(checks) for design, checks in CHECKS.by_desig
 PROPOSED_CHECKS = frozenset(CHECKS.proposed)
 ALL_CHECKS = frozenset(CHECKS.rows())
 
-ALL_FEATURES = frozenset({"in_place_conversion", "dissolve", "cross_td", "pw_erratum"})
+ALL_FEATURES = frozenset({"in_place_conversion", "dissolve", "cross_td", "pw_erratum",
+                          "mf_ignored", "wbinvd_fails"})
 # What a run has unless it says otherwise (the matrix, validate): the conversion series.
 DEFAULT_FEATURES = frozenset({"in_place_conversion"})
 

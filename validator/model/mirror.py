@@ -98,7 +98,7 @@ def to_tla(cfg: Config, s: State) -> dict:
         "hostPin": per_page(s.hostPin), "hwpoison": per_page(s.hwpoison), "bad": per_page(s.bad),
         "vm": s.vm, "tdx": s.tdx, "otherTds": s.otherTds, "fd": s.fd, "convReq": req,
         "removeFailures": s.removeFailures, "memErrors": s.memErrors,
-        "unreset": per_page(s.unreset),
+        "unreset": per_page(s.unreset), "uptodate": per_page(s.uptodate),
     }
 
 
@@ -115,6 +115,7 @@ KERNEL_FUNCTION = {
     "CrossTdReuse": "another TD's kvm_gmem_get_folio() + TDH.MEM.PAGE.AUG",
     "TdxSeptRemoveOk": "tdx_sept_remove_leaf_spte()",
     "TdxSeptRemoveFailed": "tdx_sept_remove_leaf_spte() fails: KVM_BUG_ON()",
+    "TdxSeptRemoveWbinvdFailed": "tdx_sept_remove_leaf_spte(): PHYMEM.PAGE.WBINVD fails",
     "TdxSeptRemoveAfterShutdown": "tdx_sept_remove_leaf_spte() after buggy shutdown",
     "VmmConvertRequest": "TDG.VP.VMCALL<MapGPA> or the VMM",
     "KvmGmemConvertShared": "kvm_gmem_set_attributes(): to shared",
@@ -131,5 +132,6 @@ KERNEL_FUNCTION = {
     "HugetlbDissolve": "__update_and_free_hugetlb_folio(): pool shrink, offline",
     "MemoryFailure": "memory_failure()",
     "KvmGmemBuggyCleanup": "kvm_gmem_buggy_cleanup()",
+    "KvmGmemRelease": "kvm_gmem_release(): the per-fd flag is freed",
     "TdxReleaseHkid": "tdx_mmu_release_hkid()",
 }

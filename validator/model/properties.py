@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from validator.model.designs import Config
-from validator.model.state import State, folio_refs_safe, is_bad, tdx_holds
+from validator.model.state import (State, folio_refs_safe, head, is_bad, split, td_may_own,
+                                   tdx_holds)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ PROPERTIES: tuple[Property, ...] = (
              "with no injected faults, every folio returns to an allocator after VM teardown"),
     Property("ConversionCompletes", 7, "7 ConvCompletes", "ConversionCompletesProp", "liveness",
              "a requested conversion eventually succeeds, or the VM is dead"),
+    Property("NoHostWriteToTdPage", 8, "8 NoHostWrite", "NoHostWriteToTdPageProp", "action",
+             "the kernel never writes (zeroes) a page the TDX module may own"),
+    Property("TeardownCompletes", 9, "9 Teardown", "TeardownCompletesProp", "liveness",
+             "after the VM is destroyed every folio eventually leaves guest_memfd "
+             "(no truncation waits forever)"),
 )
 
 BY_KEY = {p.key: p for p in PROPERTIES}
@@ -42,16 +48,14 @@ SAFETY = tuple(p for p in PROPERTIES if p.kind in ("invariant", "action"))
 LIVENESS = tuple(p for p in PROPERTIES if p.kind == "liveness")
 DERIVED_FROM = ("NoHostAccessToTdPage", "NoPrivateHostMapping", "PoisonContained", "RefcountSound")
 
-# Verdicts a matrix entry may expect.
-HOLDS, VIOLATED, NOT_APPLICABLE = "holds", "violated", "-"
-VERDICTS = (HOLDS, VIOLATED, NOT_APPLICABLE)
+# Verdicts a matrix entry may expect.  NOT_ESTABLISHED: a deep run that TLC does not finish
+# on the reference machine (2 cores, make check-deep's budget): no verdict either way; the
+# matrix says at how many states it stopped.
+HOLDS, VIOLATED, NOT_APPLICABLE, NOT_ESTABLISHED = "holds", "violated", "-", "not established"
+VERDICTS = (HOLDS, VIOLATED, NOT_APPLICABLE, NOT_ESTABLISHED)
 
 
 # ---- safety properties (spec section "Properties") ---------------------------
-
-def td_may_own(s: State, p: int) -> bool:
-    return (s.sept[p] == "mapped" and s.tdx != "off") or s.unreset[p]
-
 
 def host_can_touch(cfg: Config, s: State, p: int) -> bool:
     return s.hostMap[p] or s.hostPin[p] or s.folioLoc[cfg.folio_of(p)] == "reused"
@@ -85,6 +89,23 @@ def poison_contained_step(cfg: Config, s: State, t: State) -> bool:
     return True
 
 
+def no_host_write_step(cfg: Config, s: State, t: State) -> bool:
+    """The spec's NoHostWriteToTdPageStep: a zeroing, read off PG_uptodate, writes no page
+    the TDX module may own."""
+    for q in range(cfg.pages):
+        f = cfg.folio_of(q)
+        if s.folioLoc[f] != "gmem" or t.folioLoc[f] != "gmem" or any(
+                s.attr[r] != t.attr[r] for r in cfg.pages_of(f)):
+            continue
+        flag = q if cfg.on("prepare.per_page") or split(cfg, s, f) else head(cfg, f)
+        if not s.uptodate[flag] and t.uptodate[flag] and td_may_own(s, q):
+            return False
+    return True
+
+
 STATE_PROPERTIES = (("NoHostAccessToTdPage", no_host_access_to_td_page),
                     ("NoPrivateHostMapping", no_private_host_mapping),
                     ("RefcountSound", refcount_sound))
+# Action properties: (name, holds(cfg, pre, post)).
+STEP_PROPERTIES = (("PoisonContained", poison_contained_step),
+                   ("NoHostWriteToTdPage", no_host_write_step))

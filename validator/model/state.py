@@ -29,7 +29,8 @@ class State(NamedTuple):
     convReq: tuple | None   # None (NoReq) or (page, "private" | "shared")
     removeFailures: int
     memErrors: int
-    unreset: tuple      # per page: "pw_erratum" only: TD-private lines never reset
+    unreset: tuple      # per page: TD-private lines never reset (erratum) or dirty (WBINVD failed)
+    uptodate: tuple     # per page: PG_uptodate as stored (a whole HugeTLB folio: its head's)
 
 
 REF_RANGE = range(-1, 3)    # the spec's RefRange
@@ -40,7 +41,7 @@ def init(cfg: Config) -> State:
     n = cfg.pages
     return State(("pool",) * cfg.folios, (0,) * n, ("private",) * n, ("unmapped",) * n,
                  (False,) * n, (False,) * n, (False,) * n, (False,) * n, (False,) * n,
-                 "running", "on", "alive", "ok", None, 0, 0, (False,) * n)
+                 "running", "on", "alive", "ok", None, 0, 0, (False,) * n, (False,) * n)
 
 
 def set_at(values: tuple, index: int, value) -> tuple:
@@ -89,6 +90,51 @@ def merge_flags(cfg: Config, s: State, f: int) -> tuple:
     return s.hwpoison
 
 
+# Writes into pages (the spec's section of the same name).
+def td_may_own(s: State, p: int) -> bool:
+    return (s.sept[p] == "mapped" and s.tdx != "off") or s.unreset[p]
+
+
+def uptodate_of(cfg: Config, s: State, p: int) -> bool:
+    f = cfg.folio_of(p)
+    return s.uptodate[p] if split(cfg, s, f) else s.uptodate[head(cfg, f)]
+
+
+def prepare(cfg: Config, s: State, p: int) -> tuple:
+    """PG_uptodate after zeroing p's folio unless it is up to date ("prepare.per_page": the
+    pages of it not up to date)."""
+    f = cfg.folio_of(p)
+    if cfg.on("prepare.per_page"):
+        pages = (p,) if split(cfg, s, f) else tuple(cfg.pages_of(f))
+        return tuple(s.uptodate[q] or q in pages for q in range(cfg.pages))
+    if uptodate_of(cfg, s, p):
+        return s.uptodate
+    return set_at(s.uptodate, p if split(cfg, s, f) else head(cfg, f), True)
+
+
+def split_uptodate(cfg: Config, s: State, f: int) -> tuple:
+    if cfg.on("prepare.per_page"):
+        return s.uptodate
+    h = s.uptodate[head(cfg, f)]
+    return tuple(h if cfg.folio_of(q) == f else s.uptodate[q] for q in range(cfg.pages))
+
+
+def merge_uptodate(cfg: Config, s: State, f: int) -> tuple:
+    """Merge: the head's flag is the folio's; the tails' stored bits are cleared."""
+    if cfg.on("prepare.per_page"):
+        return s.uptodate
+    h = head(cfg, f)
+    return tuple(False if cfg.folio_of(q) == f and q != h else s.uptodate[q]
+                 for q in range(cfg.pages))
+
+
+def merge_wait(cfg: Config, s: State, f: int) -> bool:
+    """A split folio merges before it leaves, once TDX holds no reference on it (the
+    spec's MergeWait says why host pins are left out)."""
+    return not (split(cfg, s, f) and cfg.on("restructure.safe_refcount")) or \
+        all(s.tdxRefs[p] == 0 for p in cfg.pages_of(f))
+
+
 def page_refs_safe(s: State, p: int) -> bool:
     return s.tdxRefs[p] == 0 and not s.hostPin[p]
 
@@ -103,7 +149,7 @@ def folio_count(cfg: Config, s: State, f: int) -> int:
 
 
 def tdx_holds(cfg: Config, s: State, p: int) -> bool:
-    return cfg.design == "FolioRef" and (s.sept[p] == "mapped" or s.mirror[p])
+    return cfg.design == "FolioRef" and (s.sept[p] == "mapped" or s.mirror[p] or s.unreset[p])
 
 
 def add_refs(s: State, p: int, delta: int) -> tuple | None:
@@ -153,5 +199,6 @@ def truncate(cfg: Config, s: State, f: int) -> State:
     for p in cfg.pages_of(f):
         host_map[p] = False
     flags = merge_flags(cfg, s, f) if split(cfg, s, f) else s.hwpoison
+    forgotten = tuple(False if cfg.folio_of(q) == f else s.uptodate[q] for q in range(cfg.pages))
     return s._replace(folioLoc=set_at(s.folioLoc, f, "detached"), hostMap=tuple(host_map),
-                      hwpoison=flags)
+                      hwpoison=flags, uptodate=forgotten)

@@ -279,9 +279,9 @@ class CandidateSet:
     @staticmethod
     def _whole(g: tuple, parts: list) -> model.State:
         """The model.State of VM-wide part g and one part per folio."""
-        per_page = [tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 10)]
+        per_page = [tuple(chain.from_iterable(x[i] for x in parts)) for i in range(1, 11)]
         return model.State(tuple(x[0] for x in parts), *per_page[:8], g[0], g[1], g[2], g[3], g[4],
-                           None, None, per_page[8])
+                           None, None, *per_page[8:])
 
     def shown(self, folio: int | None, cfg: model.Config, limit: int = 8) -> list[dict]:
         """Some candidate states (the folio's parts vary), as TLA+ values of cfg."""

@@ -15,8 +15,8 @@ UNBOUNDED = 1 << 30
 
 # ---- the factored candidate set (see the module docstring) --------------------
 
-PROPERTY_BITS = tuple(name for name, _ in model.STATE_PROPERTIES) + ("PoisonContained",)
-_POISON_BIT = 1 << (len(PROPERTY_BITS) - 1)
+PROPERTY_BITS = tuple(name for name, _ in model.STATE_PROPERTIES + model.STEP_PROPERTIES)
+_FIRST_STEP_BIT = len(model.STATE_PROPERTIES)
 # Descriptor kinds whose first argument is a page, or a folio: the one-folio view
 # renumbers them (see _localize).
 _PAGE_ARG = frozenset({"map", "aug_busy", "remove_ok", "remove_failed", "host_fault",
@@ -45,9 +45,9 @@ def _view(g: tuple, x: tuple | None) -> model.State:
     """The one-folio state of VM-wide part g and folio part x (None: no folio)."""
     if x is None:
         return model.State((), (), (), (), (), (), (), (), (), g[0], g[1], g[2], g[3], g[4], 0, 0,
-                           ())
+                           (), ())
     return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8],
-                       g[0], g[1], g[2], g[3], g[4], 0, 0, x[9])
+                       g[0], g[1], g[2], g[3], g[4], 0, 0, x[9], x[10])
 
 
 def _vm_part(t: model.State) -> tuple:
@@ -56,7 +56,7 @@ def _vm_part(t: model.State) -> tuple:
 
 def _folio_part(t: model.State) -> tuple:
     return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison,
-            t.bad, t.unreset)
+            t.bad, t.unreset, t.uptodate)
 
 
 def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
@@ -65,8 +65,9 @@ def _broken(cfg: model.Config, pre: model.State, t: model.State) -> int:
     for bit, (_, holds) in enumerate(model.STATE_PROPERTIES):
         if not holds(cfg, t):
             mask |= 1 << bit
-    if not model.poison_contained_step(cfg, pre, t):
-        mask |= _POISON_BIT
+    for bit, (_, holds) in enumerate(model.STEP_PROPERTIES, _FIRST_STEP_BIT):
+        if not holds(cfg, pre, t):
+            mask |= 1 << bit
     return mask
 
 

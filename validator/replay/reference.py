@@ -25,7 +25,8 @@ def _grow(s: model.State, pages: int, attr: str = "private") -> model.State:
                       mirror=s.mirror + (False,) * pages, hostMap=s.hostMap + (False,) * pages,
                       hostPin=s.hostPin + (False,) * pages,
                       hwpoison=s.hwpoison + (False,) * pages, bad=s.bad + (False,) * pages,
-                      unreset=s.unreset + (False,) * pages)
+                      unreset=s.unreset + (False,) * pages,
+                      uptodate=s.uptodate + (False,) * pages)
 
 
 class ReferenceReplay(Replay):
@@ -108,8 +109,9 @@ class ReferenceReplay(Replay):
         for prop, holds in model.STATE_PROPERTIES:
             if any(not holds(cfg, t) for t in after):
                 return prop
-        if any(not model.poison_contained_step(cfg, u, t) for u, t in pairs):
-            return "PoisonContained"
+        for prop, holds in model.STEP_PROPERTIES:
+            if any(not holds(cfg, u, t) for u, t in pairs):
+                return prop
         return None
 
 

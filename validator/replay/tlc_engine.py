@@ -40,7 +40,8 @@ _REACHED = re.compile(r'<<"poisoncheck-reached", (\d+)>>')
 PROPERTY_INVARIANTS = {
     "TraceNoHostAccess": "NoHostAccessToTdPage",
     "TraceNoPrivateHostMapping": "NoPrivateHostMapping",
-    "TraceRefcount": "RefcountSound", "TracePoisonContained": "PoisonContained"}
+    "TraceRefcount": "RefcountSound", "TracePoisonContained": "PoisonContained",
+    "TraceNoHostWrite": "NoHostWriteToTdPage"}
 
 
 def _word(value: str, allowed) -> str:

@@ -49,12 +49,12 @@ REFUSED_HOST_FAULT, REFUSED_GUEST_FAULT = 0.3, 0.3   # weights of the refusals (
 
 def _view(g: dict, x: tuple, req) -> model.State:
     return model.State((x[0],), x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8],
-                       g["vm"], g["tdx"], g["otherTds"], g["fd"], req, 0, 0, x[9])
+                       g["vm"], g["tdx"], g["otherTds"], g["fd"], req, 0, 0, x[9], x[10])
 
 
 def _part(t: model.State) -> tuple:
     return (t.folioLoc[0], t.tdxRefs, t.attr, t.sept, t.mirror, t.hostMap, t.hostPin, t.hwpoison,
-            t.bad, t.unreset)
+            t.bad, t.unreset, t.uptodate)
 
 
 class Walk:
