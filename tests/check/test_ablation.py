@@ -240,13 +240,13 @@ def test_staging_and_pairs(monkeypatch, tmp_path):
     monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
     setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
     checks = ("gmem_fault.shared", "do_fault.hwpoison", "gmem_fault.hwpoison", "convert.hwpoison",
-              "host_fault.bugged_fd", "restructure.safe_refcount")
+              "buggy_cleanup.pins_file", "restructure.safe_refcount")
     a = run_ablation(setup, SHAPES, designs=("HWPoison",), checks=checks)
     first, huge, pairs = calls   # no HugeTLB pair: the only pair broke on buddy
     assert {"HWPoison.buddy-f1m1.base", "HWPoison.hugetlb-f1m1.base",
             "HWPoison.buddy-f1m1.off.gmem_fault.shared",
             "HWPoison.buddy-f1m1.add.convert.hwpoison"} <= set(first)
-    assert not any("bugged_fd" in n for n in first + huge)     # HWPoison never tests bugged_fd
+    assert not any("pins_file" in n for n in first + huge)     # HWPoison never tests pins_file
     assert sorted(huge) == ["HWPoison.hugetlb-f1m1.off.do_fault.hwpoison",
                             "HWPoison.hugetlb-f1m1.off.gmem_fault.hwpoison",
                             "HWPoison.hugetlb-f1m1.off.restructure.safe_refcount"]
@@ -255,7 +255,7 @@ def test_staging_and_pairs(monkeypatch, tmp_path):
     assert a.outcome("HWPoison", "gmem_fault.shared").status == LOAD_BEARING
     assert list(a.outcome("HWPoison", "do_fault.hwpoison").masked_by) == ["gmem_fault.hwpoison"]
     assert a.outcome("HWPoison", "restructure.safe_refcount").masked_by == {}
-    assert a.outcome("HWPoison", "host_fault.bugged_fd").status == "not tried"
+    assert a.outcome("HWPoison", "buggy_cleanup.pins_file").status == "not tried"
     assert a.outcome("HWPoison", "tdx_remove_failed.hold_ref") is None   # not a selected check
 
 
@@ -273,11 +273,11 @@ def test_full_runs_everything_everywhere(monkeypatch, tmp_path):
     monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
     setup = TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10)
     a = run_ablation(setup, SHAPES, designs=("NoHold",),
-                     checks=("gmem_fault.shared", "host_fault.bugged_fd"), full=True)
-    assert sorted(r.name for r in calls[1]) == ["NoHold.hugetlb-f1m1.add.host_fault.bugged_fd",
+                     checks=("gmem_fault.shared", "buggy_cleanup.pins_file"), full=True)
+    assert sorted(r.name for r in calls[1]) == ["NoHold.hugetlb-f1m1.add.buggy_cleanup.pins_file",
                                                 "NoHold.hugetlb-f1m1.off.gmem_fault.shared"]
     assert all(r.applies("ConversionCompletes") for batch in calls for r in batch)
-    assert a.outcome("NoHold", "host_fault.bugged_fd").status == "adds nothing"
+    assert a.outcome("NoHold", "buggy_cleanup.pins_file").status == "adds nothing"
 
 
 def test_a_proposed_check_is_tried_where_its_condition_or_its_site_is_checked():
@@ -285,7 +285,7 @@ def test_a_proposed_check_is_tried_where_its_condition_or_its_site_is_checked():
     assert role_of(sets, "NoMoreSeamcalls", "tdx_buggy_shutdown.flag_first") == "proposed"  # site
     assert role_of(sets, "NoHold", "tdx_buggy_shutdown.flag_first") == "untried"
     assert role_of(sets, "NoHold", "merge.hwpoison") == "proposed"                  # condition
-    assert role_of(sets, "NoHold", "host_fault.bugged_fd") == "untried"
+    assert role_of(sets, "NoHold", "buggy_cleanup.pins_file") == "untried"
     assert role_of(sets, "NoHold", "gmem_fault.shared") == "present"
     assert role_of(sets, "NoHold", "gmem_fault.hwpoison") == "absent"
 
@@ -295,7 +295,7 @@ def test_the_ablation_takes_its_shapes_from_make_check_s_runs_not_the_deep_profi
     expect = ('expect = { NoHostAccessToTdPage = "holds", NoPrivateHostMapping = "holds", '
               'PoisonContained = "holds", RefcountSound = "holds", '
               'ConversionNeedsNoPoisonCheck = "-", NoLeakWithoutFaults = "holds", '
-              'ConversionCompletes = "holds" }')
+              'ConversionCompletes = "holds", NoHostWriteToTdPage = "holds", TeardownCompletes = "holds" }')
     path = tmp_path / "m.toml"
     path.write_text(
         '[[run]]\nname = "deep-big"\ndesign = "NoHold"\nbacking = "hugetlb"\nfolios = 3\n'

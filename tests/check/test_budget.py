@@ -18,7 +18,7 @@ from validator.tlc.process import parse_progress
 EXPECT = ('expect = { NoHostAccessToTdPage = "violated", NoPrivateHostMapping = "holds", '
           'PoisonContained = "violated", RefcountSound = "holds", '
           'ConversionNeedsNoPoisonCheck = "-", NoLeakWithoutFaults = "-", '
-          'ConversionCompletes = "holds" }')
+          'ConversionCompletes = "holds", NoHostWriteToTdPage = "holds", TeardownCompletes = "holds" }')
 # About a minute of TLC on this machine (NoHold-hugetlb-fail1-memerr1 of the matrix).
 SLOW = ('[[run]]\nname = "slow"\ndesign = "NoHold"\nbacking = "hugetlb"\nremove_failures = 1\n'
         'mem_errors = 1\n' + EXPECT + "\n")

@@ -10,7 +10,8 @@ from validator.cli import cli
 HOLDS_BUT_P1 = ('expect = { NoHostAccessToTdPage = "%s", NoPrivateHostMapping = "holds", '
                 'PoisonContained = "holds", RefcountSound = "holds", '
                 'ConversionNeedsNoPoisonCheck = "-", NoLeakWithoutFaults = "-", '
-                'ConversionCompletes = "holds" }')
+                'ConversionCompletes = "holds", NoHostWriteToTdPage = "violated", '
+                'TeardownCompletes = "holds" }')
 TINY_RUN = ('[[run]]\nname = "tiny-nohold"\ndesign = "NoHold"\nbacking = "buddy"\nfolios = 1\n'
             'remove_failures = 1\n')
 

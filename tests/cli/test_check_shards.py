@@ -170,7 +170,7 @@ def test_long_runs_print_tlc_progress(tlc_ready, tmp_path, monkeypatch):
     lines = [line for line in result.output.splitlines()
              if line.startswith("NoHold-buddy-nofault safety1: ")]
     assert lines and "distinct states" in lines[-1] and "states/s" in lines[-1]
-    assert lines[-1].startswith("NoHold-buddy-nofault safety1: 520 distinct states")
+    assert lines[-1].startswith("NoHold-buddy-nofault safety1: 690 distinct states")
 
 
 def test_merge_without_tlc_and_a_failed_write(tmp_path):

@@ -139,9 +139,11 @@ def test_the_spec_is_read_as_expected():
     assert spec["sites"]["hugetlb_dequeue.hwpoison"] == {"KvmGmemAllocFolio", "AllocatorReuse",
                                                           "CrossTdReuse"}
     # TdxSeptRemove is split into its cases; helpers and sets are no actions.
-    assert spec["sites"]["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed"}
+    assert spec["sites"]["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed",
+                                                           "TdxSeptRemoveWbinvdFailed"}
     assert {"TdxSeptRemoveOk", "TdxSeptRemoveFailed", "FreeFolio"} <= spec["actions"]
-    assert not spec["actions"] & {"TdxSeptRemove", "Pages", "Truncate", "MayHandOut", "On"}
+    assert not spec["actions"] & {"TdxSeptRemove", "Pages", "Truncate", "MayHandOut", "On",
+                                  "RemovalFails", "Prepare"}
     assert {"convert.safe_refcount", "tdx_remove_failed.hold_ref"} <= spec["conversion"]
     assert "do_fault.hwpoison" not in spec["conversion"]
 
@@ -166,7 +168,7 @@ def test_every_check_is_used_by_some_action_and_tested_by_the_mirror():
     # an action that no longer uses a check
     ([('~FdRefuses("punch_hole.bugged_fd")', "TRUE")], "sites"),
     # a new feature
-    ([('"pw_erratum" }', '"pw_erratum", "zap_all" }')], "features"),
+    ([('"wbinvd_fails" }', '"wbinvd_fails", "zap_all" }')], "features"),
 ])
 def test_a_change_to_the_spec_alone_is_found(spec_copy, edits, key):
     module = spec_copy / "Poison.tla"

@@ -89,7 +89,7 @@ CHECKS = CheckSets(
                              "convert_shared.safe_refcount restructure.safe_refcount "
                              "prepare.per_page",
         KvmGmemConvertPrivate="convert.bugged_fd convert.hwpoison convert.safe_refcount "
-                              "restructure.safe_refcount merge.hwpoison",
+                              "restructure.safe_refcount merge.hwpoison prepare.per_page",
         KvmGmemHostFault="gmem_fault.shared do_fault.hwpoison gmem_fault.hwpoison "
                          "host_fault.bugged_fd prepare.per_page",
         KvmGmemPunchHole="punch_hole.bugged_fd merge.hwpoison restructure.safe_refcount",
@@ -108,7 +108,7 @@ CHECKS = CheckSets(
         "tdx_remove_failed.mark_fd_bugged", "tdx_remove_failed.buggy_shutdown",
         "tdx_buggy_shutdown.wbinvd", "tdx_premap_zap.unpin", "convert.bugged_fd",
         "convert.bugged_fd_after_zap", "convert.hwpoison", "convert.safe_refcount", "convert_shared.safe_refcount",
-        "restructure.safe_refcount", "merge.hwpoison"}),
+        "restructure.safe_refcount", "merge.hwpoison", "prepare.per_page"}),
 )
 
 # The same checks as sets, for membership and set algebra.
