@@ -52,11 +52,13 @@ def test_a_check_the_spec_does_not_define_is_named(tmp_path):
 
 def test_only_selects_by_glob_or_substring_and_deep_runs_need_asking():
     runs = load_matrix(MATRIX)
-    assert [r.name for r in select_runs(runs, ("NoHold-buddy-nofault",))] == [
+    assert [r.name for r in select_runs(runs, ("NoHold-buddy-nofa",))] == [
         "NoHold-buddy-nofault", "NoHold-buddy-nofault-erratum"]
     assert {r.name for r in select_runs(runs, ("NoHold-*-fail1",))} == {
         "NoHold-buddy-fail1", "NoHold-hugetlb-fail1"}
     assert not any(r.deep for r in select_runs(runs, (), deep=False))
+    # an exact name is that run alone, though it is a prefix of others (issue 25)
+    assert [r.name for r in select_runs(runs, ("NoHold-buddy-fail1",))] == ["NoHold-buddy-fail1"]
     with pytest.raises(MatrixError, match="--only nothing-like-this matches no run"):
         select_runs(runs, ("nothing-like-this",))
 

@@ -222,13 +222,21 @@ def load_matrix(path: Path) -> list[Run]:
 
 
 def select_runs(runs: list[Run], patterns: tuple[str, ...], deep: bool = True) -> list[Run]:
-    """The runs --only names (all without it); without `deep`, not the deep ones."""
+    """The runs --only names (all without it); without `deep`, not the deep ones.  A
+    pattern that is a run's name selects that run alone."""
     if not deep:
         runs = [r for r in runs if not r.deep]
     if not patterns:
         return runs
-    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) or p in r.name
-                                     for p in patterns)]
+    names = {r.name for r in runs}
+
+    def picks(name: str, pattern: str) -> bool:
+        # A run's exact name selects that run only; else a glob, else a substring.
+        if pattern in names:
+            return name == pattern
+        return fnmatch.fnmatchcase(name, pattern) or pattern in name
+
+    chosen = [r for r in runs if any(picks(r.name, p) for p in patterns)]
     if not chosen:
         raise MatrixError(f"--only {' '.join(patterns)} matches no run of the matrix")
     return chosen

@@ -62,8 +62,8 @@ def _exclusive(out_dir: Path):
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Matrix file [default: matrix.toml of the spec directory].")
 @click.option("--only", "only", multiple=True, metavar="PATTERN",
-              help="Run only the runs whose name matches (glob or substring), deep ones "
-                   "included; repeatable.")
+              help="Run only the runs whose name matches (a run's exact name, else a glob or "
+                   "a substring), deep ones included; repeatable.")
 @click.option("--deep", is_flag=True,
               help="Also the runs marked deep in the matrix (make check-deep).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
