@@ -84,6 +84,9 @@ def _config(constants: dict) -> model.Config:
                         features=frozenset(constants.get("Features", model.DEFAULT_FEATURES)))
 
 
+HIDDEN_HOST_STEPS = frozenset({"HostGup", "HostUnpin", "HostUnmap"})
+
+
 def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
     """Render every safety counterexample under check_dir and replay it."""
     outcomes = []
@@ -99,13 +102,21 @@ def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
                                     "a liveness counterexample (a lasso) has no finite trace"))
             continue
         cfg = _config(data["constants"])
-        steps = render.steps_from_states(cfg, [(s["action"], s["state"]) for s in data["trace"]])
+        states = [(s["action"], s["state"]) for s in data["trace"]]
+        text = render.render(cfg, render.steps_from_states(cfg, states))
         trace = out_dir / f"{name}.trace"
-        trace.write_text(render.render(cfg, steps))
+        trace.write_text(text)
         v = replay(list(iter_events(read_file(trace))), cfg.design, cfg.added, cfg.disabled,
                    features=cfg.features)
-        note = ""
+        expected, note = "rejected", ""
+        # A violating host step no event shows (a GUP pin) cannot be judged from a capture:
+        # the replay composes such steps only before an observed event, so the trace must
+        # be accepted, and the table says why.
+        if states[-1][0] in HIDDEN_HOST_STEPS and text == render.render(
+                cfg, render.steps_from_states(cfg, states[:-1])):
+            expected = "accepted"
+            note = f"the violating step ({states[-1][0]}) leaves no event a capture shows"
         if v.verdict == "violation" and v.kind == "property" and v.property != data["property"]:
             note = f"TLC's property was {data['property']}"
-        outcomes.append(Outcome(name, cfg.design, "rejected", verdict_text(v), note))
+        outcomes.append(Outcome(name, cfg.design, expected, verdict_text(v), note))
     return outcomes
