@@ -116,12 +116,17 @@ def test_counterexamples_render_and_are_rejected(tlc_ready, tmp_path):
     out = tmp_path / "check"
     result = CliRunner().invoke(cli, ["check", "-q", "--out", str(out), "--only",
                                       "mutant-guest-fault-ignores-poison",
-                                      "--only", "NoHold-buddy-fail1"])
+                                      "--only", "NoHold-buddy-fail1",
+                                      "--only", "NoHold-buddy-memerr1-mf-ignored"])
     assert result.exit_code == 0, result.output
     outcomes = render_counterexamples(out, tmp_path / "traces")
     names = {o.trace for o in outcomes}
     assert "NoHold-buddy-fail1--NoHostAccessToTdPage" in names
     assert all(o.ok for o in outcomes), [(o.trace, o.got) for o in outcomes]
+    # The last step of this one is a GUP pin, which no event shows: accepted, and said why.
+    (gup,) = [o for o in outcomes if o.trace == "NoHold-buddy-memerr1-mf-ignored--PoisonContained"]
+    assert gup.expected == gup.got == "accepted" and "HostGup" in gup.note
+    assert all(o.expected == "rejected" for o in outcomes if o is not gup and o.got != "skipped")
     assert all(Path(tmp_path / "traces" / f"{o.trace}.trace").is_file() for o in outcomes)
 
 
