@@ -74,9 +74,12 @@ def test_some_mutant_breaks_refcount_sound():
 def test_deep_runs_are_a_minority_and_make_check_keeps_every_design():
     runs = load_matrix(MATRIX)
     fast = [r for r in runs if not r.deep]
-    # At most a third: the deep profile (ten runs) and the slowest of the default constants.
-    assert 0 < len(runs) - len(fast) < len(runs) // 3
+    # At most two fifths: the deep profile (ten runs) and the slowest of the default
+    # constants, moved so that make check stays under 10 minutes on 2 cores (issue 23).
+    assert 0 < len(runs) - len(fast) < 2 * len(runs) // 5
     assert {r.design for r in fast if r.kind == "design"} == set(DESIGNS)
+    for word in ("entry-check", "flag-lifetime", "mf-ignored", "host-write"):   # issue 23's points
+        assert any(word in r.name for r in fast), word
 
 
 def test_every_mutant_is_expected_to_break_something():
