@@ -161,8 +161,8 @@ def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
 def _reason(run: Run, key: str, own: dict, shared: dict) -> str:
     """The reason for run's expected verdict of `key`: the run's own, else the most
     specific key of the [why] table: "nofault." (a run without faults), "nofail." (no
-    removal failure), then "Design.backing.", "Design.", "backing.", none ("" when there is none; a test
-    requires one)."""
+    removal failure), then "Design.backing.", "Design.", "backing.", none ("" when there
+    is none; a test requires one)."""
     verdict = run.expect[key]
     if verdict == NOT_APPLICABLE:
         return ""

@@ -50,7 +50,7 @@ def cell(row: list[Run], key: str) -> str:
 
 
 def table(runs: list[Run]) -> str:
-    keys = [p for p in PROPERTIES]
+    keys = list(PROPERTIES)
     head = "| design, backing | " + " | ".join(str(p.number) for p in keys) + " |"
     lines = [head, "|---" * (len(keys) + 1) + "|"]
     for prefix, backing, label in ROWS:
@@ -74,7 +74,8 @@ def verdicts_doc(runs: list[Run]) -> str:
            "holds.", ""]
     for run in runs:
         mode = "make check-deep" if run.deep else "make check"
-        changed = ", ".join([f"without {c}" for c in run.disabled] + [f"with {c}" for c in run.added])
+        changed = ", ".join([f"without {c}" for c in run.disabled]
+                            + [f"with {c}" for c in run.added])
         out += [f"## {run.name}", "",
                 f"{run.design}{', ' + changed if changed else ''} ({run.kind}, {mode}). "
                 f"Bounds: {run.bounds()}." + (f" {run.note}." if run.note else ""), ""]
@@ -93,7 +94,8 @@ def replace_block(text: str, block: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite README.md and docs/verdicts.md")
+    parser.add_argument("--write", action="store_true",
+                        help="rewrite README.md and docs/verdicts.md")
     root = Path(__file__).resolve().parents[2]
     args = parser.parse_args(argv)
     runs = load_matrix(root / "spec" / "matrix.toml")

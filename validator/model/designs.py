@@ -67,7 +67,8 @@ CHECKS = CheckSets(
         "NoMoreSeamcalls": ("tdx_remove_failed.buggy_shutdown", "tdx_buggy_shutdown.wbinvd"),
     },
     proposed=("convert.hwpoison", "convert.bugged_fd_after_zap", "buggy_cleanup.pins_file",
-              "prepare.per_page", "merge.hwpoison", "dissolve.hwpoison", "tdx_buggy_shutdown.flag_first"),
+              "prepare.per_page", "merge.hwpoison", "dissolve.hwpoison",
+              "tdx_buggy_shutdown.flag_first"),
     # Through the helpers they call: MayHandOut, LeakedOnFree, MergeFlags (via Truncate).
     sites=_sites(
         KvmGmemAllocFolio="hugetlb_dequeue.hwpoison",
