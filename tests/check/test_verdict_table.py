@@ -71,3 +71,20 @@ def _matrix(tmp_path: Path, deep: bool, verdict: str, why: str = "") -> Path:
         f'remove_failures = 1\ndeep = {str(deep).lower()}\n{why}'
         f'expect = {_expect(verdict, faults=True)}\n')
     return path
+
+
+def test_not_established_matches_an_unfinished_run_and_nothing_decided(tmp_path):
+    from validator.check.results import PropertyVerdict, RunResult
+    (_, run) = load_matrix(_matrix(tmp_path, deep=True, verdict="not established"))
+    result = RunResult(run, {k: PropertyVerdict("unfinished") for k in run.expect})
+    assert result.mismatches() == []
+    result.verdicts["RefcountSound"] = PropertyVerdict("holds")
+    assert result.mismatches() == [
+        "NoHold-buddy-fail1: RefcountSound is holds, the matrix expects not established"]
+
+
+def test_a_shared_reason_names_a_property_and_a_verdict(tmp_path):
+    path = _matrix(tmp_path, deep=False, verdict="holds")
+    path.write_text(path.read_text().replace('"RefcountSound.holds"', '"Refcount.holds"'))
+    with pytest.raises(MatrixError, match="does not end in a property and a verdict"):
+        load_matrix(path)

@@ -208,6 +208,11 @@ def load_matrix(path: Path) -> list[Run]:
     if not isinstance(shared, dict) or not all(isinstance(v, str) for v in shared.values()):
         raise MatrixError(f"{path}: [why] must map \"[Design.][backing.]Property.verdict\" "
                           f"to a reason")
+    for key in shared:
+        parts = key.split(".")
+        if len(parts) < 2 or parts[-2] not in BY_KEY or parts[-1] not in VERDICTS:
+            raise MatrixError(f"{path}: [why] key {key!r} does not end in a property and a "
+                              f"verdict (\"RefcountSound.holds\")")
     runs_raw = data.get("run")
     if not isinstance(runs_raw, list) or not runs_raw:
         raise MatrixError(f"{path}: no [[run]] entries")
