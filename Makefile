@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JAR    := build/tla2tools.jar
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: check check-deep test bench fuzz review clean setup java real-trace lab-trace lab-check
+.PHONY: check check-deep check-simulate test bench bench-tlc fuzz review clean setup java real-trace lab-trace lab-check
 
 # Model-check the matrix, then validate traces/ and replay every counterexample.
 check: setup
@@ -21,12 +21,22 @@ check-deep: setup
 	$(BIN)/poisoncheck check --deep --jobs $(JOBS) --budget $(DEEP_BUDGET)
 	$(BIN)/poisoncheck corpus
 
+# TLC's random simulation of what breadth-first search cannot finish (the large-* runs and the
+# deep runs with a verdict not established): "no violation in N behaviours", never a holds.
+SIMULATE ?= 120
+check-simulate: setup
+	$(BIN)/poisoncheck check --simulate $(SIMULATE) --jobs $(JOBS) --budget $(DEEP_BUDGET)
+
 test: setup
 	$(BIN)/python -m pytest -q
 
 # make bench BENCH_ARGS="--memory-run"  (also validate 10M lines: peak RSS); see --help
 bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# TLC's speed on spec/Poison.tla against a cheap yardstick spec, per CPU second of each JVM.
+bench-tlc: setup
+	$(BIN)/python bench/tlc_speed.py $(BENCH_ARGS)
 
 # The bad-input campaign: >= 100,000 mutated lines through parse and validate (both --jobs),
 # under 10 minutes; prints tracebacks, hangs, peak memory, lines not accounted for (all 0).

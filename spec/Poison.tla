@@ -78,6 +78,8 @@ ProposedChecks ==
     "buggy_cleanup.pins_file",    \* the queued cleanup holds a file reference until it ran
     "prepare.per_page",           \* PG_uptodate kept per page: zeroing skips pages up to date
     "merge.hwpoison",        \* a HugeTLB merge folds its pages' PG_hwpoison into the folio's flag
+    "split.excludes_zap",         \* a HugeTLB split excludes every zap of the folio (mmu_lock held
+                                  \* across the flag copy, or every zap under filemap_invalidate_lock)
     "dissolve.hwpoison",          \* Jiaqi Yan: a dissolved folio marked poisoned frees only healthy pages
     "tdx_buggy_shutdown.flag_first" } \* set "no more SEAMCALLs" before the WBINVD IPIs, not after
 
@@ -93,9 +95,11 @@ AllFeatures ==
     "mf_ignored",                 \* the 1G series: guest_memfd's folios are off the LRU, so
                                   \* memory_failure() sets PG_hwpoison and stops (MF_IGNORED):
                                   \* no host unmap, no error_remove_folio, no KVM zap
-    "wbinvd_fails" }              \* TDH.PHYMEM.PAGE.WBINVD fails after a successful PAGE.REMOVE
+    "wbinvd_fails",               \* TDH.PHYMEM.PAGE.WBINVD fails after a successful PAGE.REMOVE
                                   \* (LKML, April 2026): the page leaves the S-EPT, the TD's
                                   \* lines may stay dirty in a cache, and it is never reset
+    "split_race" }                \* a zap without filemap_invalidate_lock (memslot deletion) may
+                                  \* fail while a HugeTLB split copies the head's flags
 
 Checks == UpstreamChecks \cup UNION {DesignChecks[d] : d \in Designs} \cup ProposedChecks
 
@@ -424,7 +428,7 @@ TdxSeptRemoveOk(p) ==
 \* written non-present and nothing restores it.  Then the design reacts, all
 \* under mmu_lock in the same step (every error path of
 \* tdx_sept_remove_leaf_spte() returns the same -EIO).
-RemovalFails(p) ==
+RemovalFailsFlagging(p, flagged) ==
     /\ mirror[p]
     /\ sept[p] = "mapped"
     /\ tdx = "on"
@@ -436,7 +440,7 @@ RemovalFails(p) ==
     /\ IF Design = "FolioRef" /\ ~On("tdx_remove_failed.hold_ref")
        THEN AddRefs(p, -1) ELSE UNCHANGED tdxRefs
     \* HWPoison: TDX sets PG_hwpoison (HugeTLB: folio_set_hugetlb_hwpoison()).
-    /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison") THEN SetFlag(p) ELSE hwpoison
+    /\ hwpoison' = IF On("tdx_remove_failed.set_hwpoison") THEN flagged ELSE hwpoison
     /\ bad' = IF On("tdx_remove_failed.set_hwpoison") THEN [bad EXCEPT ![p] = TRUE] ELSE bad
     \* BuggyCleanup: the fd is marked bugged; memory_failure() sleeps, so the
     \* cleanup is deferred to process context (KvmGmemBuggyCleanup).
@@ -449,6 +453,7 @@ RemovalFails(p) ==
     /\ otherTds' = IF On("tdx_remove_failed.buggy_shutdown") /\ ~On("tdx_buggy_shutdown.wbinvd")
                    THEN "dead_unsafe" ELSE otherTds
     /\ UNCHANGED << dataVars, hostVars, gmemVars, memErrors >>
+RemovalFails(p) == RemovalFailsFlagging(p, SetFlag(p))
 
 \* BLOCK or PAGE.REMOVE fails: the S-EPT entry stays.
 TdxSeptRemoveFailed(p) ==
@@ -463,6 +468,19 @@ TdxSeptRemoveWbinvdFailed(p) ==
     /\ RemovalFails(p)
     /\ sept' = [sept EXCEPT ![p] = "unmapped"]
     /\ unreset' = [unreset EXCEPT ![p] = TRUE]
+
+\* A removal fails while a HugeTLB split of its folio runs (the split holds only
+\* filemap_invalidate_lock; a memslot deletion zaps under mmu_lock alone): the split
+\* copied the head's flags to the tails, TDX's folio_set_hugetlb_hwpoison() then sets the
+\* old head's, and page p's own flag stays clean.  The model lets the stale head's flag
+\* land in one step after the split; in the kernel it lands inside it.
+TdxSeptRemoveFailedInSplit(p) ==
+    /\ "split_race" \in Features
+    /\ ~On("split.excludes_zap")
+    /\ Split(FolioOf(p))
+    /\ p # HeadPage(FolioOf(p))
+    /\ RemovalFailsFlagging(p, [hwpoison EXCEPT ![HeadPage(FolioOf(p))] = TRUE])
+    /\ UNCHANGED << sept, unreset >>
 
 \* The other CPUs' WBINVD are done: the "no more SEAMCALLs" flag is set, SEAMCALLs
 \* fail with TDX_BUGGY_SHUTDOWN and every TD dies.  This TD's lines were written back
@@ -752,6 +770,7 @@ TdxReleaseHkid ==
 -----------------------------------------------------------------------------
 TdxSeptRemove(p) ==
     \/ TdxSeptRemoveOk(p) \/ TdxSeptRemoveFailed(p) \/ TdxSeptRemoveWbinvdFailed(p)
+    \/ TdxSeptRemoveFailedInSplit(p)
     \/ TdxSeptRemoveAfterShutdown(p) \/ TdxZapPremapped(p)
 
 Next ==

@@ -98,11 +98,13 @@ IsAug(e) ==
          [] OTHER -> UNCHANGED vars
 
 \* tdx_sept_remove_leaf_spte() (or the reclaim after the HKID is gone): a failure is the
-\* KVM_BUG_ON, or a SEAMCALL refused after a buggy shutdown.
+\* KVM_BUG_ON (also one racing a HugeTLB split), or a SEAMCALL refused after a buggy
+\* shutdown.
 IsRemove(e) ==
     /\ e.k \in {"remove", "reclaim"}
     /\ IF e.ret = 0 THEN TdxSeptRemoveOk(Pg(e.pg))
-       ELSE TdxSeptRemoveFailed(Pg(e.pg)) \/ TdxSeptRemoveAfterShutdown(Pg(e.pg))
+       ELSE \/ TdxSeptRemoveFailed(Pg(e.pg)) \/ TdxSeptRemoveFailedInSplit(Pg(e.pg))
+            \/ TdxSeptRemoveAfterShutdown(Pg(e.pg))
 
 \* A host fault on guest_memfd's mmap: mapped, or refused (nothing changes).
 IsHostFault(e) ==

@@ -76,7 +76,7 @@ def test_deep_runs_are_a_minority_and_make_check_keeps_every_design():
     fast = [r for r in runs if not r.deep]
     # At most two fifths: the deep profile (ten runs) and the slowest of the default
     # constants, moved so that make check stays under 10 minutes on 2 cores (issue 23).
-    assert 0 < len(runs) - len(fast) < 2 * len(runs) // 5
+    assert 0 < len(runs) - len(fast) <= 2 * len(runs) // 5
     assert {r.design for r in fast if r.kind == "design"} == set(DESIGNS)
     for word in ("entry-check", "flag-lifetime", "mf-ignored", "host-write"):   # issue 23's points
         assert any(word in r.name for r in fast), word
@@ -103,7 +103,7 @@ def write(tmp_path, body):
 def test_a_minimal_run_gets_defaults(tmp_path):
     path = write(tmp_path, f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "hugetlb"\n{EXPECT}\n')
     (run,) = load_matrix(path)
-    assert (run.folios, run.pages_per_folio, run.remove_failures, run.liveness_folios) == (2, 2, 0, 1)
+    assert (run.folios, run.pages_per_folio, run.remove_failures, run.liveness_folios) == (2, 2, 0, 1)  # HugeTLB: 1
 
 
 @pytest.mark.parametrize("body, message", [

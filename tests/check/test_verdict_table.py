@@ -44,7 +44,7 @@ def test_an_unfinished_run_never_shows_as_holds(tmp_path):
 
 
 def test_not_established_needs_a_deep_run(tmp_path):
-    with pytest.raises(MatrixError, match="only a deep run"):
+    with pytest.raises(MatrixError, match="only a deep or simulated run"):
         load_matrix(_matrix(tmp_path, deep=False, verdict="not established"))
 
 

@@ -112,6 +112,10 @@ FEATURE_CASES = [
      ("in_place_conversion", "mf_ignored")),
     ("FolioRef", "buddy", 1, (), (), ("in_place_conversion", "wbinvd_fails", "pw_erratum")),
     ("NoMoreSeamcalls", "buddy", 1, (), (), ("in_place_conversion", "wbinvd_fails")),
+    # a removal that fails during a HugeTLB split, with the fold and with the lock it needs
+    ("HWPoison", "hugetlb", 1, (), ("merge.hwpoison",), ("in_place_conversion", "split_race")),
+    ("HWPoison", "hugetlb", 1, (), ("merge.hwpoison", "split.excludes_zap"),
+     ("in_place_conversion", "split_race")),
 ]
 
 

@@ -140,7 +140,8 @@ def test_the_spec_is_read_as_expected():
                                                           "CrossTdReuse"}
     # TdxSeptRemove is split into its cases; helpers and sets are no actions.
     assert spec["sites"]["tdx_buggy_shutdown.wbinvd"] == {"TdxSeptRemoveFailed",
-                                                           "TdxSeptRemoveWbinvdFailed"}
+                                                           "TdxSeptRemoveWbinvdFailed",
+                                                           "TdxSeptRemoveFailedInSplit"}
     assert {"TdxSeptRemoveOk", "TdxSeptRemoveFailed", "FreeFolio"} <= spec["actions"]
     assert not spec["actions"] & {"TdxSeptRemove", "Pages", "Truncate", "MayHandOut", "On",
                                   "RemovalFails", "Prepare"}
@@ -168,7 +169,7 @@ def test_every_check_is_used_by_some_action_and_tested_by_the_mirror():
     # an action that no longer uses a check
     ([('~FdRefuses("punch_hole.bugged_fd")', "TRUE")], "sites"),
     # a new feature
-    ([('"wbinvd_fails" }', '"wbinvd_fails", "zap_all" }')], "features"),
+    ([('"split_race" }', '"split_race", "zap_all" }')], "features"),
 ])
 def test_a_change_to_the_spec_alone_is_found(spec_copy, edits, key):
     module = spec_copy / "Poison.tla"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from validator.model import ALL_CHECKS, ALL_FEATURES, BACKINGS, DEFAULT_FEATURES, DESIGNS
-from validator.model.properties import (BY_KEY, NOT_APPLICABLE, NOT_ESTABLISHED, PROPERTIES,
+from validator.model.properties import (BY_KEY, HOLDS, NOT_APPLICABLE, NOT_ESTABLISHED, PROPERTIES,
                                         VERDICTS)
 
 KINDS = ("design", "mutant", "variant")
@@ -37,6 +37,7 @@ class Run:
     kind: str = "design"
     note: str = ""
     deep: bool = False          # left to `make check-deep` (too slow for `make check`)
+    simulation: bool = False    # only simulated (check --simulate): BFS cannot finish it
     expect: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     # property -> why the expected verdict (the matrix's [why] table or the run's own)
     why: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -99,7 +100,7 @@ def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
     known = {"name", "design", "backing", "folios", "liveness_folios", "pages_per_folio",
              "remove_failures",
              "mem_errors", "disabled", "added", "features", "kind", "note", "deep", "expect",
-             "why"}
+             "why", "simulation"}
     unknown = set(merged) - known
     if unknown:
         raise MatrixError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -121,21 +122,28 @@ def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
     if isinstance(pages, dict):
         pages = pages.get(merged["backing"], 1)
     merged["pages_per_folio"] = pages
-    if not isinstance(merged.get("deep", False), bool):
-        raise MatrixError(f"{where}: deep must be true or false")
-    for key, default in (("folios", 2), ("liveness_folios", 1), ("remove_failures", 0),
+    # Liveness runs without symmetry: two folios cost HugeTLB and THP runs ten times more.
+    live = merged.get("liveness_folios", {"buddy": 2, "hugetlb": 1, "thp": 1})
+    if isinstance(live, dict):
+        live = live.get(merged["backing"], 1)
+    merged["liveness_folios"] = live
+    for flag in ("deep", "simulation"):
+        if not isinstance(merged.get(flag, False), bool):
+            raise MatrixError(f"{where}: {flag} must be true or false")
+    for key, default in (("folios", 2), ("remove_failures", 0),
                          ("mem_errors", 0)):
         merged.setdefault(key, default)
     run = Run(
         name=name, design=merged["design"], backing=merged["backing"],
         folios=_int(merged, "folios", where, 1, 4),
         liveness_folios=_int(merged, "liveness_folios", where, 1, 4),
-        pages_per_folio=_int(merged, "pages_per_folio", where, 1, 4),
-        remove_failures=_int(merged, "remove_failures", where, 0, 2),
-        mem_errors=_int(merged, "mem_errors", where, 0, 2),
+        pages_per_folio=_int(merged, "pages_per_folio", where, 1, 8),
+        remove_failures=_int(merged, "remove_failures", where, 0, 3),
+        mem_errors=_int(merged, "mem_errors", where, 0, 3),
         disabled=_names(merged, "disabled", where), added=_names(merged, "added", where),
         features=_features(merged, where), kind=kind, note=str(merged.get("note", "")),
-        deep=merged.get("deep", False), expect=_expect(merged["expect"], where))
+        deep=merged.get("deep", False), simulation=merged.get("simulation", False),
+        expect=_expect(merged["expect"], where))
     own = merged.get("why", {})
     if not isinstance(own, dict) or not all(isinstance(v, str) for v in own.values()) \
             or not set(own) <= set(BY_KEY):
@@ -153,8 +161,11 @@ def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
             raise MatrixError(f"{where}: {prop.key} does not apply to this run; expect \"-\"")
         if run.applies(prop.key) and wanted == NOT_APPLICABLE:
             raise MatrixError(f"{where}: {prop.key} applies to this run; expect holds or violated")
-        if wanted == NOT_ESTABLISHED and not run.deep:
-            raise MatrixError(f"{where}: {prop.key}: only a deep run may be \"not established\"")
+        if wanted == NOT_ESTABLISHED and not (run.deep or run.simulation):
+            raise MatrixError(f"{where}: {prop.key}: only a deep or simulated run may be "
+                              f"\"not established\"")
+        if wanted == HOLDS and run.simulation:
+            raise MatrixError(f"{where}: {prop.key}: a simulated run never establishes holds")
     return run
 
 
@@ -226,9 +237,20 @@ def load_matrix(path: Path) -> list[Run]:
     return runs
 
 
-def select_runs(runs: list[Run], patterns: tuple[str, ...], deep: bool = True) -> list[Run]:
+def select_runs(runs: list[Run], patterns: tuple[str, ...], deep: bool = True,
+                simulate: bool = False) -> list[Run]:
     """The runs --only names (all without it); without `deep`, not the deep ones.  A
-    pattern that is a run's name selects that run alone."""
+    pattern that is a run's name selects that run alone.  Runs marked `simulation` are
+    for `simulate` only; without patterns, `simulate` picks them and the deep runs whose
+    verdicts are not established."""
+    if not simulate:
+        runs = [r for r in runs if not r.simulation]
+    elif not patterns:
+        chosen = [r for r in runs if r.simulation or NOT_ESTABLISHED in r.expect.values()]
+        if not chosen:
+            raise MatrixError("no run is marked `simulation` or has a verdict not established: "
+                              "name the runs to simulate with --only")
+        return chosen
     if not deep:
         runs = [r for r in runs if not r.deep]
     if not patterns:

@@ -3,9 +3,9 @@
 TLC stops at the first violated invariant, so a run's safety properties are
 checked together and "peeled": when one is violated, TLC runs again without
 it, until the rest hold.  BFS makes each counterexample a shortest one for
-its property.  Liveness properties run one per TLC job (TLC 2.15 does not
-say which temporal property failed) and without symmetry, which can hide
-liveness violations.
+its property.  A run's liveness properties are checked together too, without
+symmetry (which can hide liveness violations); TLC 2.15 does not say which
+temporal property failed, so after a violation each runs again on its own.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from validator.model.properties import (BY_KEY, DERIVED_FROM, HOLDS, LIVENESS, N
                                         PROPERTIES, SAFETY, VIOLATED)
 from validator.tlc.output import UNFINISHED, TlcResult
 from validator.tlc.distributed import Distribution, run_distributed
-from validator.tlc.process import RunnerError, run_tlc
+from validator.tlc.process import QUICK_JVM, RunnerError, run_tlc
 from validator.tlc.setup import TlcSetup
 
 
-def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> None:
-    """The TLC configuration for one job of `run`."""
+def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool,
+              symmetry: bool = True) -> None:
+    """The TLC configuration for one job of `run` (simulation: without symmetry)."""
     count = run.liveness_folios if liveness else run.folios
     folios = [f"f{i}" for i in range(1, count + 1)]
     quoted = lambda names: "{" + ", ".join(f'"{n}"' for n in names) + "}"  # noqa: E731
@@ -49,7 +50,7 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> No
         f"SPECIFICATION {'FairSpec' if liveness else 'Spec'}",
     ]
     # Symmetry is sound for safety only, and TLC needs two or more folios for it.
-    if not liveness and count > 1:
+    if symmetry and not liveness and count > 1:
         lines.append("SYMMETRY FolioSymmetry")
     if not liveness:
         lines.append("INVARIANT TypeOK")
@@ -59,8 +60,9 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool) -> No
     path.write_text("\n".join(lines) + "\n")
 
 
-def _save_counterexample(run: Run, key: str, result: TlcResult, workdir: Path) -> str:
-    path = workdir / f"{key}.json"
+def save_counterexample(run: Run, key: str, result: TlcResult, workdir: Path,
+                        name: str | None = None) -> str:
+    path = workdir / f"{name or key}.json"
     data = {
         "run": run.name, "property": key, "tla": BY_KEY[key].tla, "violation": result.violation,
         "constants": run.constants(), "steps": result.steps,
@@ -80,6 +82,10 @@ class _Job:
         self.run, self.result, self.setup, self.lock = run, result, setup, lock
         self.progress = progress
         self.workdir = setup.out_dir / run.name
+        # Order-0 folios at the default bounds: a few thousand states, a second of search.
+        small = run.pages_per_folio == 1 and run.folios <= 2 and run.liveness_folios <= 2 \
+            and run.remove_failures + run.mem_errors <= 2
+        self.jvm = QUICK_JVM if small else ()
         # Counterexamples of an earlier check must not outlive it.
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
@@ -125,7 +131,7 @@ class _Job:
             cfg = self.workdir / f"safety{attempt}.cfg"
             write_cfg(self.run, cfg, pending, liveness=False)
             try:
-                tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir,
+                tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir, jvm=self.jvm,
                                           progress=self._reporter(cfg))
             except RunnerError as err:
                 for key in pending:
@@ -142,7 +148,7 @@ class _Job:
                 for k in pending:
                     self._record(k, PropertyVerdict("error", error=reason))
                 raise RunnerError(f"{self.run.name}: {reason} (see {cfg.with_suffix('.out')})")
-            path = _save_counterexample(self.run, key, tlc, self.workdir)
+            path = save_counterexample(self.run, key, tlc, self.workdir)
             self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
             pending.remove(key)
         return []
@@ -179,25 +185,34 @@ class _Job:
                 return prop.key
         return None
 
-    def liveness(self, key: str) -> None:
-        cfg = self.workdir / f"{key}.cfg"
-        write_cfg(self.run, cfg, [key], liveness=True)
+    def liveness(self, keys: list[str]) -> None:
+        """Check `keys` in one exploration; after a violation, each on its own."""
+        name = keys[0] if len(keys) == 1 else "liveness"
+        cfg = self.workdir / f"{name}.cfg"
+        write_cfg(self.run, cfg, keys, liveness=True)
         try:
-            tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir,
+            tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir, jvm=self.jvm,
                                       progress=self._reporter(cfg))
         except RunnerError as err:
-            self._record(key, PropertyVerdict("error", error=str(err)))
+            for key in keys:
+                self._record(key, PropertyVerdict("error", error=str(err)))
             raise
         self._account(tlc, seconds)
         if tlc.status in (HOLDS, UNFINISHED):
-            self._record(key, PropertyVerdict(tlc.status))
+            for key in keys:
+                self._record(key, PropertyVerdict(tlc.status))
+        elif tlc.status == VIOLATED and tlc.violation == "temporal" and len(keys) > 1:
+            for key in keys:
+                self.liveness([key])
         elif tlc.status == VIOLATED and tlc.violation == "temporal":
-            path = _save_counterexample(self.run, key, tlc, self.workdir)
-            self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
+            path = save_counterexample(self.run, keys[0], tlc, self.workdir)
+            self._record(keys[0], PropertyVerdict(VIOLATED, tlc.steps, path))
         else:
             reason = tlc.error or f"unexpected {tlc.violation} violation"
-            self._record(key, PropertyVerdict("error", error=reason))
-            raise RunnerError(f"{self.run.name}: {key}: {reason} (see {cfg.with_suffix('.out')})")
+            for key in keys:
+                self._record(key, PropertyVerdict("error", error=reason))
+            raise RunnerError(f"{self.run.name}: {name}: {reason} "
+                              f"(see {cfg.with_suffix('.out')})")
 
 
 def _derive(result: RunResult) -> None:
@@ -245,9 +260,9 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
                     results[run.name].verdicts[prop.key] = PropertyVerdict(NOT_CHECKED)
             continue
         tasks.append((f"{run.name} safety", job.safety))
-        for prop in LIVENESS:
-            if run.applies(prop.key):
-                tasks.append((f"{run.name} {prop.key}", lambda j=job, k=prop.key: j.liveness(k)))
+        live = [prop.key for prop in LIVENESS if run.applies(prop.key)]
+        if live:
+            tasks.append((f"{run.name} liveness", lambda j=job, k=live: j.liveness(k)))
     children.STOPPING.clear()
     try:
         return _run_tasks(tasks, runs, results, 1 if distribution else jobs, progress)

@@ -60,7 +60,26 @@ def table(runs: list[Run]) -> str:
     legend = ", ".join(f"{p.number} {p.key}" for p in keys)
     return "\n".join(lines + ["", f"Properties: {legend}.  Runs per row: "
                               f"DESIGN-BACKING-{{{', '.join(BUDGETS)}}} of spec/matrix.toml; "
-                              "every cell's reason is in docs/verdicts.md."])
+                              "every cell's reason is in docs/verdicts.md."]
+                      + open_verdicts(runs))
+
+
+def open_verdicts(runs: list[Run]) -> list[str]:
+    """Every verdict no finished run decides, with where TLC stopped and what simulation
+    found there (the reason the matrix gives)."""
+    out = []
+    for run in runs:
+        keys = [p for p in PROPERTIES if run.expect[p.key] == NOT_ESTABLISHED]
+        reasons = dict.fromkeys(run.why[p.key].removeprefix("not established: ")
+                                for p in keys)
+        if keys:
+            numbers = ", ".join(str(p.number) for p in keys)
+            out.append(f"- `{run.name}` ({run.bounds()}): {numbers} not established: "
+                       + "; ".join(reasons))
+    if not out:
+        return []
+    return ["", "Not established (no finished run decides them; simulation is evidence, "
+                "never a holds):", ""] + out
 
 
 def verdicts_doc(runs: list[Run]) -> str:
@@ -73,7 +92,8 @@ def verdicts_doc(runs: list[Run]) -> str:
            "larger budget can only add behaviours, so it carries a violation over, never a "
            "holds.", ""]
     for run in runs:
-        mode = "make check-deep" if run.deep else "make check"
+        mode = ("check --simulate" if run.simulation else
+                "make check-deep" if run.deep else "make check")
         changed = ", ".join([f"without {c}" for c in run.disabled]
                             + [f"with {c}" for c in run.added])
         out += [f"## {run.name}", "",

@@ -20,6 +20,9 @@ from validator.model.properties import PROPERTIES
 from validator.check.results import RunResult
 from validator.check.runner import check_runs, default_tlc_jobs
 from validator.check.shards import merge_results, parse_shard, shard
+from validator.check.simulation import simulate_runs
+from validator.cli.simulation_output import finish_simulation
+from validator.tlc.process import RunnerError
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.tlc.distributed import LOOPBACK, Distribution
 from validator.tlc.setup import SetupError, tlc_setup
@@ -104,11 +107,20 @@ def _exclusive(out_dir: Path):
                    "spaces this host cannot finish (make check-deep).  Overrides --timeout.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where configs, TLC output and counterexamples go [default: ./build/check].")
+@click.option("--simulate", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Instead of breadth-first search: TLC's random simulation of each run's "
+                   "safety properties for SECONDS (the runs marked `simulation` and the deep "
+                   "runs not established, or --only's); a violation found is then searched "
+                   "breadth-first for its shortest form within --budget.  Never a holds.")
+@click.option("--depth", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="With --simulate: the longest behaviour, in states.")
+@click.option("--seed", type=click.IntRange(0, 2**62), default=1, show_default=True,
+              help="With --simulate: the first batch's seed (batch k uses seed + k - 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distributed,
           server_host, server_port, list_runs, shard_text, merge, results_files, timeout,
-          budget, out_dir, as_json, quiet):
+          budget, out_dir, simulate, depth, seed, as_json, quiet):
     """Model-check every run of the configuration matrix with TLC.
 
     Each run fixes a design, a backing, fault budgets and (for mutants) the
@@ -131,6 +143,7 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
       poisoncheck check --shard 2/4 --out shard2      (one of 4 CI machines)
       poisoncheck check --merge shard*/results.json
       poisoncheck check --only NoHold-thp-nofault --distributed 2
+      poisoncheck check --simulate 120 --budget 300   (the runs BFS cannot finish)
 
     \b
     Exit codes: 0 every verdict matches the matrix, 1 some verdict differs
@@ -139,9 +152,13 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
     """
     spec_dir = spec_dir or packaged_spec_dir()
     matrix_path = matrix_path or spec_dir / "matrix.toml"
-    out_dir = out_dir or build_dir() / "check"
+    out_dir = out_dir or build_dir() / ("check" if simulate is None else "simulate")
     try:
-        runs = select_runs(load_matrix(matrix_path), only, deep or bool(only))
+        if simulate is not None and (merge or shard_text or distributed is not None):
+            raise MatrixError("--simulate runs plain TLC on this host: no --merge, --shard "
+                              "or --distributed")
+        runs = select_runs(load_matrix(matrix_path), only, deep or bool(only),
+                           simulate=simulate is not None)
         check_names_known(runs, matrix_path)
         if shard_text is not None:
             if merge:
@@ -163,8 +180,10 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
             if budget is not None and distributed is not None:
                 raise MatrixError("--budget stops plain TLC processes; the distributed mode "
                                   "runs to its end (use --timeout)")
+            if simulate is not None:       # the shortest-form search must stop, not fail
+                budget = budget or simulate
             if budget is not None:
-                timeout = max(timeout, budget)
+                timeout = max(timeout, budget, (simulate or 0) + 60)
             setup = dataclasses.replace(tlc_setup(out_dir, timeout, spec_dir), workers=workers,
                                         heap=heap, fpmem=fpmem, budget=budget)
     except (MatrixError, SetupError) as err:
@@ -175,6 +194,16 @@ def check(spec_dir, matrix_path, only, deep, jobs, workers, heap, fpmem, distrib
             if merge:
                 _finish(out_dir, merged, [], as_json,
                         "counterexamples where each shard's check wrote them")
+                return
+            if simulate is not None:
+                progress(f"simulating {len(runs)} runs for {simulate:g} s each, "
+                         f"{jobs or default_tlc_jobs()} in parallel")
+                try:
+                    sims = simulate_runs(runs, setup, simulate, depth, seed,
+                                         jobs or default_tlc_jobs(), progress)
+                except RunnerError as err:
+                    raise InputError(str(err)) from None
+                finish_simulation(out_dir, sims, as_json)
                 return
             progress(f"checking {len(runs)} runs with TLC, " + (
                 "one at a time on TLC's distributed mode" if distributed is not None else

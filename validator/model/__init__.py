@@ -18,7 +18,7 @@ from validator.model.actions import (ACTION_NAMES, FOLIO_ACTIONS, GLOBAL_ACTIONS
                                      KvmTdpMapPrivate, KvmTdpPremap, MemoryFailure,
                                      OtherTdSeamcall, TdxAugBusy, TdxReleaseHkid,
                                      TdxSeptRemoveAfterShutdown, TdxSeptRemoveFailed,
-                                     TdxSeptRemoveWbinvdFailed,
+                                     TdxSeptRemoveWbinvdFailed, TdxSeptRemoveFailedInSplit,
                                      TdxSeptRemoveOk, TdxShutdownFlag, TdxZapPremapped,
                                      VmmConvertRequest)
 from validator.model.designs import (ALL_CHECKS, ALL_FEATURES, BACKINGS, CHECKS, DEFAULT_FEATURES,
@@ -49,7 +49,7 @@ __all__ = [
     "KvmGmemConvertPrivate", "KvmGmemHostFault", "HostGup", "HostUnpin", "HostUnmap",
     "KvmGmemPunchHole", "KvmGmemEvictInode", "FreeFolio", "AllocatorReuse", "CrossTdReuse",
     "HostUserFree", "MemoryFailure", "HugetlbDissolve", "KvmGmemBuggyCleanup", "KvmGmemRelease",
-    "TdxReleaseHkid", "TdxSeptRemoveWbinvdFailed",
+    "TdxReleaseHkid", "TdxSeptRemoveWbinvdFailed", "TdxSeptRemoveFailedInSplit",
     "FOLIO_ACTIONS", "PAGE_ACTIONS", "GLOBAL_ACTIONS", "ACTION_NAMES",
     # mirror
     "Transition", "Edge", "successors", "reachable", "folio_name", "page_name", "to_tla", "KERNEL_FUNCTION",

@@ -108,8 +108,10 @@ def TdxSeptRemoveOk(cfg: Config, s: State, p: int, why=None) -> State | None:
                       tdxRefs=refs, unreset=set_at(s.unreset, p, False))
 
 
-def _removal_fails(cfg: Config, s: State, p: int, why) -> State | None:
-    """The spec's RemovalFails: the SEAMCALL fails, KVM_BUG_ON(), the design reacts."""
+def _removal_fails(cfg: Config, s: State, p: int, why, flagged: tuple | None = None
+                   ) -> State | None:
+    """The spec's RemovalFailsFlagging: the SEAMCALL fails, KVM_BUG_ON(), the design reacts;
+    TDX's PG_hwpoison goes to `flagged` (default: where SetFlag puts it)."""
     if not (_ok(why, s.mirror[p], "KVM maps the page (mirror SPTE)")
             and _ok(why, s.sept[p] == "mapped", "the S-EPT maps the page")
             and _ok(why, s.tdx == "on", "tdx = on")
@@ -121,7 +123,7 @@ def _removal_fails(cfg: Config, s: State, p: int, why) -> State | None:
         if not _ok(why, refs is not None, _REF_RANGE_GUARD):
             return None
     poisons = cfg.on("tdx_remove_failed.set_hwpoison")
-    poison = set_flag(cfg, s, p) if poisons else s.hwpoison
+    poison = (set_flag(cfg, s, p) if flagged is None else flagged) if poisons else s.hwpoison
     bad = set_at(s.bad, p, True) if poisons else s.bad
     fd = "bugged" if cfg.on("tdx_remove_failed.mark_fd_bugged") and s.fd == "ok" else s.fd
     tdx, others = s.tdx, s.otherTds
@@ -146,6 +148,18 @@ def TdxSeptRemoveWbinvdFailed(cfg: Config, s: State, p: int, why=None) -> State 
     if t is None:
         return None
     return t._replace(sept=set_at(s.sept, p, "unmapped"), unreset=set_at(s.unreset, p, True))
+
+
+def TdxSeptRemoveFailedInSplit(cfg: Config, s: State, p: int, why=None) -> State | None:
+    """A removal fails during a HugeTLB split: TDX sets the old head's flag (spec comment)."""
+    f = cfg.folio_of(p)
+    if not (_ok(why, "split_race" in cfg.features, "no zap races a HugeTLB split")
+            and _ok(why, not cfg.on("split.excludes_zap"),
+                    "split.excludes_zap: a split excludes every zap")
+            and _ok(why, split(cfg, s, f), "the folio is split")
+            and _ok(why, p != head(cfg, f), "the page is not the folio's head")):
+        return None
+    return _removal_fails(cfg, s, p, why, set_at(s.hwpoison, head(cfg, f), True))
 
 
 def TdxShutdownFlag(cfg: Config, s: State, why=None) -> State | None:
@@ -404,7 +418,8 @@ def TdxReleaseHkid(cfg: Config, s: State, why=None) -> State | None:
 FOLIO_ACTIONS = (KvmGmemAllocFolio, KvmGmemPunchHole, KvmGmemEvictInode, FreeFolio,
                  AllocatorReuse, HostUserFree, HugetlbDissolve, CrossTdReuse)
 PAGE_ACTIONS = (KvmTdpMapPrivate, TdxAugBusy, KvmTdpPremap, TdxSeptRemoveOk,
-                TdxSeptRemoveFailed, TdxSeptRemoveWbinvdFailed, TdxSeptRemoveAfterShutdown,
+                TdxSeptRemoveFailed, TdxSeptRemoveWbinvdFailed, TdxSeptRemoveFailedInSplit,
+                TdxSeptRemoveAfterShutdown,
                 TdxZapPremapped,
                 KvmGmemHostFault, HostGup, HostUnpin, HostUnmap, MemoryFailure)
 GLOBAL_ACTIONS = (KvmGmemConvertShared, KvmGmemConvertPrivate, KvmGmemBuggyCleanup,

@@ -67,7 +67,7 @@ CHECKS = CheckSets(
         "NoMoreSeamcalls": ("tdx_remove_failed.buggy_shutdown", "tdx_buggy_shutdown.wbinvd"),
     },
     proposed=("convert.hwpoison", "convert.bugged_fd_after_zap", "buggy_cleanup.pins_file",
-              "prepare.per_page", "merge.hwpoison", "dissolve.hwpoison",
+              "prepare.per_page", "merge.hwpoison", "split.excludes_zap", "dissolve.hwpoison",
               "tdx_buggy_shutdown.flag_first"),
     # Through the helpers they call: MayHandOut, LeakedOnFree, MergeFlags (via Truncate).
     sites=_sites(
@@ -84,6 +84,10 @@ CHECKS = CheckSets(
         TdxSeptRemoveWbinvdFailed="tdx_remove_failed.hold_ref tdx_remove_failed.set_hwpoison "
                                   "tdx_remove_failed.mark_fd_bugged "
                                   "tdx_remove_failed.buggy_shutdown tdx_buggy_shutdown.wbinvd",
+        TdxSeptRemoveFailedInSplit="tdx_remove_failed.hold_ref tdx_remove_failed.set_hwpoison "
+                                   "tdx_remove_failed.mark_fd_bugged "
+                                   "tdx_remove_failed.buggy_shutdown tdx_buggy_shutdown.wbinvd "
+                                   "split.excludes_zap",
         OtherTdSeamcall="tdx_buggy_shutdown.flag_first",
         VmmConvertRequest="convert.bugged_fd",
         KvmGmemConvertShared="convert.bugged_fd_after_zap convert.hwpoison "
@@ -109,7 +113,7 @@ CHECKS = CheckSets(
         "tdx_remove_failed.mark_fd_bugged", "tdx_remove_failed.buggy_shutdown",
         "tdx_buggy_shutdown.wbinvd", "tdx_premap_zap.unpin", "convert.bugged_fd",
         "convert.bugged_fd_after_zap", "convert.hwpoison", "convert.safe_refcount", "convert_shared.safe_refcount",
-        "restructure.safe_refcount", "merge.hwpoison", "prepare.per_page"}),
+        "restructure.safe_refcount", "merge.hwpoison", "prepare.per_page", "split.excludes_zap"}),
 )
 
 # The same checks as sets, for membership and set algebra.
@@ -119,7 +123,7 @@ PROPOSED_CHECKS = frozenset(CHECKS.proposed)
 ALL_CHECKS = frozenset(CHECKS.rows())
 
 ALL_FEATURES = frozenset({"in_place_conversion", "dissolve", "cross_td", "pw_erratum",
-                          "mf_ignored", "wbinvd_fails"})
+                          "mf_ignored", "wbinvd_fails", "split_race"})
 # What a run has unless it says otherwise (the matrix, validate): the conversion series.
 DEFAULT_FEATURES = frozenset({"in_place_conversion"})
 

@@ -116,6 +116,7 @@ KERNEL_FUNCTION = {
     "TdxSeptRemoveOk": "tdx_sept_remove_leaf_spte()",
     "TdxSeptRemoveFailed": "tdx_sept_remove_leaf_spte() fails: KVM_BUG_ON()",
     "TdxSeptRemoveWbinvdFailed": "tdx_sept_remove_leaf_spte(): PHYMEM.PAGE.WBINVD fails",
+    "TdxSeptRemoveFailedInSplit": "tdx_sept_remove_leaf_spte() fails during a HugeTLB split",
     "TdxSeptRemoveAfterShutdown": "tdx_sept_remove_leaf_spte() after buggy shutdown",
     "VmmConvertRequest": "TDG.VP.VMCALL<MapGPA> or the VMM",
     "KvmGmemConvertShared": "kvm_gmem_set_attributes(): to shared",

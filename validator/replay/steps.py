@@ -78,6 +78,7 @@ def build_step(desc: tuple, shown_base: int = 0) -> StepFn:
         return _action(model.TdxSeptRemoveOk, *args)
     if kind == "remove_failed":
         return _either(_with_shutdown(_action(model.TdxSeptRemoveFailed, *args)),
+                       _with_shutdown(_action(model.TdxSeptRemoveFailedInSplit, *args)),
                        _action(model.TdxSeptRemoveAfterShutdown, *args))
     if kind == "host_fault":
         return _action(model.KvmGmemHostFault, *args)

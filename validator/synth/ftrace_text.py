@@ -157,6 +157,9 @@ class Renderer:
             self.probe(who, "tdx_shutdown", "", "d..1.")
         self._remove(st, -5)
 
+    def r_TdxSeptRemoveFailedInSplit(self, st: Transition) -> None:
+        self.r_TdxSeptRemoveFailed(st)     # a capture cannot see the split it raced
+
     def r_TdxSeptRemoveAfterShutdown(self, st: Transition) -> None:
         self._remove(st, -5)
 

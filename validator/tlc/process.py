@@ -78,8 +78,14 @@ def work_folders(workdir: Path, cfg: Path) -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+# A JVM for a small state space: the C1 compiler only.  C2's compile threads cost about
+# 1.2 CPU seconds a process, more than a search of a few thousand states; on a search of
+# a minute C1's code is about 40% slower (README, performance).
+QUICK_JVM = ("-XX:TieredStopAtLevel=1",)
+
+
 def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = None,
-            extra: tuple[str, ...] = (),
+            extra: tuple[str, ...] = (), jvm: tuple[str, ...] = (),
             progress: Callable[[str], None] | None = None) -> tuple[TlcResult, float, str]:
     """One TLC process; returns the parsed result, wall seconds and raw output.
     `progress` gets TLC's progress reports as one line each, from the first minute on."""
@@ -87,12 +93,12 @@ def run_tlc(setup: TlcSetup, cfg: Path, workdir: Path, module: Path | None = Non
     # directory, and only when the spec is named by a relative path too.
     spec = os.path.relpath(module or setup.spec_dir / f"{SPEC_MODULE}.tla", workdir)
     with work_folders(workdir, cfg) as (metadir, tmpdir):
-        return _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress)
+        return _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, jvm, progress)
 
 
-def _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, progress):
+def _run(setup, cfg, workdir, spec, metadir, tmpdir, extra, jvm, progress):
     """run_tlc() inside its work folders."""
-    cmd = [setup.java, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
+    cmd = [setup.java, *jvm, "-XX:+UseParallelGC", f"-Xmx{setup.heap}", f"-Djava.io.tmpdir={tmpdir.resolve()}",
            "-cp", str(setup.jar.resolve()),
            "tlc2.TLC", "-tool", "-deadlock", "-workers", str(setup.workers),
            "-fp", str(FINGERPRINT_POLYNOMIAL),
