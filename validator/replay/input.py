@@ -14,7 +14,7 @@ from validator.ftrace import Line, LostMarker, open_trace
 from validator.ftrace.decoders import CONVERT_CACHE, convert_cached
 from validator.ftrace.parallel import CHUNK_BYTES, ParallelReader
 from validator.ftrace.reader import UnparsedCount, read_events
-from validator.replay.vocabulary import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN,
+from validator.replay.vocabulary import (_CATALOGUE, INFORMATIONAL, INFORMATIONAL_RUN,
                                          KNOWN_EVENTS, PLAN_FIELDS, PROBE_PROTOCOL,
                                          RELEVANT_NAMES, UPSTREAM_PROTOCOL, Observed, observe)
 
@@ -75,6 +75,18 @@ _ANY_PAIR = re.compile(r"(?:^| )([A-Za-z_][\w.]*)=([^ ]*)")
 # One string object per name and key: the workers' pickles then hold each once
 _CANONICAL = {name: name for name in (*RELEVANT_NAMES, *PLAN_FIELDS)}
 _PROBE_OF = {name: PROBE_PROTOCOL[name] for name in KNOWN_EVENTS.probe_names}
+
+
+def _plan_reader(spec) -> tuple:
+    """(the pairs of the printed fields that can reach PLAN_FIELDS, the rest of normalise())
+    for a probe whose fields need normalising: see ProbeSpec.plan_reader."""
+    keys, finish = spec.plan_reader({key: _CANONICAL[key] for key in PLAN_FIELDS})
+    return re.compile(r"(?:^| )(" + "|".join(keys) + r")=([^ ]*)").findall, finish
+
+
+# name -> how the shortcut reads the probe's PLAN_FIELDS when they need normalising
+_PLAN_READERS = {spec.name: _plan_reader(spec) for spec in _CATALOGUE.probes()
+                 if spec.needs_normalising}
 # name -> (protocol, the tracepoint's formats) for the upstream events
 _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
                   for tp in KNOWN_EVENTS.tracepoints.values()
@@ -98,10 +110,10 @@ def _shortcut_for(packed: bool):
                 return None
             if protocol in INFORMATIONAL:
                 fields = None
-            elif name in _NORMALISERS:      # derived fields, values, ret: every pair needed
-                every = _NORMALISERS[name]({key: convert_cached(value)
-                                            for key, value in _ANY_PAIR.findall(m[1])})
-                fields = {canon[key]: every[key] for key in PLAN_FIELDS if key in every}
+            elif name in _PLAN_READERS:     # derived fields, values, ret: ProbeSpec.plan_reader
+                pairs, finish = _PLAN_READERS[name]
+                fields = finish({key: conv[value] if value in conv else convert_cached(value)
+                                 for key, value in pairs(m[1])})
             else:                   # convert_cached(), inlined: most values were seen before
                 fields = {canon[key]: conv[value] if value in conv else convert_cached(value)
                           for key, value in _PLAN_PAIR.findall(m[1])}
