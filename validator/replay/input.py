@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
+from operator import itemgetter
 
 from validator import ftrace
 from validator.ftrace import Line, LostMarker, open_trace
@@ -65,9 +66,9 @@ def _convert(item):
 # "=" or quote, or is a quoted string of such characters): the general decoder reads it as
 # a poisoncheck probe with exactly these pairs (decoders.decode_probe).
 _PLAIN_VALUE = r'(?:"[^"\\\s=]*"|[^\s"=]*)'
+_SITE = r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?(?: <- [\w.$]+)?\) "
 _PLAIN_PROBE = re.compile(
-    r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?(?: <- [\w.$]+)?\) "
-    rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
+    _SITE + rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
 _PLAN_KEYS = frozenset(PLAN_FIELDS)
 # The pairs of PLAN_FIELDS in arguments _PLAIN_PROBE accepted (values hold no space)
 _PLAN_PAIR = re.compile(r"(?:^| )(" + "|".join(PLAN_FIELDS) + r")=([^ ]*)")
@@ -87,6 +88,33 @@ def _plan_reader(spec) -> tuple:
 # name -> how the shortcut reads the probe's PLAN_FIELDS when they need normalising
 _PLAN_READERS = {spec.name: _plan_reader(spec) for spec in _CATALOGUE.probes()
                  if spec.needs_normalising}
+
+
+def _layout(spec) -> tuple | None:
+    """The probe's payload as `poisoncheck record` sets it up, read in one match: (its
+    fullmatch, the keys to read, a function of the match's groups giving their values,
+    the rest of normalise() or None).  The regex is the site and the catalogue's fetch-args
+    in their order, each value a _PLAIN_VALUE: what it matches, _PLAIN_PROBE matches with
+    the same pairs, so the fields are those the pairs would give."""
+    names = [arg.name for arg in spec.args]
+    if not names:
+        return None
+    finish = None
+    wanted = {key: _CANONICAL[key] for key in PLAN_FIELDS}
+    if spec.needs_normalising:
+        keys, finish = spec.plan_reader(wanted)
+        wanted = {key: key for key in keys}
+    picked = [(i, wanted[name]) for i, name in enumerate(names) if name in wanted]
+    index = [i for i, _ in picked]
+    pick = (itemgetter(*index) if len(index) > 1 else
+            (lambda groups: (groups[index[0]],)) if index else (lambda groups: ()))
+    regex = re.compile(_SITE + " ".join(f"{re.escape(name)}=({_PLAIN_VALUE})" for name in names))
+    return regex.fullmatch, tuple(key for _, key in picked), pick, finish
+
+
+# name -> its _layout(): the probe lines of a capture `record` set up (most of them)
+_LAYOUTS = {spec.name: layout for spec in _CATALOGUE.probes()
+            if (layout := _layout(spec)) is not None}
 # name -> (protocol, the tracepoint's formats) for the upstream events
 _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
                   for tp in KNOWN_EVENTS.tracepoints.values()
@@ -98,13 +126,23 @@ def _shortcut_for(packed: bool):
     """The shortcut giving Observed items, or (packed) the plain tuples workers send,
     without the text: line_text() gives it back (see _pack)."""
     new = _NEW
-    canon, conv = _CANONICAL, CONVERT_CACHE
+    canon, conv, layouts = _CANONICAL, CONVERT_CACHE, _LAYOUTS
 
     def shortcut(name: str, payload: str | None, text: str, line_no: int):
         if payload is None:
             return None
         protocol = _PROBE_OF.get(name)
-        if protocol is not None:
+        layout = layouts.get(name)
+        m = layout[0](payload) if layout is not None else None
+        if m is not None:                   # as record sets it up: one match
+            _, keys, pick, finish = layout
+            fields = {key: conv[value] if value in conv else convert_cached(value)
+                      for key, value in zip(keys, pick(m.groups()))}
+            if finish is not None:
+                fields = finish(fields)
+            if protocol in INFORMATIONAL:
+                fields = None
+        elif protocol is not None:
             m = _PLAIN_PROBE.fullmatch(payload)
             if m is None:
                 return None
