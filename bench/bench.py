@@ -313,7 +313,8 @@ def ratios(results: list[Result]) -> str:
     base = results[0].rate if results and results[0].name.startswith("baseline") else None
     if base is None:
         return ""
-    return ", ".join(f"{r.name[len(VALIDATE):].strip() or 'validate'} {r.rate / base:.2f}"
+    prefix = f"{VALIDATE} {DESIGN}"
+    return ", ".join(f"{r.name[len(prefix):].strip() or 'validate'} {r.rate / base:.2f}"
                      for r in results if r.name.startswith(VALIDATE))
 
 
