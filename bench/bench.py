@@ -4,6 +4,7 @@
     python bench/bench.py --lines 200000       # smaller
     python bench/bench.py --memory-run         # + validate on 10M lines: peak RSS
     python bench/bench.py --only validate      # measurements whose name has "validate"
+    python bench/bench.py --styles kprobe      # the kprobe-format trace only
 
 Generates build/bench/trace-<lines>-<seed>.txt once: a valid trace of a TD on 4K pages
 written by validator/synth/benchgen.py (a random walk over the mirror, accepted by HWPoison with
@@ -17,6 +18,14 @@ cores) and with --jobs 1.  The TLC engine runs on the first 10k lines only, agai
 Python engine on the same prefix.  `--mix reader` uses the reader's stress mix instead
 (bench/reader_mix.py: random events of every format the reader knows, not a valid trace);
 bench/command_rss.py runs each command and measures it.
+
+Then the same walk in the kprobe format (build/bench/kprobe-<lines>-<seed>.txt, benchgen
+--style kprobe): its probe lines are the kprobe events `poisoncheck record` sets up, as the
+lab's captures show them (a struct page pointer and no pfn where the catalogue fetches
+none); the same lines otherwise, the same verdict.  On it run the baseline and `validate`
+(both --jobs), and the bench reports validate's ratio to the baseline for both traces.
+A `validate` of a whole generated trace must give its design's verdict, accepted (exit 2
+otherwise).
 
 Other work adds a measurement with the decorator:
 
@@ -53,7 +62,11 @@ TLC_LINES = 10_000    # the prefix both engines judge
 TLC_SMALL = 2_000     # a prefix TLC finishes on (its state space grows exponentially)
 TLC_TIMEOUT = 120     # seconds; a slower TLC run is reported as "> timeout"
 DESIGN, FAILURES = "HWPoison", 3      # the generated trace is accepted by this design
-GENERATOR = "benchgen-1"             # bump when the generated trace changes
+GENERATOR = "benchgen-2"             # bump when the generated trace changes
+STYLES = {"tracepoint": "trace", "kprobe": "kprobe"}   # benchgen's styles -> file name prefix
+VALIDATE = "poisoncheck validate -d"   # a whole trace: the verdict must be accepted
+# What runs on the kprobe-format trace (every measurement runs on the first style's)
+SECOND_TRACE = ("baseline", f"{VALIDATE} {DESIGN} (default", f"{VALIDATE} {DESIGN} --jobs 1")
 
 # The baseline: one regex over the kernel record columns, as a minimal parser would use.
 BASELINE_RE = re.compile(
@@ -241,20 +254,25 @@ for _n in (TLC_LINES, TLC_SMALL):
         lambda path, n=_n: _validate(prefix_of(path, n), engine="tlc"))
 
 
-def ensure_trace(path: Path, lines: int, seed: int, mix: str = "valid") -> dict:
+def trace_path(lines: int, seed: int, style: str = "tracepoint") -> Path:
+    return BENCH_DIR / f"{STYLES[style]}-{lines}-{seed}.txt"
+
+
+def ensure_trace(path: Path, lines: int, seed: int, mix: str = "valid",
+                 style: str = "tracepoint") -> dict:
     """Generate the trace once; a sidecar JSON file says what it holds."""
     sidecar = path.with_name(path.name + ".json")
     wanted = {"generator": GENERATOR if mix == "valid" else "reader-mix", "lines": lines,
               "seed": seed}
     if mix == "valid":
-        wanted |= {"design": DESIGN, "failures": FAILURES}
+        wanted |= {"design": DESIGN, "failures": FAILURES, "style": style}
     if path.exists() and sidecar.exists():
         info = json.loads(sidecar.read_text())
         if {k: info.get(k) for k in wanted} == wanted:
             return info
     print(f"generating {path} ({lines} lines) ...", file=sys.stderr)
     if mix == "valid":
-        info = wanted | benchgen.generate(path, lines, seed, DESIGN, FAILURES)
+        info = wanted | benchgen.generate(path, lines, seed, DESIGN, FAILURES, style=style)
     else:
         generate(path, lines, seed)
         info = dict(wanted)
@@ -262,10 +280,15 @@ def ensure_trace(path: Path, lines: int, seed: int, mix: str = "valid") -> dict:
     return info
 
 
-def run(path: Path, names: list[str] | None = None) -> list[Result]:
+def run(path: Path, names: list[str] | None = None,
+        among: tuple[str, ...] | None = None) -> list[Result]:
+    """The measurements whose name contains one of `names` (None: all) and starts with
+    one of `among` (None: all)."""
     results = []
     for name, fn in MEASUREMENTS:
         if names and not any(n in name for n in names):
+            continue
+        if among is not None and not name.startswith(among):
             continue
         start = time.perf_counter()
         got = fn(path)
@@ -276,6 +299,23 @@ def run(path: Path, names: list[str] | None = None) -> list[Result]:
         else:
             results.append(Result(name, got, seconds))
     return results
+
+
+def check_verdicts(results: list[Result], path: Path) -> None:
+    """A generated trace is valid: a validate of all of it must accept it."""
+    for r in results:
+        if r.name.startswith(VALIDATE) and r.note.split(";")[0] != "accepted":
+            raise BenchError(f"{path}: {r.name}: {r.note} (the generated trace is valid)")
+
+
+def ratios(results: list[Result]) -> str:
+    """validate's lines/s as a share of the baseline's, per validate measurement."""
+    base = results[0].rate if results and results[0].name.startswith("baseline") else None
+    if base is None:
+        return ""
+    prefix = f"{VALIDATE} {DESIGN}"
+    return ", ".join(f"{r.name[len(prefix):].strip() or 'validate'} {r.rate / base:.2f}"
+                     for r in results if r.name.startswith(VALIDATE))
 
 
 def memory_run(sizes: list[int], seed: int) -> list[Result]:
@@ -324,6 +364,10 @@ def _engines(results: list[Result]) -> list[str]:
     return out
 
 
+def _base(results: list[Result]) -> float:
+    return results[0].rate if results else 1.0
+
+
 def to_json(r: Result, base: float) -> dict:
     return {"name": r.name, "lines": r.lines, "seconds": round(r.seconds, 3),
             "lines_per_s": round(r.rate), "ratio": round(r.rate / base, 3),
@@ -346,15 +390,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-lines", type=int, default=MEMORY_LINES)
     parser.add_argument("--tlc-timeout", type=int, default=120,
                         help="seconds for each TLC run (slower: reported as a lower bound)")
+    parser.add_argument("--styles", default="tracepoint,kprobe",
+                        help="the generated traces, comma-separated (the first gets every "
+                             "measurement, the others the baseline and validate): "
+                             + ", ".join(STYLES))
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
     TLC_TIMEOUT = args.tlc_timeout
     if args.lines < 100:
         parser.error("--lines must be at least 100")
-    path = BENCH_DIR / f"trace-{args.lines}-{args.seed}.txt"
-    info = ensure_trace(path, args.lines, args.seed, args.mix)
+    styles = args.styles.split(",")
+    if not styles or any(s not in STYLES for s in styles) or len(set(styles)) < len(styles):
+        parser.error(f"--styles: some of {', '.join(STYLES)}, comma-separated")
+    if args.mix == "reader":
+        styles = styles[:1]
+    path = trace_path(args.lines, args.seed, styles[0])
+    info = ensure_trace(path, args.lines, args.seed, args.mix, styles[0])
+    others = {}
     try:
         results = run(path, args.only)
+        if args.mix == "valid":
+            check_verdicts(results, path)
+        for style in styles[1:]:
+            other = trace_path(args.lines, args.seed, style)
+            got = ensure_trace(other, args.lines, args.seed, args.mix, style)
+            others[style] = (other, got, run(other, args.only, SECOND_TRACE))
+            check_verdicts(others[style][2], other)
         memory = memory_run(sorted({args.lines, args.memory_lines}), args.seed) \
             if args.memory_run else []
     except BenchError as err:
@@ -366,8 +427,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"trace": str(path), "size_bytes": path.stat().st_size, "info": info,
                           "cpus": os.cpu_count(), "load": os.getloadavg(),
                           "max_rss_mb": round(max_rss_mb, 1),
+                          "style": styles[0],
                           "results": [to_json(r, base) for r in results],
-                          "memory": [to_json(r, base) for r in memory]}, indent=2))
+                          "memory": [to_json(r, base) for r in memory],
+                          "other_styles": {style: {
+                              "trace": str(p), "size_bytes": p.stat().st_size, "info": i,
+                              "results": [to_json(r, _base(rs)) for r in rs]}
+                              for style, (p, i, rs) in others.items()}}, indent=2))
         return 0
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, {info.get('protocol_lines', '?')} protocol "
           f"lines, {info.get('distinct_folios', '?')} folios; {os.cpu_count()} CPUs, load "
@@ -378,6 +444,14 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     if memory:
         print(_table(memory, base))
+    for style, (other, got, rs) in others.items():
+        print(f"\n{other} ({style} format): {other.stat().st_size / 1e6:.1f} MB, "
+              f"{got.get('protocol_lines', '?')} protocol lines")
+        if rs:
+            print(_table(rs, _base(rs)))
+    for style, rs in [(styles[0], results)] + [(s, o[2]) for s, o in others.items()]:
+        if ratios(rs):
+            print(f"validate / baseline, {style} trace: {ratios(rs)}")
     print(f"max RSS of this process {max_rss_mb:.0f} MB (the in-process measurements; "
           f"RSS MB: the command's largest process; the note gives all its processes)")
     return 0

@@ -130,10 +130,13 @@ def test_what_is_not_ftrace_is_refused_every_way(name):
             read(CORPUS / name, **kw)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+@pytest.fixture(scope="module", params=["tracepoint", "kprobe"])
+def generated(tmp_path_factory, request):
+    """The bench's trace in both styles (kprobe: record's kprobe events, read by the
+    shortcut's layouts)."""
     path = tmp_path_factory.mktemp("gen") / "valid.trace"
-    benchgen.generate(path, 20_000, seed=11, design="HWPoison", failures=2, folios=64)
+    benchgen.generate(path, 20_000, seed=11, design="HWPoison", failures=2, folios=64,
+                      style=request.param)
     return path
 
 

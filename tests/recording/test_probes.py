@@ -313,6 +313,7 @@ def test_loader_file_errors(tmp_path):
 
 # Modules that write ftrace text (they must name events to print them), not read it.
 TRACE_WRITERS = {"ftrace_text.py", "bench_text.py", "benchgen.py",     # synth/: they write
+                 "kprobe_text.py",
                  "scenarios.py"}                                        # traces
 
 

@@ -227,7 +227,7 @@ def test_the_checked_in_trace_spec_runs_with_plain_tlc(tlc, tmp_path, name, desi
 
 def test_a_page_event_after_an_unconfirmed_own_allocation_is_marked_lapsed():
     """An allocation of exactly a tracked folio, then an event on one of its pages with no
-    page-cache add between: the page event carries the lapsed claim (Planner._on_page)."""
+    page-cache add between: the page event carries the lapsed claim (Planner.resolve)."""
     lines = MEMORY_ERROR.splitlines(keepends=True)
     claim = (OTHER.format(us=17) + "mm_page_alloc: page=0000000000100000 pfn=0x100000 order=0 "
              "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO\n")

@@ -8,9 +8,10 @@ import pytest
 
 from validator.synth import bench_text, benchgen
 from validator import model
-from validator.ftrace import iter_events, summarise
+from validator.ftrace import LineKind, iter_events, summarise
 from validator.replay.input import read_file
 from validator.replay.candidates import _CONTEXTS
+from validator.replay.catalogue import load_catalogue
 from validator.replay.engine import Replay, replay
 
 from conftest import ROOT
@@ -18,6 +19,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 import bench  # noqa: E402  (make bench's script, outside the package)
 
+CATALOGUE = load_catalogue()
 KINDS = {  # what the trace must hold: every protocol event kind a 4K trace can show
     "gmem_alloc", "mm_page_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "vm_bugged",
     "set_hwpoison", "gmem_convert", "gmem_host_fault", "gmem_punch_hole", "gmem_error_folio",
@@ -151,6 +153,24 @@ def test_the_bench_validates_the_generated_trace(tmp_path, monkeypatch, capsys):
         assert rows[name]["note"].split(";")[0] == "accepted" and rows[name]["lines"] == 3000
         assert rows[name]["events"] > 500 and rows[name]["rss_mb"] > 0
     assert out["info"]["design"] == model.DESIGNS[2] == "HWPoison"
+    # the kprobe-format trace: the baseline and validate from the file, both --jobs
+    kprobe = out["other_styles"]["kprobe"]
+    assert kprobe["info"]["style"] == "kprobe" and kprobe["trace"].endswith("kprobe-3000-1.txt")
+    rows = {r["name"]: r for r in kprobe["results"]}
+    assert set(rows) == {"baseline: bare regex scan"} | commands - {
+        "poisoncheck validate -d HWPoison - (stdin)"}
+    for name in set(rows) - {"baseline: bare regex scan"}:
+        assert rows[name]["note"].split(";")[0] == "accepted" and rows[name]["lines"] == 3000
+
+
+def test_the_bench_refuses_a_verdict_other_than_accepted(tmp_path):
+    name = "poisoncheck validate -d HWPoison --jobs 1"
+    accepted = bench.Result(name, 3000, 1.0, note="accepted; all processes 80 MB")
+    bench.check_verdicts([accepted, bench.Result("baseline: bare regex scan", 3000, 0.1)],
+                         tmp_path)
+    refused = bench.Result(name, 3000, 1.0, note="violation at line 9: set_hwpoison ...")
+    with pytest.raises(bench.BenchError, match="violation at line 9"):
+        bench.check_verdicts([accepted, refused], tmp_path)
 
 
 def test_the_trace_carries_what_a_real_capture_has_beside_the_probes(trace):
@@ -174,3 +194,58 @@ def test_scenarios_help_writes_nothing(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0 and "usage:" in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- the kprobe-format trace: the same walk with record's kprobe events --------------------
+
+@pytest.fixture(scope="module")
+def kprobe_trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "kprobe.trace"
+    info = benchgen.generate(path, 60_000, seed=5, design="HWPoison", failures=3, folios=300,
+                             style="kprobe")
+    return path, info
+
+
+def test_the_kprobe_trace_is_the_same_walk_and_its_design_accepts_it(trace, kprobe_trace):
+    (path, info), (kpath, kinfo) = trace, kprobe_trace
+    assert {k: v for k, v in kinfo.items() if k != "style"} == \
+        {k: v for k, v in info.items() if k != "style"}
+    probes = {s.name for s in CATALOGUE.probes()}
+    lines, klines = path.read_text().splitlines(), kpath.read_text().splitlines()
+    assert len(klines) == len(lines) == 60_000
+    changed = [(a, b) for a, b in zip(lines, klines) if a != b]
+    # only probe lines differ, in their payload: the same walk, noise and clock
+    assert changed and all(a.split(": ")[:2] == b.split(": ")[:2] for a, b in changed)
+    assert {b.split(": ")[1].split()[-1] for _, b in changed} <= probes
+    verdict = replay(iter_events(read_file(kpath)), "HWPoison")
+    assert verdict.verdict == "accepted", verdict.to_json()
+    assert verdict.events == replay(iter_events(read_file(path)), "HWPoison").events > 20_000
+    nohold = replay(iter_events(read_file(kpath)), "NoHold")
+    assert (nohold.verdict, nohold.protocol_event) == ("violation", "set_hwpoison")
+
+
+def test_the_kprobe_trace_prints_the_catalogues_fetch_args(kprobe_trace):
+    """Every probe line is a kprobe event as record sets it up: the decoder reads it as a
+    probe of the catalogue's function, with the catalogue's fetch-args in their order."""
+    path, _ = kprobe_trace
+    specs = {s.name: s for s in CATALOGUE.probes()}
+    counted = collections.Counter()
+    for line in read_file(path):
+        assert line.kind is not LineKind.UNPARSED, line.raw
+        for event in line.events:
+            spec = specs.get(event.name)
+            if spec is None:
+                continue
+            assert event.probe is not None and event.probe.kind == spec.kind, line.raw
+            assert event.probe.func in spec.symbols, line.raw
+            assert list(event.fields) == [a.name for a in spec.args], line.raw
+            counted[event.name] += 1
+    # the lines without a pfn where the catalogue fetches none
+    for name in ("gmem_alloc", "gmem_host_fault", "gmem_error_folio", "gmem_free", "tdx_reclaim"):
+        assert "pfn" not in specs[name].fetched
+    text = path.read_text()
+    total = sum(text.count(f" {name}: (") for name in specs)
+    assert sum(counted.values()) == total > 20_000
+    assert {"gmem_alloc", "gmem_get_pfn", "tdx_aug", "tdx_remove", "gmem_convert",
+            "gmem_host_fault", "gmem_punch_hole", "gmem_free", "tdx_reclaim"} <= set(counted)
+    assert counted["gmem_alloc"] > 100 and counted["tdx_reclaim"] > 0

@@ -31,6 +31,7 @@ from validator.ftrace import Event, LostMarker
 from validator import model
 from validator.replay import evidence, meaning
 from validator.replay.candidate_set import CandidateSet, Refusal
+from validator.replay.meaning import BY_KIND
 from validator.replay.candidates import NOTES_PER_KIND, UNBOUNDED
 from validator.replay.big_folios import NeedsSurvey, SlotPlan
 from validator.replay.folio_table import PlanInputError
@@ -188,7 +189,10 @@ class Replay:
         for r in resolved:
             if r.ret and (said := meaning.remark(r, line)) is not None:
                 self._note(*said)
-            for desc, folio in meaning.steps(r):
+            # meaning.steps(r), whose usual case is one call fewer
+            planned = (meaning.steps(r) if r.folio is None or r.lapsed
+                       else BY_KIND[r.kind](r))
+            for desc, folio in planned:
                 refusal = take(desc, folio)
                 if refusal is not None:
                     self._refused(item, name, folio, refusal)

@@ -8,13 +8,14 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from itertools import chain
+from operator import itemgetter
 
 from validator import ftrace
 from validator.ftrace import Line, LostMarker, open_trace
 from validator.ftrace.decoders import CONVERT_CACHE, convert_cached
 from validator.ftrace.parallel import CHUNK_BYTES, ParallelReader
 from validator.ftrace.reader import UnparsedCount, read_events
-from validator.replay.vocabulary import (_NORMALISERS, INFORMATIONAL, INFORMATIONAL_RUN,
+from validator.replay.vocabulary import (_CATALOGUE, INFORMATIONAL, INFORMATIONAL_RUN,
                                          KNOWN_EVENTS, PLAN_FIELDS, PROBE_PROTOCOL,
                                          RELEVANT_NAMES, UPSTREAM_PROTOCOL, Observed, observe)
 
@@ -65,9 +66,9 @@ def _convert(item):
 # "=" or quote, or is a quoted string of such characters): the general decoder reads it as
 # a poisoncheck probe with exactly these pairs (decoders.decode_probe).
 _PLAIN_VALUE = r'(?:"[^"\\\s=]*"|[^\s"=]*)'
+_SITE = r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?(?: <- [\w.$]+)?\) "
 _PLAIN_PROBE = re.compile(
-    r"\([\w.$]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w.-]+\])?(?: <- [\w.$]+)?\) "
-    rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
+    _SITE + rf"([A-Za-z_][\w.]*={_PLAIN_VALUE}(?: [A-Za-z_][\w.]*={_PLAIN_VALUE})*)")
 _PLAN_KEYS = frozenset(PLAN_FIELDS)
 # The pairs of PLAN_FIELDS in arguments _PLAIN_PROBE accepted (values hold no space)
 _PLAN_PAIR = re.compile(r"(?:^| )(" + "|".join(PLAN_FIELDS) + r")=([^ ]*)")
@@ -75,6 +76,45 @@ _ANY_PAIR = re.compile(r"(?:^| )([A-Za-z_][\w.]*)=([^ ]*)")
 # One string object per name and key: the workers' pickles then hold each once
 _CANONICAL = {name: name for name in (*RELEVANT_NAMES, *PLAN_FIELDS)}
 _PROBE_OF = {name: PROBE_PROTOCOL[name] for name in KNOWN_EVENTS.probe_names}
+
+
+def _plan_reader(spec) -> tuple:
+    """(the pairs of the printed fields that can reach PLAN_FIELDS, the rest of normalise())
+    for a probe whose fields need normalising: see ProbeSpec.plan_reader."""
+    keys, finish = spec.plan_reader({key: _CANONICAL[key] for key in PLAN_FIELDS})
+    return re.compile(r"(?:^| )(" + "|".join(keys) + r")=([^ ]*)").findall, finish
+
+
+# name -> how the shortcut reads the probe's PLAN_FIELDS when they need normalising
+_PLAN_READERS = {spec.name: _plan_reader(spec) for spec in _CATALOGUE.probes()
+                 if spec.needs_normalising}
+
+
+def _layout(spec) -> tuple | None:
+    """The probe's payload as `poisoncheck record` sets it up, read in one match: (its
+    fullmatch, the keys to read, a function of the match's groups giving their values,
+    the rest of normalise() or None).  The regex is the site and the catalogue's fetch-args
+    in their order, each value a _PLAIN_VALUE: what it matches, _PLAIN_PROBE matches with
+    the same pairs, so the fields are those the pairs would give."""
+    names = [arg.name for arg in spec.args]
+    if not names:
+        return None
+    finish = None
+    wanted = {key: _CANONICAL[key] for key in PLAN_FIELDS}
+    if spec.needs_normalising:
+        keys, finish = spec.plan_reader(wanted)
+        wanted = {key: key for key in keys}
+    picked = [(i, wanted[name]) for i, name in enumerate(names) if name in wanted]
+    index = [i for i, _ in picked]
+    pick = (itemgetter(*index) if len(index) > 1 else
+            (lambda groups: (groups[index[0]],)) if index else (lambda groups: ()))
+    regex = re.compile(_SITE + " ".join(f"{re.escape(name)}=({_PLAIN_VALUE})" for name in names))
+    return regex.fullmatch, tuple(key for _, key in picked), pick, finish
+
+
+# name -> its _layout(): the probe lines of a capture `record` set up (most of them)
+_LAYOUTS = {spec.name: layout for spec in _CATALOGUE.probes()
+            if (layout := _layout(spec)) is not None}
 # name -> (protocol, the tracepoint's formats) for the upstream events
 _TRACEPOINT_OF = {tp.name: (UPSTREAM_PROTOCOL[(tp.system, tp.name)], tp.formats)
                   for tp in KNOWN_EVENTS.tracepoints.values()
@@ -86,22 +126,32 @@ def _shortcut_for(packed: bool):
     """The shortcut giving Observed items, or (packed) the plain tuples workers send,
     without the text: line_text() gives it back (see _pack)."""
     new = _NEW
-    canon, conv = _CANONICAL, CONVERT_CACHE
+    canon, conv, layouts = _CANONICAL, CONVERT_CACHE, _LAYOUTS
 
     def shortcut(name: str, payload: str | None, text: str, line_no: int):
         if payload is None:
             return None
         protocol = _PROBE_OF.get(name)
-        if protocol is not None:
+        layout = layouts.get(name)
+        m = layout[0](payload) if layout is not None else None
+        if m is not None:                   # as record sets it up: one match
+            _, keys, pick, finish = layout
+            fields = {key: conv[value] if value in conv else convert_cached(value)
+                      for key, value in zip(keys, pick(m.groups()))}
+            if finish is not None:
+                fields = finish(fields)
+            if protocol in INFORMATIONAL:
+                fields = None
+        elif protocol is not None:
             m = _PLAIN_PROBE.fullmatch(payload)
             if m is None:
                 return None
             if protocol in INFORMATIONAL:
                 fields = None
-            elif name in _NORMALISERS:      # derived fields, values, ret: every pair needed
-                every = _NORMALISERS[name]({key: convert_cached(value)
-                                            for key, value in _ANY_PAIR.findall(m[1])})
-                fields = {canon[key]: every[key] for key in PLAN_FIELDS if key in every}
+            elif name in _PLAN_READERS:     # derived fields, values, ret: ProbeSpec.plan_reader
+                pairs, finish = _PLAN_READERS[name]
+                fields = finish({key: conv[value] if value in conv else convert_cached(value)
+                                 for key, value in pairs(m[1])})
             else:                   # convert_cached(), inlined: most values were seen before
                 fields = {canon[key]: conv[value] if value in conv else convert_cached(value)
                           for key, value in _PLAN_PAIR.findall(m[1])}

@@ -26,11 +26,12 @@ Planned = tuple[tuple, "int | None"]
 
 
 def steps(r: Resolved) -> list[Planned]:
-    """The protocol steps the event stands for, in order."""
+    """The protocol steps the event stands for, in order.  For an event on a folio with no
+    lapsed claim this is BY_KIND[r.kind](r) (the replay calls that itself)."""
     folio = r.folio
     if folio is None:
         return [(_vm_step(r), None)]
-    out = _BY_KIND[r.kind](r)
+    out = BY_KIND[r.kind](r)
     if r.lapsed:
         # No page-cache add followed an allocation of exactly this folio: it was another
         # user's allocation after all, so that user still holds the page.
@@ -94,7 +95,7 @@ def _page_step(name: str) -> Callable[[Resolved], list[Planned]]:
     return lambda r: [((name, r.page), r.folio)]
 
 
-_BY_KIND: dict[str, Callable[[Resolved], list[Planned]]] = {
+BY_KIND: dict[str, Callable[[Resolved], list[Planned]]] = {
     "alloc": _folio_step("alloc"),
     "cache_add": _folio_step("alloc"),
     "cache_delete": _folio_step("truncate"),

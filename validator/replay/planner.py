@@ -144,7 +144,14 @@ class Planner(FolioTable):
             ret = f.get("ret", 0)
             if type(ret) is not int or not RET_MIN < ret < RET_LIMIT:
                 ret = RET_OTHER                 # small_ret(), inline: the most common events
-            return [self._on_page(name, folio, page, ret)]
+            # _on(name, folio, page, ret) for an event on a page (never a free nor a
+            # page-cache add), inline: an open claim lapses, the folio's last event is this
+            claims, lapsed = self.claims, False
+            if claims and claims.pop(folio, None) is not None:
+                lapsed = True
+            self.last[folio] = name
+            return [_new_tuple(Resolved, (name, folio, page, ret, None, (), False, False, False,
+                                          lapsed))]
         if name in BLOCK_KINDS:
             return self._block(name, ev)
         if name in ("cache_add", "cache_delete"):
@@ -181,16 +188,6 @@ class Planner(FolioTable):
             fields = (kind, folio, page, ret, to, pages, exact, False, False, lapsed)
         last[folio] = kind
         return _new_tuple(Resolved, fields)     # Resolved(*fields) without its Python __new__
-
-    def _on_page(self, kind: str, folio: int, page: int, ret: int) -> Resolved:
-        """_on(kind, folio, page, ret) for an event on a page (never a free nor a page-cache
-        add): the most common events, so without _on's keyword defaults."""
-        claims, lapsed = self.claims, False
-        if claims and claims.pop(folio, None) is not None:
-            lapsed = True
-        self.last[folio] = kind
-        return _new_tuple(Resolved, (kind, folio, page, ret, None, (), False, False, False,
-                                     lapsed))
 
     def _key(self, fields, ev) -> int | None:
         """The slot key of the event's index in its file (None: no index)."""

@@ -136,6 +136,42 @@ class ProbeSpec:
             out["ret"] = normalise_ret(self.ret, out["ret"])
         return out
 
+    def plan_reader(self, keep: Mapping[str, str]):
+        """normalise() as the replay's fast reader needs it: (keys, finish).  `keys` are the
+        printed fields that can reach a field of `keep`; finish(raw), given those of them a
+        line prints (converted), gives normalise()'s fields of `keep` only, each keyed by
+        keep[key] (one string object per key).  No copy of every pair is made."""
+        derive = tuple((keep[name], terms) for name, terms in self.derive.items()
+                       if name in keep)
+        values = tuple((keep[name], table) for name, table in self.values.items()
+                       if name in keep)
+        keys = sorted(set(keep) | {arg for _, terms in derive for _, arg in terms})
+        ret = self.ret if self.ret != "errno" and "ret" in keep else None   # errno: as printed
+
+        def finish(raw: dict) -> dict:
+            out = {keep[key]: value for key, value in raw.items() if key in keep}
+            for name, terms in derive:
+                if name not in raw:
+                    total = 0
+                    for sign, arg in terms:
+                        value = raw.get(arg)
+                        if type(value) is not int:      # as_int(), for what is not an int
+                            value = as_int(value)
+                            if value is None:
+                                break
+                        total += sign * value
+                    else:
+                        out[name] = total
+            for name, table in values:
+                value = out.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    out[name] = table.get(value, str(value))
+            if ret is not None and isinstance(out.get("ret"), int):
+                out["ret"] = normalise_ret(ret, out["ret"])
+            return out
+
+        return keys, finish
+
 
 def as_int(value) -> int | None:
     if isinstance(value, bool):

@@ -1,6 +1,7 @@
 """A realistic, valid trace for `make bench`: a random walk over the mirror, folio by folio.
 
     python -m validator.synth.benchgen OUT --lines 1000000 --design HWPoison --failures 3
+    python -m validator.synth.benchgen OUT --style kprobe     # probe lines as record sets up
 
 One VM runs on a pool of 4K folios (guest_memfd pages).  Each step picks a folio and
 takes one of the steps the mirror (validator/model/mirror.py) allows on it, seen through a
@@ -20,6 +21,10 @@ reused folio is replaced by a fresh pfn, so the number of folios stays about the
 however long the trace.  Lines are written as they are made (10M lines need no memory),
 and the file has exactly `lines` lines.  The trace is accepted by `design`: every step is
 one the mirror allows, and the bench checks the verdict.
+
+Two styles of the same walk (the same steps, lines and noise for a seed): "tracepoint", whose
+probe lines print pfns (bench_text.py), and "kprobe", whose probe lines are the kprobe events
+`poisoncheck record` sets up, as the lab's captures show them (kprobe_text.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from validator import model
 from validator.synth import ftrace_text as render
 from validator.synth.bench_text import GMEM_DEV, PFN_BASE, BenchRenderer
+from validator.synth.kprobe_text import KprobeRenderer
 
 UNBOUNDED = 1 << 30
 NOISE_SHARE = 0.30          # unrelated lines (sched, irq, softirq, timer) in the output
@@ -45,6 +51,7 @@ RUN_WEIGHTS = {
     "KvmGmemPunchHole": 0.25, "FreeFolio": 6.0, "MemoryFailure": 0.004,
 }
 REFUSED_HOST_FAULT, REFUSED_GUEST_FAULT = 0.3, 0.3   # weights of the refusals (no state change)
+STYLES = {"tracepoint": BenchRenderer, "kprobe": KprobeRenderer}     # how probe lines look
 
 
 def _view(g: dict, x: tuple, req) -> model.State:
@@ -60,7 +67,8 @@ def _part(t: model.State) -> tuple:
 class Walk:
     """The generator's state: the VM-wide variables and one part per folio slot."""
 
-    def __init__(self, design: str, folios: int, seed: int, out, failures: int = 0):
+    def __init__(self, design: str, folios: int, seed: int, out, failures: int = 0,
+                 style: str = "tracepoint"):
         if design == "BuggyCleanup" and failures:
             # its deferred cleanup poisons every folio at once; the walk does not take it
             raise ValueError("benchgen: no removal failures for BuggyCleanup (use --failures 0)")
@@ -74,7 +82,7 @@ class Walk:
         self.parts = [_part(init)] * folios
         self.slot_pfn = [PFN_BASE + i for i in range(folios)]
         self.next_pfn = PFN_BASE + folios
-        self.r = BenchRenderer(self.cfg, out, self.rng)
+        self.r = STYLES[style](self.cfg, out, self.rng)
         self.memo: dict = {}
         self.protocol_lines = 0
 
@@ -218,8 +226,8 @@ class Walk:
 
 
 def generate(path: Path, lines: int, seed: int = 1, design: str = "HWPoison",
-             failures: int = 3, folios: int | None = None) -> dict:
-    """Write a trace of exactly `lines` lines; returns what it holds."""
+             failures: int = 3, folios: int | None = None, style: str = "tracepoint") -> dict:
+    """Write a trace of exactly `lines` lines in `style` (STYLES); returns what it holds."""
     header = render.HEADER.format(n=lines - render.HEADER.count("\n"))
     head_lines = header.count("\n") + 1      # and the marker line
     if folios is None:
@@ -230,7 +238,7 @@ def generate(path: Path, lines: int, seed: int = 1, design: str = "HWPoison",
         out.write(header)
         out.write(f"     poisoncheck-4100    [000] ...1.   584.000000: tracing_mark_write: "
                   f"poisoncheck gmem_dev={GMEM_DEV} kprobes=1\n")
-        walk = Walk(design, folios, seed, out, failures=failures)
+        walk = Walk(design, folios, seed, out, failures=failures, style=style)
         r, rng = walk.r, walk.rng
         budget = lines - head_lines
         noise_per_line = NOISE_SHARE / (1 - NOISE_SHARE)
@@ -258,7 +266,7 @@ def generate(path: Path, lines: int, seed: int = 1, design: str = "HWPoison",
         r.flush()
     tmp.replace(path)
     return {"lines": lines, "folios": folios, "distinct_folios": walk.next_pfn - PFN_BASE,
-            "protocol_lines": walk.protocol_lines, "design": design}
+            "protocol_lines": walk.protocol_lines, "design": design, "style": style}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,9 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--design", default="HWPoison", choices=model.DESIGNS)
     parser.add_argument("--failures", type=int, default=3)
     parser.add_argument("--folios", type=int, default=None)
+    parser.add_argument("--style", choices=sorted(STYLES), default="tracepoint",
+                        help="how probe lines look (kprobe: as `poisoncheck record` sets up)")
     args = parser.parse_args(argv)
     try:
-        info = generate(args.out, args.lines, args.seed, args.design, args.failures, args.folios)
+        info = generate(args.out, args.lines, args.seed, args.design, args.failures, args.folios,
+                        args.style)
     except ValueError as err:
         parser.error(str(err))
     print(info)
