@@ -111,3 +111,37 @@ def test_simulated_runs_are_never_searched_breadth_first_and_never_hold(tmp_path
                                 'ConversionCompletes = "holds"'))
     result = invoke("--matrix", path, "--list")
     assert result.exit_code == 2 and "a simulated run never establishes holds" in result.output
+
+
+NOFAULT = NOHOLD.replace('"nohold-fail1"', '"nohold-nofault"').replace(
+    "remove_failures = 1", "remove_failures = 0").replace(
+    'NoHostAccessToTdPage = "violated"', 'NoHostAccessToTdPage = "holds"').replace(
+    'NoLeakWithoutFaults = "-"', 'NoLeakWithoutFaults = "holds"').replace(
+    'NoHostWriteToTdPage = "violated"', 'NoHostWriteToTdPage = "holds"')
+
+
+def test_a_small_run_that_holds_is_one_exploration_of_fairspec(tlc_ready, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(NOFAULT)
+    out = tmp_path / "out"
+    result = invoke("--matrix", path, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)["runs"]
+    assert run["tlc_runs"] == 1
+    assert {v["verdict"] for v in run["verdicts"].values()} == {"holds", "-"}
+    text = (out / "nohold-nofault" / "all.cfg").read_text()
+    assert "SPECIFICATION FairSpec" in text and "SYMMETRY" not in text
+    assert "INVARIANT TypeOK" in text and text.count("PROPERTY") == 5   # 3, 8 and 6, 7, 9
+
+
+def test_a_small_run_s_safety_violation_keeps_its_shortest_length(tlc_ready, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(NOHOLD)
+    out = tmp_path / "out"
+    result = invoke("--matrix", path, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)["runs"]
+    # the symmetric breadth-first search of the matrix finds the same lengths (6 and 9)
+    assert run["verdicts"]["NoHostAccessToTdPage"]["steps"] == 6
+    assert run["verdicts"]["NoHostWriteToTdPage"]["steps"] == 9
+    assert (out / "nohold-fail1" / "all.cfg").exists()

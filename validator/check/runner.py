@@ -52,7 +52,7 @@ def write_cfg(run: Run, path: Path, properties: list[str], liveness: bool,
     # Symmetry is sound for safety only, and TLC needs two or more folios for it.
     if symmetry and not liveness and count > 1:
         lines.append("SYMMETRY FolioSymmetry")
-    if not liveness:
+    if not liveness or any(BY_KEY[k].kind != "liveness" for k in properties):
         lines.append("INVARIANT TypeOK")
     for key in properties:
         prop = BY_KEY[key]
@@ -122,10 +122,46 @@ class _Job:
         with self.lock:
             self.result.verdicts[key] = verdict
 
-    def safety(self) -> list[str]:
+    def everything(self, live: list[str]) -> None:
+        """A small run whose liveness needs no other folio count: safety and liveness in one
+        exploration of FairSpec, without symmetry.  Fairness leaves the reachable states as
+        they are, so a safety verdict and the length of its shortest counterexample are the
+        same.  What this process cannot decide is checked the usual way."""
+        keys = [p.key for p in SAFETY]
+        cfg = self.workdir / "all.cfg"
+        write_cfg(self.run, cfg, keys + live, liveness=True)
+        try:
+            tlc, seconds, _ = run_tlc(self.setup, cfg, self.workdir, jvm=self.jvm,
+                                      progress=self._reporter(cfg))
+        except RunnerError as err:
+            for key in keys + live:
+                self._record(key, PropertyVerdict("error", error=str(err)))
+            raise
+        self._account(tlc, seconds)
+        if tlc.status == HOLDS:
+            for key in keys + live:
+                self._record(key, PropertyVerdict(HOLDS))
+            return
+        key = self._violated_key(tlc)
+        if tlc.status == VIOLATED and key is not None:
+            path = save_counterexample(self.run, key, tlc, self.workdir)
+            self._record(key, PropertyVerdict(VIOLATED, tlc.steps, path))
+            keys.remove(key)
+        elif not (tlc.status == UNFINISHED or tlc.violation == "temporal"):
+            reason = tlc.error or f"unexpected {tlc.status} {tlc.named_property or ''}"
+            for k in keys + live:
+                self._record(k, PropertyVerdict("error", error=reason))
+            raise RunnerError(f"{self.run.name}: {reason} (see {cfg.with_suffix('.out')})")
+        # TLC checks liveness also during the search: a temporal violation may come before
+        # every state was checked for safety, so safety runs again in full.
+        self.safety(keys, first=2)
+        if live:
+            self.liveness(live)
+
+    def safety(self, pending: list[str] | None = None, first: int = 1) -> list[str]:
         """Check the safety properties, peeling off each violated one."""
-        pending = [p.key for p in SAFETY]
-        attempt = 0
+        pending = [p.key for p in SAFETY] if pending is None else pending
+        attempt = first - 1
         while pending:
             attempt += 1
             cfg = self.workdir / f"safety{attempt}.cfg"
@@ -259,8 +295,12 @@ def check_runs(runs: list[Run], setup: TlcSetup, jobs: int,
                 if run.applies(prop.key):
                     results[run.name].verdicts[prop.key] = PropertyVerdict(NOT_CHECKED)
             continue
-        tasks.append((f"{run.name} safety", job.safety))
         live = [prop.key for prop in LIVENESS if run.applies(prop.key)]
+        if job.jvm and run.liveness_folios == run.folios:
+            tasks.append((f"{run.name} safety and liveness",
+                          lambda j=job, k=live: j.everything(k)))
+            continue
+        tasks.append((f"{run.name} safety", job.safety))
         if live:
             tasks.append((f"{run.name} liveness", lambda j=job, k=live: j.liveness(k)))
     children.STOPPING.clear()
