@@ -122,7 +122,7 @@ def test_workers_give_the_same_states(tlc_ready, tmp_path):
     steps = [(a["verdicts"][k]["steps"], b["verdicts"][k]["steps"]) for k in a["verdicts"]
              if a["verdicts"][k]["verdict"] == "violated"]
     assert steps and all(s1 <= s2 for s1, s2 in steps)     # one worker: the shortest
-    cfg_out = (tmp_path / "w2" / "NoHold-buddy-fail1" / "safety1.out").read_text()
+    cfg_out = (tmp_path / "w2" / "NoHold-buddy-fail1" / "all.out").read_text()
     assert "with 2 workers" in cfg_out            # TLC's banner: the option reached it
     assert "Model-Checking with fp 0 and" in cfg_out    # the pinned polynomial
     assert 0 < a["collision_probability"] < 1e-6
@@ -168,9 +168,10 @@ def test_long_runs_print_tlc_progress(tlc_ready, tmp_path, monkeypatch):
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines()
-             if line.startswith("NoHold-buddy-nofault safety1: ")]
+             if line.startswith("NoHold-buddy-nofault all: ")]
     assert lines and "distinct states" in lines[-1] and "states/s" in lines[-1]
-    assert lines[-1].startswith("NoHold-buddy-nofault safety1: 690 distinct states")
+    # one exploration of FairSpec, without symmetry (690 states with it)
+    assert lines[-1].startswith("NoHold-buddy-nofault all: 1,350 distinct states")
 
 
 def test_merge_without_tlc_and_a_failed_write(tmp_path):

@@ -134,7 +134,7 @@ def test_wheel_installs_and_runs_tlc_from_an_empty_folder(local_jar, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "holds" in done.stdout and RUN in done.stdout
     assert (work / "build" / "check" / "results.json").is_file()
-    assert (work / "build" / "check" / RUN / "safety1.out").is_file()
+    assert (work / "build" / "check" / RUN / "all.out").is_file()
 
     shutil.copy(ROOT / "traces" / TRACE, work / TRACE)
     done = poisoncheck("validate", "--engine", "tlc", "--design", "HWPoison", TRACE)
