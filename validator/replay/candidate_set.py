@@ -44,9 +44,9 @@ from itertools import chain, product
 from typing import NamedTuple
 
 from validator.model import mirror as model
-from validator.replay.candidates import (MEMO_LIMIT, PROPERTY_BITS, _Branch, _changes_others,
-                                         _Context, _context, _folio_part, _localize, _view,
-                                         _vm_part)
+from validator.replay.candidates import (_FOLIO_ARG, _PAGE_ARG, MEMO_LIMIT, PROPERTY_BITS,
+                                         _Branch, _changes_others, _Context, _context,
+                                         _folio_part, _localize, _view, _vm_part)
 from validator.replay.steps import _first_reasons, _StepFailed, build_step, host_closure
 from validator.replay.verdict import Coverage
 
@@ -125,7 +125,9 @@ class CandidateSet:
             base, local = None, desc
         else:
             base = folio * self.pages
-            local = _localize(desc, base)
+            kind = desc[0]      # _localize(desc, base), its usual cases inline
+            local = ((kind, desc[1] - base) if kind in _PAGE_ARG else (kind, 0)
+                     if kind in _FOLIO_ARG else _localize(desc, base))
         if len(self.branches) == 1:
             # The usual case, one product whose VM-wide part the step keeps or changes
             # alone: update it in place.

@@ -173,6 +173,9 @@ class Replay:
             return True
         if not resolved:
             return True
+        if type(resolved) is str:       # unrelated, said without raising (common cases)
+            self._skip(resolved)
+            return True
         verdict = self.verdict
         verdict.events += 1
         if resolved[-1].folio is not None:     # a block's events all name a folio
@@ -352,11 +355,17 @@ def _replay(items, design, added, disabled, coverage, raw_of, gmem_dev, gmem_dev
 
 def _feed_all(engine: Replay, items: Iterable[Event | Observed | LostMarker]) -> int | None:
     """Feed the items in order until one fails: its line (None: every item fed)."""
-    relevant = RELEVANT_NAMES
+    relevant, informational, skipped = RELEVANT_NAMES, INFORMATIONAL, engine.skipped
     items = iter(items)
     for item in items:
+        kind = type(item)
         # protocol_of() is None for every other name: skip those without a call
-        if type(item) is Event and item.name not in relevant:
+        if kind is Event and item.name not in relevant:
+            continue
+        # the most common item, only counted (as feed() counts it), without a call
+        if kind is Observed and item.protocol in informational and not engine.done:
+            name = item.protocol
+            skipped[name] = skipped.get(name, 0) + 1
             continue
         if not engine.feed(item):
             _count_rest(engine.after, items)

@@ -46,6 +46,9 @@ GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1   # include/uapi/linux/kvm.h
 MAX_ORDER = 18                  # a 1G HugeTLB folio; the buddy allocator stops at 10
 # Events named by a pfn (or a struct page pointer): the most common ones.
 BY_PFN_KINDS = PAGE_KINDS | PFN_FOLIO_KINDS
+# Why an event on a pfn (or a block) is skipped, the most common reason, made once per kind
+NOT_ALLOCATED = {name: f"{name} on a pfn guest_memfd has not allocated (yet) in the trace"
+                 for name in BY_PFN_KINDS | BLOCK_KINDS}
 _new_tuple = tuple.__new__
 
 
@@ -110,10 +113,11 @@ class Planner(FolioTable):
         super().forget()
         self.claims.clear()
 
-    def resolve(self, name: str, ev) -> list[Resolved]:
+    def resolve(self, name: str, ev) -> list[Resolved] | str:
         """The event on the model's numbers: one Resolved, or one per folio a block of
-        pages covers, or none (a marker).  Raises Unrelated for an event about nothing the
-        replay tracks."""
+        pages covers, or none (a marker).  For an event about nothing the replay tracks,
+        the reason: returned in the common cases (a raise costs more), else raised as
+        Unrelated."""
         seen = self.seen
         seen[name] = seen.get(name, 0) + 1
         f = ev.fields or {}
@@ -121,8 +125,9 @@ class Planner(FolioTable):
                 and name not in ("cache_add", "marker")):   # (a marker's words are text)
             raise Unrelated("an event of another guest_memfd file (--gmem-ino)")
         if name != "marker":                    # a marker's words are text
+            is_int, u64, numbers = int, U64, NUMBER_KEYS    # (locals: read per field)
             for key, value in f.items():        # the usual event: every value a number
-                if (type(value) is not int or not 0 <= value < U64) and key in NUMBER_KEYS:
+                if (type(value) is not is_int or not 0 <= value < u64) and key in numbers:
                     _check_numbers(name, ev.line_no, f)
                     break
         if name in BY_PFN_KINDS:                # the most common events
@@ -135,7 +140,7 @@ class Planner(FolioTable):
             if page is None and name in ("error_folio", "host_fault"):
                 page = self._page_of_index(self._key(f, ev), name == "error_folio")
             if page is None:
-                raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
+                return NOT_ALLOCATED[name]
             if page < self.forgotten:
                 raise Unrelated("folio seen before lost events")
             folio = page // self.pages_per_folio
@@ -200,6 +205,14 @@ class Planner(FolioTable):
             raise Unrelated(f"{ev.name} names an index but no inode, and the capture has "
                             f"several guest_memfd files") from None
 
+    def _file_base(self, ino, ev) -> int:
+        """The slot key of index 0 of the file with inode `ino` (_key() of index 0)."""
+        try:
+            return self.file_of(ino) << FILE_SHIFT
+        except AmbiguousFile:
+            raise Unrelated(f"{ev.name} names an index but no inode, and the capture has "
+                            f"several guest_memfd files") from None
+
     def file_init(self, file: int | None) -> str | None:
         """How the file's pages start: "shared" (GUEST_MEMFD_FLAG_INIT_SHARED), "private",
         or None when nothing in the capture says (the replay then keeps both readings)."""
@@ -259,7 +272,7 @@ class Planner(FolioTable):
         self.probe_alloc = (pfn, index)
         return self._alloc(ev, pfn, self._order(ev, f), index, "alloc")
 
-    def _cache(self, name: str, ev) -> list:
+    def _cache(self, name: str, ev) -> list | str:
         f = ev.fields or {}
         dev = (f.get("major"), f.get("minor"))
         if self.gmem_dev is None:
@@ -292,7 +305,7 @@ class Planner(FolioTable):
                 self.links.add(pointer, pfn)
             if self.probe_alloc == (pfn, index):     # the gmem_alloc probe showed it already
                 self.probe_alloc = None
-                raise Unrelated("page-cache add already shown by gmem_alloc")
+                return "page-cache add already shown by gmem_alloc"     # unrelated
             return self._alloc(ev, pfn, order, index, "cache_add")
         page = self._page_of_pfn(pfn, whole=True)
         if page is None:
@@ -303,7 +316,7 @@ class Planner(FolioTable):
         self._unbind(folio)
         return [self._on("cache_delete", folio)]
 
-    def _block(self, name: str, ev) -> list:
+    def _block(self, name: str, ev) -> list | str:
         """A page-allocator event on 2^order pages: every folio it covers."""
         f = ev.fields or {}
         pfn = self._pfn(f)
@@ -319,7 +332,7 @@ class Planner(FolioTable):
         if not covered:
             if self._page_of_pfn(pfn, whole=True) == -1:
                 raise Unrelated("folio seen before lost events")
-            raise Unrelated(f"{name} on a pfn guest_memfd has not allocated (yet) in the trace")
+            return NOT_ALLOCATED[name]      # unrelated
         out = []
         for folio, exact in covered:
             out.append(self._on(name, folio, exact=exact))
@@ -334,7 +347,7 @@ class Planner(FolioTable):
         if not isinstance(start, int) or not isinstance(end, int) or to is None:
             raise PlanInputError(f"line {ev.line_no}: gmem_convert needs start, end and "
                                  f"to=private|shared")
-        base = self._key(dict(f, index=0), ev)
+        base = self._file_base(f.get("ino"), ev)
         start, end = base + start, base + min(end, 1 << FILE_SHIFT)
         # Cost follows the pages the trace knows, not the range's width.
         if end - start <= len(self.by_index):
@@ -350,7 +363,7 @@ class Planner(FolioTable):
             raise Unrelated("conversion of indices guest_memfd did not allocate in the trace")
         ppf = self.pages_per_folio
         folio = pages[0] // ppf
-        if any(p // ppf != folio for p in pages):
+        if len(pages) > 1 and any(p // ppf != folio for p in pages):    # (usually one page)
             raise PlanInputError(f"line {ev.line_no}: a conversion across folios; the replay "
                                  f"takes one folio per conversion event")
         return self._on("convert", folio, None, small_ret(f.get("ret", 0)), to, tuple(pages))
