@@ -30,9 +30,10 @@ class ReadBackError(Exception):
     """A results or counterexample file that is not what poisoncheck check writes."""
 
 
-def load_json(path: Path, what: str, limit: int = MAX_BYTES):
-    """The JSON in path, read up to `limit` bytes: no endless read of a device or a pipe,
-    no NaN or Infinity, no nesting that exhausts the stack."""
+def load_json(path: Path, what: str, limit: int | None = None):
+    """The JSON in path, read up to `limit` bytes (MAX_BYTES): no endless read of a device
+    or a pipe, no NaN or Infinity, no nesting that exhausts the stack."""
+    limit = limit or MAX_BYTES
     try:
         with open(path, "rb") as f:
             raw = f.read(limit + 1)
