@@ -124,3 +124,28 @@ def test_merged_notes_cannot_drive_the_terminal(shard_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "pwned" in result.output
+
+
+# ---- compressed inputs: a bomb of blank lines --------------------------------------
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+@pytest.mark.parametrize("command", ["parse", "validate"])
+def test_a_compression_bomb_is_refused_early(tmp_path, suffix, command, monkeypatch):
+    import gzip
+    import lzma
+    from validator.ftrace import bounded
+    # Past its bound the bomb is refused; without one it would be read whole (16 MiB of
+    # blank lines here, two billion in the issue).
+    monkeypatch.setattr(bounded, "FREE_BYTES", 1 << 20)
+    data = b"# tracer: nop\n#\n" + b"\n" * (16 << 20)
+    path = tmp_path / f"bomb.trace{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix == ".gz" else lzma.compress(data))
+    result = CliRunner().invoke(cli, [command, str(path)])
+    one_line_exit_2(result, str(path), "compression bomb")
+
+
+def test_a_real_compressed_capture_is_read_whole():
+    from pathlib import Path
+    trace = Path(__file__).resolve().parents[2] / "traces" / "real" / "lab72-no-mmap.trace.gz"
+    result = CliRunner().invoke(cli, ["parse", str(trace)])
+    assert result.exit_code == 0, result.output
