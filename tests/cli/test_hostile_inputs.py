@@ -149,3 +149,17 @@ def test_a_real_compressed_capture_is_read_whole():
     trace = Path(__file__).resolve().parents[2] / "traces" / "real" / "lab72-no-mmap.trace.gz"
     result = CliRunner().invoke(cli, ["parse", str(trace)])
     assert result.exit_code == 0, result.output
+
+
+# ---- numbers on the command line ----------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["check", "--list", "--timeout"], ["check", "--list", "--budget"],
+    ["check", "--list", "--fpmem"], ["check", "--list", "--simulate"],
+    ["validate", "-", "--timeout"], ["ablate", "--timeout"]])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "infinity"])
+def test_float_options_must_be_finite(args, value):
+    result = CliRunner().invoke(cli, args + [value])
+    assert result.exit_code == 2, result.output
+    assert "finite" in result.output or "range" in result.output, result.output
+    assert "Traceback" not in result.output

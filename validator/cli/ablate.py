@@ -18,6 +18,7 @@ from validator.check.ablation import (DEFAULT_SETTINGS, AblationError, matrix_sh
 from validator.check.ablation_output import to_json, to_text
 from validator.check.matrix import MatrixError
 from validator.cli.errors import InputError, writing_to
+from validator.cli.options import FiniteRange
 from validator.model import BACKINGS
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.check.runner import default_tlc_jobs
@@ -36,7 +37,7 @@ from validator.tlc.setup import SetupError, tlc_setup
                    "design, liveness in every run, every pair of redundant checks (slower).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="TLC processes in parallel [default: the number of cores].")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the ablation fails.")
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import click
@@ -13,3 +14,14 @@ def heap_size(ctx, param, value: str) -> str:
     if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
         raise click.BadParameter(f"{value!r} is not a Java heap size like 512m or 8g")
     return value
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange without nan and inf: nan passes every comparison of a range (a
+    --timeout nan would switch the timeout off) and inf is no bound either."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number

@@ -16,6 +16,7 @@ import click
 from validator.cli.errors import (InputError, Terminated, device_option, inode_option,
                                   terminal_safe)
 from validator.ftrace import LineKind, TraceInputError, iter_events
+from validator.cli.options import FiniteRange
 from validator.ftrace.opener import sniff
 from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
@@ -269,7 +270,7 @@ def _print_json(results, last: dict | None = None) -> None:
                    "the partial-write erratum; cross_td; dissolve); repeatable.")
 @click.option("--engine", type=click.Choice(["python", "tlc"]), default="python",
               show_default=True, help="python: the fast replay; tlc: the spec judged by TLC.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=600, show_default=True,
               help="Seconds one TLC run may take (--engine tlc).")
 @click.option("--coverage", is_flag=True,
               help="Also say which spec actions the trace took and which named checks "
