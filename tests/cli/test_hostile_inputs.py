@@ -163,3 +163,11 @@ def test_float_options_must_be_finite(args, value):
     assert result.exit_code == 2, result.output
     assert "finite" in result.output or "range" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("pattern", ["", " "])
+def test_an_empty_only_pattern_selects_nothing_but_an_error(pattern):
+    # `--only "$UNSET"` would otherwise start the whole matrix, the deep runs too.
+    result = CliRunner().invoke(cli, ["check", "--list", "--only", "NoHold-*", "--only", pattern])
+    assert result.exit_code == 2, result.output
+    assert "empty pattern" in result.output

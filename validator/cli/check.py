@@ -14,7 +14,7 @@ import click
 from tabulate import tabulate
 
 from validator.cli.errors import InputError, writing_to
-from validator.cli.options import FiniteRange, heap_size
+from validator.cli.options import FiniteRange, heap_size, run_patterns
 from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
 from validator.model.properties import PROPERTIES
 from validator.check.results import RunResult
@@ -64,7 +64,7 @@ def _exclusive(out_dir: Path):
                    "with poisoncheck].")
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Matrix file [default: matrix.toml of the spec directory].")
-@click.option("--only", "only", multiple=True, metavar="PATTERN",
+@click.option("--only", "only", multiple=True, metavar="PATTERN", callback=run_patterns,
               help="Run only the runs whose name matches (a run's exact name, else a glob or "
                    "a substring), deep ones included; repeatable.")
 @click.option("--deep", is_flag=True,

@@ -25,3 +25,11 @@ class FiniteRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+def run_patterns(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--only's patterns: an empty one (an unset shell variable) would match every run,
+    the deep ones too."""
+    if any(not pattern.strip() for pattern in value):
+        raise click.BadParameter("an empty pattern would select every run; name the runs")
+    return value
