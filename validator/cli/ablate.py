@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from validator.check.ablation import (DEFAULT_SETTINGS, AblationError, matrix_shapes,
-                                      run_ablation, select_checks, select_designs)
+from validator.check.ablation import (AblationError, matrix_shapes, run_ablation,
+                                      select_checks, select_designs, settings_for)
 from validator.check.ablation_output import to_json, to_text
 from validator.check.matrix import MatrixError
 from validator.cli.errors import InputError, writing_to
@@ -75,7 +75,7 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
     spec_dir = spec_dir or packaged_spec_dir()
     matrix_path = matrix_path or spec_dir / "matrix.toml"
     out_dir = out_dir or build_dir() / "ablate"
-    settings = tuple(s for s in DEFAULT_SETTINGS if not backing or s.backing in backing)
+    settings = settings_for(backing)
     try:
         designs = select_designs(design)
         chosen = select_checks(checks, spec_dir)
