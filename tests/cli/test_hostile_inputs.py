@@ -171,3 +171,11 @@ def test_an_empty_only_pattern_selects_nothing_but_an_error(pattern):
     result = CliRunner().invoke(cli, ["check", "--list", "--only", "NoHold-*", "--only", pattern])
     assert result.exit_code == 2, result.output
     assert "empty pattern" in result.output
+
+
+@pytest.mark.parametrize("device", ["²:16", "0:¹⁶", "٣:16", "0:١٦", "０:16"])
+def test_gmem_dev_takes_ascii_digits_only(device):
+    from validator.replay.planner import parse_dev
+    assert parse_dev(device) is None
+    result = CliRunner().invoke(cli, ["validate", "--gmem-dev", device, "-"], input="")
+    assert result.exit_code == 2 and "MAJ:MIN" in result.output, result.output
