@@ -179,3 +179,32 @@ def test_gmem_dev_takes_ascii_digits_only(device):
     assert parse_dev(device) is None
     result = CliRunner().invoke(cli, ["validate", "--gmem-dev", device, "-"], input="")
     assert result.exit_code == 2 and "MAJ:MIN" in result.output, result.output
+
+
+# ---- trace text: the kernel prints ASCII digits only ---------------------------------
+
+TRACE = (__import__("pathlib").Path(__file__).resolve().parents[2] / "traces"
+         / "buggy-cleanup-window.trace")
+ALLOC = " qemu-system-x86-4130    [002] .....   100.000007: mm_page_alloc: "
+
+
+@pytest.mark.parametrize("old, new", [("-4130 ", "-٤١٣٠ "), ("[002]", "[٠٠٢]"),
+                                      ("100.000007:", "١٠٠.000007:")])
+def test_other_digits_in_pid_cpu_or_timestamp_are_not_numbers(tmp_path, old, new):
+    lines = TRACE.read_text().splitlines(keepends=True)
+    (at,) = [i for i, line in enumerate(lines) if line.startswith(ALLOC)]
+    lines[at] = lines[at].replace(old, new, 1)
+    path = tmp_path / "t.trace"
+    path.write_text("".join(lines))
+    for engine in ([], ["--engine", "lark"]):
+        result = CliRunner().invoke(cli, ["parse", "--json", *engine, str(path)])
+        assert result.exit_code == 0, result.output
+        assert '"unparsed": 1' in result.output, result.output
+
+
+def test_other_digits_in_a_field_are_not_a_number(tmp_path):
+    path = tmp_path / "t.trace"
+    path.write_text(TRACE.read_text().replace(ALLOC + "page=0000000000100000 pfn=0x100000 order=0",
+                                              ALLOC + "page=0000000000100000 pfn=0x100000 order=٠"))
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert "did not parse and were skipped, the first at line 13" in result.output, result.output
