@@ -208,3 +208,9 @@ def test_other_digits_in_a_field_are_not_a_number(tmp_path):
                                               ALLOC + "page=0000000000100000 pfn=0x100000 order=٠"))
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert "did not parse and were skipped, the first at line 13" in result.output, result.output
+
+
+@pytest.mark.parametrize("text", ["1/" + "9" * 5000, "9" * 5000 + "/1"])
+def test_a_shard_of_huge_or_foreign_numbers_is_refused(text):
+    result = CliRunner().invoke(cli, ["check", "--list", "--shard", text])
+    one_line_exit_2(result, "--shard")

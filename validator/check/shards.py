@@ -15,7 +15,8 @@ from validator.check import readback
 from validator.check.matrix import MatrixError, Run
 from validator.check.results import PropertyVerdict, RunResult
 
-_SHARD = re.compile(r"([1-9][0-9]*)/([1-9][0-9]*)")
+# at most a million shards: a longer number is no shard count (and int() refuses 4300 digits)
+_SHARD = re.compile(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
