@@ -302,3 +302,30 @@ def test_the_ablation_takes_its_shapes_from_make_check_s_runs_not_the_deep_profi
         'pages_per_folio = 4\ndeep = true\n' + expect + "\n\n"
         '[[run]]\nname = "small"\ndesign = "NoHold"\nbacking = "hugetlb"\n' + expect + "\n")
     assert ablation.matrix_shapes(path)["hugetlb"] == ablation.Shape(2, 2, 1)
+
+
+def test_every_backing_the_option_offers_gets_a_setting(monkeypatch, tmp_path):
+    """`ablate --backing thp` (a documented choice) ran no setting and crashed at
+    settings[0]: it gets the fault budgets of the others."""
+    from click.testing import CliRunner
+    from validator.cli import cli
+    assert ablation.settings_for(("thp",)) == (Setting("thp", 1, 1),)
+    assert ablation.settings_for(("hugetlb", "buddy", "hugetlb")) == (HUGE, BUDDY)
+    assert ablation.settings_for(()) == DEFAULT_SETTINGS
+    names = []
+
+    def fake_check_runs(runs, setup, jobs, progress):
+        names.extend(r.name for r in runs)
+        out = []
+        for run in runs:
+            out.append(result(run.design, BUDDY))
+            out[-1].run = run
+        return out, []
+
+    monkeypatch.setattr(ablation, "check_runs", fake_check_runs)
+    got = CliRunner().invoke(cli, ["ablate", "-q", "--backing", "thp", "--design", "NoHold",
+                                   "--check", "gmem_fault.shared", "--out", str(tmp_path)])
+    assert got.exit_code == 0, got.output
+    assert names and all(".thp-f1m1." in n for n in names), names
+    with pytest.raises(AblationError, match="no setting"):
+        run_ablation(TlcSetup("java", tmp_path / "jar", SPEC, tmp_path, 10), SHAPES, settings=())

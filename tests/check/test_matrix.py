@@ -121,6 +121,11 @@ def test_a_minimal_run_gets_defaults(tmp_path):
      "unknown key(s) colour"),
     (f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\n{EXPECT}\n'
      f'[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\n{EXPECT}\n', "appears twice"),
+    # `$` matches before a final newline: the name would break the generated .cfg
+    ('[[run]]\nname = "a\\n"\ndesign = "NoHold"\nbacking = "buddy"\n' + EXPECT,
+     "must be letters"),
+    ('[[run]]\nname = "a"\ndesign = "NoHold"\nbacking = "buddy"\nkind = "mutant"\n'
+     'disabled = ["gmem_get_pfn.hwpoison\\n"]\n' + EXPECT, "list of check names"),
 ])
 def test_bad_matrices_name_the_problem(tmp_path, body, message):
     with pytest.raises(MatrixError, match=None) as err:

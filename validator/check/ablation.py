@@ -92,6 +92,15 @@ class Setting:
 DEFAULT_SETTINGS = (Setting("buddy", 1, 1), Setting("hugetlb", 1, 1))
 
 
+def settings_for(backings: tuple[str, ...]) -> tuple[Setting, ...]:
+    """The settings of the named backings (all defaults without any): a backing without a
+    default setting (thp) gets the same fault budgets."""
+    if not backings:
+        return DEFAULT_SETTINGS
+    defaults = {s.backing: s for s in DEFAULT_SETTINGS}
+    return tuple(defaults.get(b, Setting(b, 1, 1)) for b in dict.fromkeys(backings))
+
+
 @dataclass(frozen=True)
 class Variant:
     design: str
@@ -198,6 +207,8 @@ def run_ablation(setup: TlcSetup, shapes: dict[str, Shape], designs: tuple[str, 
     with only the variants it can still tell something about; then pairs.
     `full` drops every shortcut: all variants everywhere, proposed checks in
     every design, liveness in every run, all pairs of redundant checks."""
+    if not settings:
+        raise AblationError("no setting to run (name a backing)")
     for s in settings:
         if s.backing not in shapes:
             raise AblationError(f"the matrix has no design run with backing {s.backing}")

@@ -81,7 +81,7 @@ def _int(raw: dict, key: str, where: str, low: int, high: int) -> int:
 
 def _names(raw: dict, key: str, where: str) -> tuple[str, ...]:
     value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and _CHECK_NAME.match(v)
+    if not isinstance(value, list) or not all(isinstance(v, str) and _CHECK_NAME.fullmatch(v)
                                               for v in value):
         raise MatrixError(f"{where}: {key} must be a list of check names like "
                           f"\"gmem_get_pfn.hwpoison\", not {value!r}")
@@ -108,7 +108,7 @@ def _run(raw: dict, defaults: dict, shared: dict, where: str) -> Run:
         if key not in merged:
             raise MatrixError(f"{where}: missing {key}")
     name = merged["name"]
-    if not isinstance(name, str) or not _RUN_NAME.match(name):
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
         raise MatrixError(f"{where}: name {name!r} must be letters, digits, '-', '_', '.', '+'")
     where = f"{where} ({name})"
     if merged["design"] not in DESIGNS:

@@ -8,15 +8,15 @@ RunResults, judged against the matrix as it is now.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from validator.check import readback
 from validator.check.matrix import MatrixError, Run
-from validator.check.results import NO_VERDICT, PropertyVerdict, RunResult
-from validator.model.properties import VERDICTS
+from validator.check.results import PropertyVerdict, RunResult
 
-_SHARD = re.compile(r"([1-9][0-9]*)/([1-9][0-9]*)")
+# at most a million shards: a longer number is no shard count (and int() refuses 4300 digits)
+_SHARD = re.compile(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,9 +43,10 @@ def merge_results(paths: list[Path], runs: list[Run]) -> list[RunResult]:
     for path in paths:
         for entry in _runs_of(path):
             name = entry.get("name")
-            run = by_name.get(name)
+            run = by_name.get(name) if isinstance(name, str) else None
             if run is None:
-                raise MatrixError(f"{path}: run {name!r} is not in the selected matrix runs")
+                shown = readback.text(repr(name)[:80], path, "name")
+                raise MatrixError(f"{path}: run {shown} is not in the selected matrix runs")
             if name in merged:
                 raise MatrixError(f"{path}: run {name} is in another results file too")
             if entry.get("constants") != run.constants():
@@ -61,11 +62,9 @@ def merge_results(paths: list[Path], runs: list[Run]) -> list[RunResult]:
 
 def _runs_of(path: Path) -> list[dict]:
     try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise MatrixError(f"{path}: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MatrixError(f"{path}: not a results.json of poisoncheck check ({err})") from None
+        data = readback.load_json(path, "results.json of poisoncheck check")
+    except readback.ReadBackError as err:
+        raise MatrixError(str(err)) from None
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise MatrixError(f"{path}: not a results.json of poisoncheck check (no list of runs)")
@@ -73,26 +72,48 @@ def _runs_of(path: Path) -> list[dict]:
 
 
 def _result(run: Run, entry: dict, path: Path) -> RunResult:
+    """The run's results as the file has them, every value checked: counts are integers,
+    times finite and non-negative, texts made safe to print."""
+    where = f"run {run.name}"
     result = RunResult(run)
     verdicts = entry.get("verdicts")
     if not isinstance(verdicts, dict):
-        raise MatrixError(f"{path}: run {run.name} has no verdicts")
-    for key, v in verdicts.items():
-        if not isinstance(v, dict) or v.get("verdict") not in (*VERDICTS, *NO_VERDICT, "error"):
-            raise MatrixError(f"{path}: run {run.name}: {key} has no verdict poisoncheck knows")
-        result.verdicts[key] = PropertyVerdict(v["verdict"], v.get("steps"),
-                                               v.get("counterexample"), v.get("error"))
+        raise MatrixError(f"{path}: {where} has no verdicts")
     try:
-        result.distinct = int(entry["distinct_states"])
-        result.generated = int(entry["states_generated"])
-        result.seconds = float(entry["seconds"])
-        result.tlc_runs = int(entry["tlc_runs"])
-        collision = entry.get("collision_probability")
-        result.collision = None if collision is None else float(collision)
-        peak, queue = entry.get("peak_mib"), entry.get("queue_left")
-        result.peak_mib = None if peak is None else float(peak)
-        result.queue = None if queue is None else int(queue)
-        result.notes = [str(note) for note in entry.get("notes", [])]
-    except (KeyError, TypeError, ValueError):
-        raise MatrixError(f"{path}: run {run.name} lacks its state counts or times") from None
+        for key, v in verdicts.items():
+            readback.property_key(key, path, f"{where}: verdicts")
+            v = readback.verdict(v, path, f"{where}: {key}")
+            result.verdicts[key] = PropertyVerdict(v["verdict"], v.get("steps"),
+                                                   v.get("counterexample"), v.get("error"))
+        result.distinct = _count(entry, "distinct_states", path, where)
+        result.generated = _count(entry, "states_generated", path, where)
+        result.tlc_runs = _count(entry, "tlc_runs", path, where)
+        result.seconds = _number(entry, "seconds", path, where)
+        result.collision = _number(entry, "collision_probability", path, where, optional=True)
+        result.peak_mib = _number(entry, "peak_mib", path, where, optional=True)
+        result.queue = _count(entry, "queue_left", path, where, optional=True)
+        notes = entry.get("notes", [])
+        if not isinstance(notes, list):
+            raise readback.bad(path, f"{where}: notes", "not a list of strings")
+        result.notes = [readback.text(note, path, f"{where}: notes") for note in notes]
+    except readback.ReadBackError as err:
+        raise MatrixError(str(err)) from None
     return result
+
+
+def _count(entry: dict, key: str, path: Path, where: str, optional: bool = False):
+    value = entry.get(key)
+    if value is None and optional:
+        return None
+    if not readback.is_int(value):
+        raise readback.bad(path, f"{where}: {key}", "not an integer >= 0")
+    return value
+
+
+def _number(entry: dict, key: str, path: Path, where: str, optional: bool = False):
+    value = entry.get(key)
+    if value is None and optional:
+        return None
+    if not readback.is_number(value):
+        raise readback.bad(path, f"{where}: {key}", "not a finite number >= 0")
+    return float(value)

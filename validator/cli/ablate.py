@@ -13,11 +13,12 @@ from pathlib import Path
 
 import click
 
-from validator.check.ablation import (DEFAULT_SETTINGS, AblationError, matrix_shapes,
-                                      run_ablation, select_checks, select_designs)
+from validator.check.ablation import (AblationError, matrix_shapes, run_ablation,
+                                      select_checks, select_designs, settings_for)
 from validator.check.ablation_output import to_json, to_text
 from validator.check.matrix import MatrixError
 from validator.cli.errors import InputError, writing_to
+from validator.cli.options import FiniteRange
 from validator.model import BACKINGS
 from validator.paths import build_dir, spec_dir as packaged_spec_dir
 from validator.check.runner import default_tlc_jobs
@@ -36,7 +37,7 @@ from validator.tlc.setup import SetupError, tlc_setup
                    "design, liveness in every run, every pair of redundant checks (slower).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="TLC processes in parallel [default: the number of cores].")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the ablation fails.")
 @click.option("--spec-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with Poison.tla and MCPoison.tla [default: the spec/ shipped "
@@ -74,7 +75,7 @@ def ablate(design, backing, checks, full, jobs, timeout, spec_dir, matrix_path, 
     spec_dir = spec_dir or packaged_spec_dir()
     matrix_path = matrix_path or spec_dir / "matrix.toml"
     out_dir = out_dir or build_dir() / "ablate"
-    settings = tuple(s for s in DEFAULT_SETTINGS if not backing or s.backing in backing)
+    settings = settings_for(backing)
     try:
         designs = select_designs(design)
         chosen = select_checks(checks, spec_dir)

@@ -14,7 +14,7 @@ import click
 from tabulate import tabulate
 
 from validator.cli.errors import InputError, writing_to
-from validator.cli.options import heap_size
+from validator.cli.options import FiniteRange, heap_size, run_patterns
 from validator.check.matrix import MatrixError, check_names_known, load_matrix, select_runs
 from validator.model.properties import PROPERTIES
 from validator.check.results import RunResult
@@ -64,7 +64,7 @@ def _exclusive(out_dir: Path):
                    "with poisoncheck].")
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Matrix file [default: matrix.toml of the spec directory].")
-@click.option("--only", "only", multiple=True, metavar="PATTERN",
+@click.option("--only", "only", multiple=True, metavar="PATTERN", callback=run_patterns,
               help="Run only the runs whose name matches (a run's exact name, else a glob or "
                    "a substring), deep ones included; repeatable.")
 @click.option("--deep", is_flag=True,
@@ -76,7 +76,7 @@ def _exclusive(out_dir: Path):
                    "host; --jobs stays the number of TLC processes in parallel.")
 @click.option("--heap", default="2g", show_default=True, callback=heap_size,
               help="Java heap of each TLC process (-Xmx), e.g. 512m, 8g.")
-@click.option("--fpmem", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--fpmem", type=FiniteRange(0, 1, min_open=True), default=None,
               help="Share of the heap for TLC's fingerprint set (TLC's -fpmem) [default: "
                    "TLC's].")
 @click.option("--distributed", type=click.IntRange(0, 256), default=None, metavar="N",
@@ -99,15 +99,15 @@ def _exclusive(out_dir: Path):
                    "table, results.json and exit code of one check over the selected runs.")
 @click.argument("results_files", metavar="[RESULTS]...", nargs=-1,
                 type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=600, show_default=True,
               help="Seconds one TLC process may take before the check fails.")
-@click.option("--budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+@click.option("--budget", type=FiniteRange(min=1), default=None, metavar="SECONDS",
               help="Stop a TLC process after SECONDS and report its properties `unfinished`, "
                    "with the states found so far (no verdict, not a failure): for state "
                    "spaces this host cannot finish (make check-deep).  Overrides --timeout.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where configs, TLC output and counterexamples go [default: ./build/check].")
-@click.option("--simulate", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+@click.option("--simulate", type=FiniteRange(min=1), default=None, metavar="SECONDS",
               help="Instead of breadth-first search: TLC's random simulation of each run's "
                    "safety properties for SECONDS (the runs marked `simulation` and the deep "
                    "runs not established, or --only's); a violation found is then searched "

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from validator.check.readback import ReadBackError
 from validator.cli.errors import InputError, cannot_write
 from validator.review.corpus import CorpusError, check_traces, render_counterexamples
 from validator.review.real_corpus import check_real
@@ -48,7 +49,7 @@ def corpus(traces_dir, check_dir, out_dir):
         if (traces_dir / "real" / "manifest.toml").is_file():
             outcomes += check_real(traces_dir / "real", out_dir / "spliced")
         rendered = render_counterexamples(check_dir, out_dir) if check_dir.is_dir() else []
-    except (CorpusError, TraceInputError, ReplayInputError, ValueError) as err:
+    except (CorpusError, ReadBackError, TraceInputError, ReplayInputError, ValueError) as err:
         raise InputError(str(err)) from None
     except OSError as err:          # the rendered traces' folder (reading raises the others)
         raise cannot_write(err, out_dir) from None

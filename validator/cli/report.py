@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from validator.check.readback import ReadBackError, inside
 from validator.cli.errors import InputError, writing_to
 from validator.review.corpus import CorpusError
 from validator.review.diagram import write_diagrams
@@ -54,7 +55,7 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
     ablation_path = ablation_path or build_dir() / "ablate" / "ablation.json"
     try:
         data = collect(check_dir, traces_dir, ablation_path)
-    except (ReportError, CorpusError, TraceInputError, ValueError) as err:
+    except (ReportError, ReadBackError, CorpusError, TraceInputError, ValueError) as err:
         raise InputError(str(err)) from None
     if out_dir is None:
         chosen = formats or ("text",)
@@ -71,7 +72,12 @@ def report(formats, out_dir, check_dir, traces_dir, ablation_path):
         traces.mkdir()
         for cex in data.counterexamples:
             if cex.ftrace:
-                (traces / f"{cex.run}--{cex.property}.trace").write_text(cex.ftrace)
+                # run and property were checked as names; proven inside all the same
+                try:
+                    target = inside(traces, f"{cex.run}--{cex.property}.trace")
+                except ReadBackError as err:
+                    raise InputError(str(err)) from None
+                target.write_text(cex.ftrace)
         for fmt in chosen:
             if fmt == "html":
                 path = out_dir / "report.html"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -17,6 +16,8 @@ import click
 from validator.cli.errors import (InputError, Terminated, device_option, inode_option,
                                   terminal_safe)
 from validator.ftrace import LineKind, TraceInputError, iter_events
+from validator.cli.options import FiniteRange
+from validator.ftrace.opener import sniff
 from validator.ftrace.parallel import WorkerError
 from validator.ftrace.reader import UnparsedCount
 from validator.model import ALL_CHECKS, ALL_FEATURES, DEFAULT_FEATURES, DESIGNS
@@ -28,6 +29,10 @@ from validator.replay.verdict import ReplayInputError, Verdict
 from validator.tlc.process import RunnerError
 
 EXIT = {"accepted": 0, "violation": 1, "inconclusive": 3}
+# A pipe or device is copied to a file before it is read; its first bytes are judged first
+# and the copy has a bound (a capture too large for it can be saved to a file first).
+SNIFF_BYTES = 64 << 10
+SPOOL_LIMIT = 2 << 30
 
 
 def gmem_device(path: str, given: tuple[int, int] | None) -> tuple[tuple[int, int] | None, str]:
@@ -112,14 +117,36 @@ def _input_file(path: str, stack: ExitStack) -> str:
     if stat.S_ISDIR(mode):
         raise InputError(f"{path}: is a directory, not a trace")
     suffix = next((s for s in (".gz", ".xz") if path.endswith(s)), "")
+    # Deleted on any exit Python sees (an error, SIGINT, SIGTERM); only SIGKILL leaves it,
+    # and then no larger than SPOOL_LIMIT.
     spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="poisoncheck-", suffix=suffix))
     try:
         with open(path, "rb") as source:
-            shutil.copyfileobj(source, spool)
+            head = _head(source)
+            # What is not text is refused before any of it is spooled (/dev/zero, /dev/urandom).
+            why = None if suffix else sniff(head)
+            if why is not None:
+                raise InputError(f"{path}: {why}")
+            spool.write(head)
+            copied = len(head)
+            while chunk := source.read(1 << 20):
+                copied += len(chunk)
+                if copied > SPOOL_LIMIT:
+                    raise InputError(f"{path}: more than {SPOOL_LIMIT >> 20} MiB from a pipe or "
+                                     f"device; save it to a file and validate that")
+                spool.write(chunk)
         spool.flush()
     except OSError as err:
         raise InputError(f"{path}: {err.strerror or err}") from None
     return spool.name
+
+
+def _head(source) -> bytes:
+    """The first SNIFF_BYTES of a pipe or device (a read of a pipe may return less)."""
+    head = b""
+    while len(head) < SNIFF_BYTES and (more := source.read(SNIFF_BYTES - len(head))):
+        head += more
+    return head
 
 
 def _counting(lines, unparsed: UnparsedCount):
@@ -243,7 +270,7 @@ def _print_json(results, last: dict | None = None) -> None:
                    "the partial-write erratum; cross_td; dissolve); repeatable.")
 @click.option("--engine", type=click.Choice(["python", "tlc"]), default="python",
               show_default=True, help="python: the fast replay; tlc: the spec judged by TLC.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=600, show_default=True,
               help="Seconds one TLC run may take (--engine tlc).")
 @click.option("--coverage", is_flag=True,
               help="Also say which spec actions the trace took and which named checks "

@@ -12,9 +12,9 @@ from .fastpath import KV_ARGS_RE, PROBE_RE, parse_kv_args
 from .model import Probe
 
 # ---------------------------------------------------------------------------- values
-_INT_RE = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)")
+_INT_RE = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 # `fields` option: "0x151a (5402)"; sched_stat_*: "7778999 [ns]"; softirq: "9 [action=RCU]"
-_INT_NOTE_RE = re.compile(r"(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))(?: \((?P<dec>-?\d+)\)| \[[^\]]*\])")
+_INT_NOTE_RE = re.compile(r"(?P<num>-?(?:0x[0-9a-fA-F]+|[0-9]+))(?: \((?P<dec>-?[0-9]+)\)| \[[^\]]*\])")
 
 
 _MAX_DIGITS = 4000  # int() refuses longer decimal strings (sys.int_info.str_digits_check_threshold)
@@ -192,7 +192,7 @@ def _probe(site: str, func: str | None) -> Probe | bool:
 _CONVERSIONS = (
     (r"%#0?\d*l{0,2}x", r"(0x[0-9a-f]+|0+)", lambda s: int(s, 16)),  # glibc prints 0 bare
     (r"%0?\d*l{0,2}x", r"([0-9a-f]+)", lambda s: int(s, 16)),
-    (r"%0?\d*l{0,2}[du]", r"(-?\d+)", lambda s: int(s) if len(s) <= _MAX_DIGITS else s),
+    (r"%0?\d*l{0,2}[du]", r"(-?[0-9]+)", lambda s: int(s) if len(s) <= _MAX_DIGITS else s),
     (r"%p", r"(\S+)", str),
     (r"%s", r"(.*?)", str),
 )

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from .bounded import RatioBound
+
 CHUNK_BYTES = 1 << 20
 SNIFF_BYTES = 64 << 10
 MAX_LINE_BYTES = 1 << 20
@@ -206,10 +208,11 @@ def open_trace(path: str | os.PathLike, stdin: BinaryIO | None = None) -> Iterat
         yield iter_lines(stdin if stdin is not None else sys.stdin.buffer, "<stdin>")
         return
     try:
-        if name.endswith(".gz"):
-            stream = gzip.open(name, "rb")
-        elif name.endswith(".xz"):
-            stream = lzma.open(name, "rb")
+        if name.endswith((".gz", ".xz")):
+            # a bound on the ratio: a compression bomb is refused, not read for an hour
+            raw = open(name, "rb")
+            inflated = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else lzma.LZMAFile(raw)
+            stream = RatioBound(inflated, raw)
         else:
             stream = open(name, "rb")
     except OSError as exc:

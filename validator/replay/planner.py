@@ -75,7 +75,9 @@ def _check_numbers(name: str, line: int, fields: dict) -> None:
 def parse_dev(text: str) -> tuple[int, int] | None:
     """"0:27" -> (0, 27); anything else -> None."""
     major, sep, minor = text.partition(":")
-    if sep and major.isdigit() and minor.isdigit() and len(text) <= 16:
+    # ASCII digits only: str.isdigit() takes "²" and other scripts' digits too
+    if sep and (major + minor).isascii() and major.isdigit() and minor.isdigit() \
+            and len(text) <= 16:
         return int(major), int(minor)
     return None
 

@@ -8,12 +8,12 @@ show a liveness counterexample, so those are listed as skipped).
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from validator import model
+from validator.check import readback
 from validator.synth import ftrace_text as render
 from validator.ftrace import iter_events
 from validator.replay.input import read_file
@@ -87,15 +87,30 @@ def _config(constants: dict) -> model.Config:
 HIDDEN_HOST_STEPS = frozenset({"HostGup", "HostUnpin", "HostUnmap"})
 
 
+def counterexample_files(check_dir: Path) -> list[Path]:
+    """The counterexamples the check's results.json lists (every one must be there), or
+    without one (an older check folder) the RUN/PROPERTY.json files of the folder."""
+    results = check_dir / "results.json"
+    if not results.exists():
+        return sorted(check_dir.glob("*/*.json"))
+    paths = []
+    for run in readback.results(results, complete=False)["runs"]:
+        for key, verdict in run["verdicts"].items():
+            if verdict.get("counterexample"):
+                path = Path(verdict["counterexample"])
+                if not path.is_file():
+                    raise CorpusError(f"{results}: {run['name']}: {key}: counterexample "
+                                      f"{path} is missing; run the check again")
+                paths.append(path)
+    return paths
+
+
 def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
     """Render every safety counterexample under check_dir and replay it."""
     outcomes = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(check_dir.glob("*/*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise CorpusError(f"{path}: cannot read: {err}") from None
+    for path in counterexample_files(check_dir):
+        data = readback.counterexample(path)
         name = f"{data['run']}--{data['property']}"
         if data["violation"] == "temporal":
             outcomes.append(Outcome(name, data["constants"]["Design"], "rejected", "skipped",
@@ -103,8 +118,13 @@ def render_counterexamples(check_dir: Path, out_dir: Path) -> list[Outcome]:
             continue
         cfg = _config(data["constants"])
         states = [(s["action"], s["state"]) for s in data["trace"]]
-        text = render.render(cfg, render.steps_from_states(cfg, states))
-        trace = out_dir / f"{name}.trace"
+        try:
+            text = render.render(cfg, render.steps_from_states(cfg, states))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            # The schema holds, but the states are not the run's (edited by hand?)
+            raise CorpusError(f"{path}: trace: not states of the run's constants "
+                              f"({type(err).__name__}: {err})") from None
+        trace = readback.inside(out_dir, f"{name}.trace")
         trace.write_text(text)
         v = replay(list(iter_events(read_file(trace))), cfg.design, cfg.added, cfg.disabled,
                    features=cfg.features)

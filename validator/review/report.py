@@ -7,10 +7,10 @@ Rendering (text, Markdown, HTML) lives in report_render.py.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from validator.check import readback
 from validator.review import costs
 from validator.review import diagram
 from validator import model
@@ -81,13 +81,10 @@ class Report:
 
 def _load_results(check_dir: Path) -> dict:
     path = check_dir / "results.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise ReportError(f"{path}: no check results; run `make check` (or poisoncheck check) "
-                          f"first") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path}: cannot read: {err}") from None
+                          f"first")
+    return readback.results(path)
 
 
 UPSTREAM = "Upstream"     # runs named Upstream-*: the kernel as merged (NoHold, no conversion)
@@ -144,7 +141,16 @@ def _short(value) -> str:
 
 
 def _counterexample(path: Path, kind: str) -> Counterexample:
-    data = json.loads(path.read_text())
+    data = readback.counterexample(path)
+    try:
+        return _steps(data, kind)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # The schema holds, but the states are not the run's (edited by hand?)
+        raise ReportError(f"{path}: trace: not states of the run's constants "
+                          f"({type(err).__name__}: {err})") from None
+
+
+def _steps(data: dict, kind: str) -> Counterexample:
     trace = data["trace"]
     steps = [CexStep(1, "Init", "-", [])]
     for before, after in zip(trace, trace[1:]):
@@ -200,10 +206,9 @@ def collect(check_dir: Path, traces_dir: Path, ablation_path: Path | None = None
     coverage, never_taken, never_refused = _coverage(traces_dir)
     ablation = None
     if ablation_path is not None and ablation_path.is_file():
-        try:
-            ablation = json.loads(ablation_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ReportError(f"{ablation_path}: cannot read: {err}") from None
+        ablation = readback.load_json(ablation_path, "ablation.json of poisoncheck ablate")
+        if not isinstance(ablation, dict):
+            raise ReportError(f"{ablation_path}: not an ablation.json of poisoncheck ablate")
     edges = {d: diagram.folio_edges(d) for d in model.DESIGNS}
     grouped = {}
     for d, es in edges.items():
