@@ -314,8 +314,12 @@ def _run_tasks(tasks, runs, results, jobs: int, progress) -> tuple[list, list[st
     errors: list[str] = []
     total, done = len(tasks), 0
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(fn): label for label, fn in tasks}
+        futures: dict = {}
         try:
+            # Submitted inside the try: a signal while a first JVM already runs must kill it,
+            # not wait for its search to end (the pool's exit joins its threads).
+            for label, fn in tasks:
+                futures[pool.submit(fn)] = label
             for future in as_completed(futures):
                 if future.cancelled():
                     continue

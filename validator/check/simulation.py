@@ -119,9 +119,10 @@ def simulate_runs(runs: list[Run], setup: TlcSetup, seconds: float, depth: int, 
     setup.out_dir.mkdir(parents=True, exist_ok=True)
     children.STOPPING.clear()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(simulate, run, setup, seconds, depth, seed, progress)
-                   for run in runs]
-        try:
+        futures = []
+        try:                        # submitted inside the try, as in runner._run_tasks
+            futures += [pool.submit(simulate, run, setup, seconds, depth, seed, progress)
+                        for run in runs]
             out = []
             for run, future in zip(runs, futures):
                 out.append(future.result())
