@@ -40,9 +40,15 @@ def wait_for(predicate, seconds: float = 60) -> bool:
     return False
 
 
+def _as_from_a_terminal() -> None:
+    # A child inherits an ignored SIGINT, and Python then keeps ignoring it (as a background
+    # job of a shell does); the suite's own process can have it ignored by the time this runs.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args, tmp_path):
     return subprocess.Popen(POISONCHECK + args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
